@@ -1,0 +1,7 @@
+"""``python -m b2bua`` is the ``b2bua`` command."""
+
+import sys
+
+from .cli import main
+
+sys.exit(main())

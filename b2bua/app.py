@@ -1,0 +1,153 @@
+"""Wires the sans-I/O stack, call control, routing and the asyncio transports together."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import ssl
+from typing import Any
+
+from .call.b2bua import B2BUA, B2BUAConfig, Route
+from .config import Config
+from .sip.auth import DigestChallenger
+from .sip.events import Peer
+from .sip.message import Request, Response
+from .sip.registrar import Registrar
+from .sip.stack import SipStack, StackConfig, make_response
+from .sip.timers import TimerConfig
+from .sip.transaction import ServerTransaction
+from .transport.server import Listener, SipServer
+
+log = logging.getLogger("b2bua")
+
+
+class Router:
+    """Longest-prefix routing on the dialled number; registered staff devices first."""
+
+    def __init__(self, config: Config, registrar: Registrar):
+        self.routes = sorted(config.routing.routes, key=lambda r: len(r.prefix), reverse=True)
+        self.registrar = registrar
+
+    def __call__(self, req: Request, peer: Peer, now: float) -> Route | Response:
+        user = _dialled(req.uri)
+        bindings = self.registrar.lookup(user, now) if user else []
+        if bindings:
+            b = bindings[0]
+            target = b.contact
+            return Route([target], name=f"device:{user}", peer=b.source)
+        for r in self.routes:
+            if user.startswith(r.prefix):
+                creds = (r.credentials.username, r.credentials.password) if r.credentials else None
+                return Route(list(r.targets), name=r.name, credentials=creds)
+        return make_response(req, 404)
+
+
+def _dialled(uri: str) -> str:
+    scheme, _, rest = uri.partition(":")
+    if scheme.lower() == "tel":
+        return rest.split(";", 1)[0]
+    user, at, _ = rest.partition("@")
+    return user.split(";", 1)[0] if at else ""
+
+
+class Application:
+    """One B2BUA process."""
+
+    def __init__(self, config: Config, listeners: list[Listener] | None = None):
+        self.config = config
+        sip = config.process.sip
+        self.listeners = listeners or [Listener.parse(x) for x in sip.listen]
+        local: dict[str, tuple[str, int]] = {}
+        for lst in self.listeners:
+            local.setdefault(lst.transport, (sip.advertise or lst.host, lst.port))
+        timers = TimerConfig(sip.timers.t1_ms / 1000, sip.timers.t2_ms / 1000, sip.timers.t4_ms / 1000)
+        self.stack = SipStack(StackConfig(timers=timers, local=local, force_rport=sip.force_rport))
+        self.registrar = Registrar()
+        devices = {d.username: d.password for d in config.routing.devices}
+        self.devices = devices
+        self.auth = DigestChallenger(config.routing.realm, devices.get)
+        self.router = Router(config, self.registrar)
+        self.b2bua = B2BUA(self.stack, lambda req, peer: self.router(req, peer, self.stack.now),
+                           B2BUAConfig(response_map=dict(config.routing.response_map),
+                                       ring_timeout=sip.ring_timeout_s, max_calls=sip.max_calls))
+        self.b2bua.handlers["REGISTER"] = self._register
+        self.b2bua.authorize = self._authorize_invite
+        self.server: SipServer | None = None
+
+    # -- staff devices: digest auth and registration (RFC 3261 §22, §10) ----------------
+    def _challenge(self, req: Request, status: int, header: str, stale: bool = False) -> Response:
+        resp = make_response(req, status)
+        for value in self.auth.challenge(self.stack.now, stale=stale):
+            resp.add(header, value)
+        return resp
+
+    def _register(self, req: Request, txn: ServerTransaction, peer: Peer, now: float) -> Response:
+        result = self.auth.verify(req, now, header="authorization")
+        if not result.ok:
+            return self._challenge(req, 401, "www-authenticate", result.stale)
+        aor_user = _dialled(req.to.uri)
+        if result.username != aor_user:
+            return make_response(req, 403, "Forbidden (credentials do not match the AoR)")
+        return self.registrar.handle_register(req, now, peer)
+
+    def _authorize_invite(self, req: Request, now: float) -> Response | None:
+        """INVITEs claiming to come from a staff device must prove it (407)."""
+        user = _dialled(req.from_.uri)
+        if user not in self.devices:
+            return None
+        result = self.auth.verify(req, now, header="proxy-authorization")
+        if result.ok and result.username == user:
+            return None
+        return self._challenge(req, 407, "proxy-authenticate", result.stale)
+
+    # -- running ------------------------------------------------------------------------
+    def pump(self, now: float) -> None:
+        self.b2bua.drain(now)
+
+    def _tls_contexts(self) -> tuple[ssl.SSLContext | None, ssl.SSLContext | None]:
+        tls = self.config.process.sip.tls
+        base = self.config.path.parent
+        server = client = None
+        if tls.cert and tls.key:
+            server = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+            server.load_cert_chain(base / tls.cert, base / tls.key)
+        client = ssl.create_default_context(ssl.Purpose.SERVER_AUTH)
+        if tls.ca:
+            client.load_verify_locations(base / tls.ca)
+        if not tls.verify_peer:
+            client.check_hostname = False
+            client.verify_mode = ssl.CERT_NONE
+        return server, client
+
+    async def start(self) -> None:
+        server_ctx, client_ctx = self._tls_contexts()
+
+        def on_overload(flag: bool) -> None:
+            self.b2bua.overloaded = flag
+
+        self.server = SipServer(self.stack, self.pump, tls_server=server_ctx, tls_client=client_ctx,
+                                overload_lag=self.config.process.sip.overload_lag_ms / 1000,
+                                on_overload=on_overload)
+        await self.server.start(self.listeners)
+
+    async def stop(self) -> None:
+        if self.server is not None:
+            await self.server.close()
+
+    async def run_forever(self) -> None:
+        await self.start()
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            try:
+                loop.add_signal_handler(sig, stop.set)
+            except (NotImplementedError, RuntimeError):
+                pass
+        log.info("b2bua ready")
+        await stop.wait()
+        await self.stop()
+
+
+def stats(app: Application) -> dict[str, Any]:
+    return {"stack": dict(app.stack.stats), "calls": dict(app.b2bua.stats), "active": len(app.b2bua.calls)}

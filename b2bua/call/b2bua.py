@@ -1,0 +1,684 @@
+"""The signalling B2BUA: two independent dialogs per call (RFC 3261 §6 "B2BUA", RFC 7092).
+
+Sans-I/O like the stack below it: :meth:`B2BUA.handle_event` consumes stack
+events and drives the stack; timers go through the stack's timer queue.
+Nothing of one leg's topology (Via, Record-Route, Contact, Call-ID, tags,
+CSeq) is copied to the other leg.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+from collections import Counter
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Callable
+
+from ..sip.auth import answer_challenge
+from ..sip.dialog import Dialog, uri_to_peer
+from ..sip.errors import SipError
+from ..sip.events import (
+    AckTimeout, CancelReceived, Event, Peer, RequestReceived, ResponseReceived,
+    TransactionTimeout, TransportError,
+)
+from ..sip.message import Request, Response
+from ..sip.stack import REASONS, SipStack, make_response
+from ..sip.timers import TimerHandle
+from ..sip.transaction import ClientTransaction, ServerTransaction
+from ..sip.uas import UasPolicy, check_request, options_response
+from ..sip.uri import Address, SipUri
+
+log = logging.getLogger("b2bua.call")
+
+#: Headers copied from one leg's request or response to the other. Everything
+#: else (Via, Route, Record-Route, Contact, Call-ID, CSeq, tags) is per leg.
+BODY_HEADERS = ("content-type", "content-disposition", "content-language")
+
+#: Final responses we do not forward as they are (§16.7 step 6 reasoning applies
+#: to a B2BUA too: a downstream 503 must not make the carrier think *we* are down).
+DEFAULT_RESPONSE_MAP: dict[int, int] = {401: 403, 407: 403, 503: 500}
+
+
+def map_status(status: int, table: dict[int, int]) -> int:
+    """Map a B-leg final status to what the A leg receives (3xx become 480)."""
+    if status in table:
+        return table[status]
+    if 300 <= status < 400:
+        return 480
+    return status
+
+
+class CallState(Enum):
+    ROUTING = "routing"
+    PROCEEDING = "proceeding"
+    EARLY = "early"
+    ANSWERED = "answered"  # 2xx sent to A, A's ACK pending
+    CONFIRMED = "confirmed"
+    CANCELLING = "cancelling"
+    TERMINATING = "terminating"
+    ENDED = "ended"
+
+
+@dataclass(slots=True)
+class Route:
+    """Where a new call goes: a list of targets tried in order."""
+
+    targets: list[str]
+    name: str = "default"
+    #: Send to this address instead of resolving the target (a registered device's source).
+    peer: Peer | None = None
+    #: Digest credentials for the far end's 401/407 (username, password).
+    credentials: tuple[str, str] | None = None
+
+
+@dataclass(slots=True)
+class Leg:
+    """One side of a call: its dialog and where to send to it."""
+
+    name: str
+    peer: Peer
+    dialog: Dialog | None = None
+    ended: bool = False
+    #: Serialized ACK we last sent for a 2xx on this leg, resent on 2xx retransmission.
+    last_ack: tuple[int, Request] | None = None
+
+
+@dataclass(slots=True)
+class CallRecord:
+    """What a finished call leaves behind (the CDR writer reads this)."""
+
+    call_id: str
+    a_call_id: str
+    b_call_id: str
+    from_uri: str
+    to_uri: str
+    route: str
+    start: float
+    answer: float | None
+    end: float
+    status: int
+    cause: str
+    ended_by: str
+
+
+@dataclass(slots=True)
+class Call:
+    id: str
+    a: Leg
+    b: Leg
+    a_invite: ServerTransaction
+    a_tag: str
+    route: Route
+    started: float
+    state: CallState = CallState.ROUTING
+    b_invite: ClientTransaction | None = None
+    answered: float | None = None
+    final_status: int = 0
+    cause: str = ""
+    ended_by: str = ""
+    target_index: int = 0
+    auth_tries: int = 0
+    ring_timer: TimerHandle | None = None
+    cleanup_timer: TimerHandle | None = None
+    #: relayed in-dialog transactions: client txn on one leg -> server txn on the other
+    relays: dict[int, ServerTransaction] = field(default_factory=dict)
+    #: re-INVITE 2xx awaiting the originator's ACK: originator leg name -> (other leg, cseq)
+    pending_acks: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class B2BUAConfig:
+    policy: UasPolicy = field(default_factory=UasPolicy)
+    response_map: dict[int, int] = field(default_factory=lambda: dict(DEFAULT_RESPONSE_MAP))
+    ring_timeout: float = 180.0
+    max_calls: int = 100_000
+
+
+class B2BUA:
+    """Call control above a :class:`SipStack`."""
+
+    def __init__(self, stack: SipStack, router: Callable[[Request, Peer], Route | Response],
+                 config: B2BUAConfig | None = None):
+        self.stack = stack
+        self.router = router
+        self.config = config or B2BUAConfig()
+        self.calls: dict[str, Call] = {}
+        self._legs: dict[tuple[str, str], tuple[Call, Leg]] = {}
+        self.stats: Counter[str] = Counter()
+        self.records: list[CallRecord] = []
+        self.on_call_end: Callable[[CallRecord], None] | None = None
+        #: Set by the driver when the event loop runs late: new INVITEs get 503.
+        self.overloaded = False
+        #: Extra request handlers by method (REGISTER -> registrar), out of dialog only.
+        self.handlers: dict[str, Callable[[Request, ServerTransaction, Peer, float], Response | None]] = {}
+        #: Checks a new INVITE (digest auth of staff devices); a Response rejects it.
+        self.authorize: Callable[[Request, float], Response | None] | None = None
+        self._call_ids = itertools.count(1)
+
+    @property
+    def now(self) -> float:
+        return self.stack.now
+
+    # -- event dispatch -----------------------------------------------------------------
+    def handle_event(self, ev: Event, now: float) -> None:
+        try:
+            if isinstance(ev, RequestReceived):
+                self._on_request(ev.request, ev.transaction, ev.peer)
+            elif isinstance(ev, ResponseReceived):
+                self._on_response(ev.response, ev.transaction)
+            elif isinstance(ev, CancelReceived):
+                self._on_cancel(ev.transaction)
+            elif isinstance(ev, TransactionTimeout):
+                self._on_client_failure(ev.transaction, 408, "timeout")
+            elif isinstance(ev, TransportError):
+                if isinstance(ev.transaction, ClientTransaction):
+                    self._on_client_failure(ev.transaction, 503, "transport_error")
+            elif isinstance(ev, AckTimeout):
+                self._on_ack_timeout(ev.transaction)
+        except SipError as err:
+            # A malformed message from a peer mid-call: answer it if we can, keep serving.
+            self.stats["protocol_errors"] += 1
+            log.info("protocol error: %s", err)
+            if isinstance(ev, RequestReceived) and ev.transaction is not None:
+                self.stack.respond(ev.transaction, make_response(ev.request, err.status, err.reason,
+                                                                 to_tag=self.stack.new_id()), self.now)
+
+    def drain(self, now: float) -> None:
+        """Process every pending stack event."""
+        while (ev := self.stack.next_event()) is not None:
+            self.handle_event(ev, now)
+
+    # -- requests -----------------------------------------------------------------------
+    def _on_request(self, req: Request, txn: ServerTransaction | None, peer: Peer) -> None:
+        to_tag = req.to_tag
+        if to_tag is not None:
+            found = self._legs.get((req.call_id, to_tag))
+            if found is None:
+                if txn is not None:
+                    self._respond(txn, make_response(req, 481))
+                return
+            self._in_dialog(found[0], found[1], req, txn)
+            return
+        if txn is None:
+            return  # stray ACK
+        method = req.method
+        if method == "INVITE":
+            self._new_call(req, txn, peer)
+            return
+        tag = self.stack.new_id()
+        err = check_request(req, self.config.policy, routed=False, to_tag=tag)
+        if err is not None:
+            self._respond(txn, err)
+        elif method == "OPTIONS":
+            self._respond(txn, options_response(req, self.config.policy, tag))
+        elif method in self.handlers:
+            resp = self.handlers[method](req, txn, peer, self.now)
+            if resp is not None:
+                self._respond(txn, resp)
+        else:
+            self._respond(txn, make_response(req, 481, to_tag=tag))
+
+    def _respond(self, txn: ServerTransaction, resp: Response) -> None:
+        self.stats[f"sent_{resp.status}"] += 1
+        self.stack.respond(txn, resp, self.now)
+
+    def _new_call(self, req: Request, txn: ServerTransaction, peer: Peer) -> None:
+        a_tag = self.stack.new_id()
+        txn.to_tag = a_tag
+        err = check_request(req, self.config.policy, routed=True, to_tag=a_tag)
+        if err is not None:
+            self._respond(txn, err)
+            return
+        if self.overloaded or len(self.calls) >= self.config.max_calls:
+            self.stats["overload_rejects"] += 1
+            resp = make_response(req, 503, to_tag=a_tag)
+            resp.add("retry-after", "5")
+            self._respond(txn, resp)
+            return
+        if self.authorize is not None:
+            challenge = self.authorize(req, self.now)
+            if challenge is not None:
+                _tag_to(challenge, a_tag)
+                self._respond(txn, challenge)
+                return
+        self._respond(txn, make_response(req, 100))
+        route = self.router(req, peer)
+        if isinstance(route, Response):
+            _tag_to(route, a_tag)
+            self._respond(txn, route)
+            return
+        call_id = f"{next(self._call_ids)}"
+        a_leg = Leg("a", peer)
+        contact = self._contact(peer)
+        a_leg.dialog = Dialog.from_uas(req, a_tag, contact)
+        call = Call(call_id, a_leg, Leg("b", peer), txn, a_tag, route, self.now)
+        txn.user = call
+        self.calls[call_id] = call
+        self._legs[a_leg.dialog.key] = (call, a_leg)
+        self.stats["calls_started"] += 1
+        log.info("call %s start from=%s to=%s", call_id, req.from_.uri, req.to.uri)
+        self._send_b_invite(call)
+        call.ring_timer = self.stack.timers.call_at(self.now + self.config.ring_timeout, self._ring_timeout, call)
+
+    def _contact(self, peer: Peer) -> str:
+        host, port = self.stack.config.local.get(peer.transport) or self.stack.config.local.get("udp", ("127.0.0.1", 5060))
+        if ":" in host:
+            host = f"[{host}]"
+        t = "" if peer.transport == "udp" else f";transport={peer.transport}"
+        return f"<sip:{host}:{port}{t}>"
+
+    def _send_b_invite(self, call: Call) -> None:
+        """Build the outbound INVITE from scratch: new Call-ID, tags, CSeq, Via, Contact."""
+        a_req = call.a_invite.request
+        target = call.route.targets[call.target_index]
+        target_uri = SipUri.parse(target)
+        ruri = SipUri.parse(a_req.uri) if a_req.uri[:4].lower() in ("sip:", "sips") else None
+        if ruri is not None and ruri.user and not target_uri.user:
+            target_uri.user = ruri.user
+        try:
+            peer = call.route.peer or uri_to_peer(str(target_uri))
+        except SipError:
+            self._fail_a(call, 500, "bad_route")
+            return
+        call.b.peer = peer
+        req = Request("INVITE", str(target_uri))
+        mf = a_req.get("max-forwards")
+        req.add("max-forwards", str(max(int(mf) - 1, 0)) if mf is not None else "70")
+        from_addr = a_req.from_
+        req.add("from", str(Address(from_addr.uri, from_addr.display, {"tag": self.stack.new_id()})))
+        to_addr = a_req.to
+        req.add("to", str(Address(to_addr.uri, to_addr.display, {})))
+        req.add("call-id", f"{self.stack.new_id()}@b2bua")
+        req.add("cseq", "1 INVITE")
+        req.add("contact", self._contact(peer))
+        req.add("allow", ", ".join(self.config.policy.allow))
+        self._copy_body(a_req, req)
+        call.state = CallState.PROCEEDING
+        ctxn = self.stack.send_request(req, peer, self.now)
+        ctxn.user = call
+        call.b_invite = ctxn
+
+    @staticmethod
+    def _copy_body(src: Request | Response, dst: Request | Response) -> None:
+        if src.body:
+            for key in BODY_HEADERS:
+                v = src.get(key)
+                if v is not None:
+                    dst.add(key, v)
+            dst.body = src.body
+
+    # -- responses ----------------------------------------------------------------------
+    def _on_response(self, resp: Response, txn: ClientTransaction) -> None:
+        user = txn.user
+        if isinstance(user, Call):
+            if txn.request.method == "INVITE" and txn is user.b_invite:
+                self._on_b_invite_response(user, resp, txn)
+            elif txn.request.method == "BYE" and resp.status >= 200:
+                self._leg_done(user, user.b if self._is_b(user, txn) else user.a)
+            elif id(txn) in user.relays:
+                self._relay_response(user, txn, resp)
+        # CANCEL responses and responses to finished calls need nothing more
+
+    @staticmethod
+    def _is_b(call: Call, txn: ClientTransaction) -> bool:
+        return call.b.dialog is not None and txn.request.call_id == call.b.dialog.call_id
+
+    def _on_b_invite_response(self, call: Call, resp: Response, txn: ClientTransaction) -> None:
+        status = resp.status
+        if status < 200:
+            if status == 100:
+                return
+            if resp.to_tag and call.b.dialog is None:
+                call.b.dialog = Dialog.from_uac(txn.request, resp)
+                self._legs[call.b.dialog.key] = (call, call.b)
+            if call.state in (CallState.PROCEEDING, CallState.EARLY):
+                call.state = CallState.EARLY
+                self._respond(call.a_invite, self._a_response(call, resp, status))
+            return
+        if status < 300:
+            self._on_b_answer(call, resp, txn)
+            return
+        # final error
+        if status in (401, 407) and self._retry_with_credentials(call, resp, txn):
+            return
+        if call.state in (CallState.CANCELLING, CallState.TERMINATING, CallState.ENDED):
+            call.b.ended = True
+            self._maybe_finish(call)
+            return
+        self._fail_a(call, map_status(status, self.config.response_map), "rejected", resp)
+
+    def _retry_with_credentials(self, call: Call, resp: Response, txn: ClientTransaction) -> bool:
+        """Answer the far end's digest challenge once with the route's credentials (§22.2)."""
+        if call.route.credentials is None or call.auth_tries >= 1 or call.state is not CallState.PROCEEDING:
+            return False
+        old = txn.request
+        retry = Request("INVITE", old.uri, [list(h) for h in old.headers if h[0] not in ("via", "authorization", "proxy-authorization")], old.body)
+        retry.set("cseq", f"{old.cseq[0] + 1} INVITE")
+        answer = answer_challenge(retry, resp, *call.route.credentials)
+        if answer is None:
+            return False
+        retry.add(answer[0], answer[1])
+        call.auth_tries += 1
+        call.b_invite = self.stack.send_request(retry, call.b.peer, self.now)
+        call.b_invite.user = call
+        return True
+
+    def _a_response(self, call: Call, src: Response, status: int) -> Response:
+        """A response to A's INVITE carrying B's body and our own Contact and Record-Route copy."""
+        a_req = call.a_invite.request
+        resp = make_response(a_req, status, src.reason if status == src.status else None, to_tag=call.a_tag)
+        for rr in a_req.get_all("record-route"):
+            resp.add("record-route", rr)  # §12.1.1
+        resp.add("contact", call.a.dialog.local_contact if call.a.dialog else self._contact(call.a.peer))
+        if status >= 200:
+            resp.add("allow", ", ".join(self.config.policy.allow))
+        self._copy_body(src, resp)
+        return resp
+
+    def _on_b_answer(self, call: Call, resp: Response, txn: ClientTransaction) -> None:
+        dialog = call.b.dialog
+        if dialog is not None and dialog.remote_tag != resp.to_tag:
+            if call.state not in (CallState.PROCEEDING, CallState.EARLY):
+                self._reject_fork(txn, resp)  # a second fork answered: ACK and BYE it
+                return
+            self._legs.pop(dialog.key, None)
+            dialog = None
+        if dialog is None:
+            dialog = Dialog.from_uac(txn.request, resp)
+            call.b.dialog = dialog
+            self._legs[dialog.key] = (call, call.b)
+        if call.state in (CallState.PROCEEDING, CallState.EARLY):
+            dialog.confirmed = True
+            dialog.refresh_target(resp)
+            dialog.route_set = list(reversed(resp.get_all("record-route")))
+            call.b.peer = self._b_peer(call, dialog)
+            self._cancel_ring(call)
+            call.state = CallState.ANSWERED
+            call.answered = self.now
+            call.final_status = 200
+            self._respond(call.a_invite, self._a_response(call, resp, resp.status))
+        elif call.state in (CallState.CANCELLING, CallState.TERMINATING, CallState.ENDED):
+            # answered after we gave up on it: ACK then BYE (§15, glare with CANCEL)
+            self._ack_b(call, txn.request.cseq[0], None)
+            if not call.b.ended and call.state is not CallState.ENDED:
+                self._send_bye(call, call.b)
+            return
+        elif call.b.last_ack is not None and call.b.last_ack[0] == txn.request.cseq[0]:
+            self.stack.send_ack(_copy_request(call.b.last_ack[1]), call.b.peer, self.now)
+
+    def _b_peer(self, call: Call, dialog: Dialog) -> Peer:
+        try:
+            peer = dialog.next_hop()
+        except SipError:
+            return call.b.peer
+        if peer.transport != "udp" and peer.host == call.b.peer.host and peer.port == call.b.peer.port:
+            return call.b.peer
+        return peer
+
+    def _reject_fork(self, txn: ClientTransaction, resp: Response) -> None:
+        d = Dialog.from_uac(txn.request, resp)
+        peer = d.next_hop()
+        self.stack.send_ack(d.create_ack(txn.request.cseq[0]), peer, self.now)
+        self.stack.send_request(d.create_request("BYE"), peer, self.now)
+        self.stats["forks_rejected"] += 1
+
+    def _ack_b(self, call: Call, cseq: int, src_ack: Request | None) -> None:
+        dialog = call.b.dialog
+        if dialog is None:
+            return
+        ack = dialog.create_ack(cseq)
+        if src_ack is not None:
+            self._copy_body(src_ack, ack)
+        call.b.last_ack = (cseq, _copy_request(ack))
+        self.stack.send_ack(ack, call.b.peer, self.now)
+
+    def _fail_a(self, call: Call, status: int, cause: str, src: Response | None = None) -> None:
+        """End a call that was never answered with a final response to A."""
+        self._cancel_ring(call)
+        resp = make_response(call.a_invite.request, status, to_tag=call.a_tag)
+        if src is not None:
+            reason = src.get("reason")
+            resp.add("reason", reason or f'SIP;cause={src.status};text="{src.reason.replace(chr(34), "")}"')
+            if status == src.status:
+                resp.reason = src.reason
+        if status == 503:
+            resp.add("retry-after", "5")
+        self._respond(call.a_invite, resp)
+        call.final_status = status
+        call.cause = cause
+        call.ended_by = "b"
+        call.a.ended = call.b.ended = True
+        self._finish(call)
+
+    def _on_client_failure(self, txn: ClientTransaction, status: int, cause: str) -> None:
+        call = txn.user
+        if not isinstance(call, Call):
+            return
+        if txn is call.b_invite:
+            if call.state in (CallState.PROCEEDING, CallState.EARLY):
+                self._fail_a(call, status, cause)
+            else:
+                call.b.ended = True
+                self._maybe_finish(call)
+        elif txn.request.method == "BYE":
+            leg = call.b if self._is_b(call, txn) else call.a
+            self._leg_done(call, leg)
+        elif id(txn) in call.relays:
+            stxn = call.relays.pop(id(txn))
+            self._respond(stxn, make_response(stxn.request, status, to_tag=_leg_tag(call, stxn)))
+            if status == 408 or cause == "transport_error":
+                self._hangup(call, "b" if self._is_b(call, txn) else "a", cause)
+
+    def _on_ack_timeout(self, txn: ServerTransaction) -> None:
+        call = txn.user
+        if isinstance(call, Call) and call.state is CallState.ANSWERED and txn is call.a_invite:
+            self._ack_b(call, call.b_invite.request.cseq[0] if call.b_invite else 1, None)
+            self._hangup(call, "a", "ack_timeout")
+
+    # -- CANCEL, timeouts, teardown -----------------------------------------------------
+    def _on_cancel(self, txn: ServerTransaction) -> None:
+        call = txn.user
+        self._respond(txn, make_response(txn.request, 487, to_tag=txn.to_tag))
+        if not isinstance(call, Call):
+            return
+        self._cancel_ring(call)
+        call.final_status = 487
+        call.cause = "cancelled"
+        call.ended_by = "a"
+        call.a.ended = True
+        call.state = CallState.CANCELLING
+        if call.b_invite is not None:
+            self.stack.cancel(call.b_invite, self.now)
+            self._arm_cleanup(call)
+        else:
+            call.b.ended = True
+            self._finish(call)
+
+    def _ring_timeout(self, call: Call) -> None:
+        if call.state in (CallState.PROCEEDING, CallState.EARLY):
+            self._respond(call.a_invite, make_response(call.a_invite.request, 480, to_tag=call.a_tag))
+            call.final_status = 480
+            call.cause = "no_answer"
+            call.ended_by = "b"
+            call.a.ended = True
+            call.state = CallState.CANCELLING
+            if call.b_invite is not None:
+                self.stack.cancel(call.b_invite, self.now)
+            self._arm_cleanup(call)
+
+    def _cancel_ring(self, call: Call) -> None:
+        if call.ring_timer is not None:
+            call.ring_timer.cancel()
+            call.ring_timer = None
+
+    def _arm_cleanup(self, call: Call) -> None:
+        """Give the other leg 64*T1 to finish, then forget the call regardless."""
+        if call.cleanup_timer is None:
+            call.cleanup_timer = self.stack.timers.call_at(self.now + self.stack.config.b + 1, self._finish, call)
+
+    def _hangup(self, call: Call, by: str, cause: str) -> None:
+        """Tear down both legs of an established call."""
+        if call.state in (CallState.TERMINATING, CallState.ENDED):
+            return
+        call.state = CallState.TERMINATING
+        call.cause = call.cause or cause
+        call.ended_by = call.ended_by or by
+        for leg in (call.a, call.b):
+            if not leg.ended:
+                self._send_bye(call, leg)
+        self._arm_cleanup(call)
+
+    def _send_bye(self, call: Call, leg: Leg) -> None:
+        if leg.dialog is None or not leg.dialog.confirmed and leg is call.b:
+            leg.ended = True
+            return
+        req = leg.dialog.create_request("BYE")
+        txn = self.stack.send_request(req, leg.peer, self.now)
+        txn.user = call
+
+    def _leg_done(self, call: Call, leg: Leg) -> None:
+        leg.ended = True
+        self._maybe_finish(call)
+
+    def _maybe_finish(self, call: Call) -> None:
+        if call.a.ended and call.b.ended:
+            self._finish(call)
+
+    def _finish(self, call: Call) -> None:
+        if call.state is CallState.ENDED:
+            return
+        call.state = CallState.ENDED
+        self._cancel_ring(call)
+        if call.cleanup_timer is not None:
+            call.cleanup_timer.cancel()
+            call.cleanup_timer = None
+        for leg in (call.a, call.b):
+            if leg.dialog is not None:
+                self._legs.pop(leg.dialog.key, None)
+        self.calls.pop(call.id, None)
+        call.relays.clear()
+        self.stats["calls_ended"] += 1
+        a_req = call.a_invite.request
+        record = CallRecord(
+            call_id=call.id, a_call_id=a_req.call_id,
+            b_call_id=call.b.dialog.call_id if call.b.dialog else "",
+            from_uri=a_req.from_.uri, to_uri=a_req.to.uri, route=call.route.name,
+            start=call.started, answer=call.answered, end=self.now,
+            status=call.final_status, cause=call.cause or "normal", ended_by=call.ended_by,
+        )
+        log.info("call %s end status=%s cause=%s by=%s", call.id, record.status, record.cause, record.ended_by)
+        if self.on_call_end is not None:
+            self.on_call_end(record)
+
+    # -- in-dialog requests -------------------------------------------------------------
+    def _in_dialog(self, call: Call, leg: Leg, req: Request, txn: ServerTransaction | None) -> None:
+        other = call.b if leg is call.a else call.a
+        dialog = leg.dialog
+        assert dialog is not None
+        method = req.method
+        if method == "ACK":
+            self._on_ack(call, leg, other, req)
+            return
+        assert txn is not None
+        txn.to_tag = dialog.local_tag
+        status = dialog.check_request(req)
+        if status is not None:
+            self._respond(txn, make_response(req, status))
+            return
+        if method == "BYE":
+            self._respond(txn, make_response(req, 200))
+            leg.ended = True
+            if call.state is CallState.ANSWERED and leg is call.a:
+                self.stack.stop_2xx_retransmit(req.call_id, call.a_invite.request.cseq[0])
+                self._ack_b(call, call.b_invite.request.cseq[0] if call.b_invite else 1, None)
+            if call.state in (CallState.PROCEEDING, CallState.EARLY) and leg is call.b:
+                # BYE on an early dialog from B: the call failed before answer
+                self._fail_a(call, 480, "early_bye")
+                return
+            call.cause = call.cause or "normal"
+            call.ended_by = call.ended_by or leg.name
+            if call.state not in (CallState.TERMINATING, CallState.ENDED):
+                call.state = CallState.TERMINATING
+                if not other.ended:
+                    self._send_bye(call, other)
+                self._arm_cleanup(call)
+            self._maybe_finish(call)
+            return
+        if call.state in (CallState.TERMINATING, CallState.ENDED, CallState.CANCELLING):
+            self._respond(txn, make_response(req, 481))
+            return
+        odialog = other.dialog
+        if odialog is None or other.ended:
+            resp = make_response(req, 500 if method != "INVITE" else 491)
+            resp.add("retry-after", "1")
+            self._respond(txn, resp)
+            return
+        err = check_request(req, self.config.policy, routed=False, to_tag=dialog.local_tag)
+        if err is not None:
+            self._respond(txn, err)
+            return
+        out = odialog.create_request(method)
+        for key in ("event", "subscription-state", "subject", "info-package", "reason"):
+            v = req.get(key)
+            if v is not None:
+                out.add(key, v)
+        self._copy_body(req, out)
+        ctxn = self.stack.send_request(out, other.peer, self.now)
+        ctxn.user = call
+        call.relays[id(ctxn)] = txn
+
+    def _relay_response(self, call: Call, ctxn: ClientTransaction, resp: Response) -> None:
+        stxn = call.relays.get(id(ctxn)) if resp.status < 200 else call.relays.pop(id(ctxn), None)
+        if stxn is None:
+            return
+        if resp.status == 100:
+            return
+        status = resp.status if resp.status < 300 else map_status(resp.status, self.config.response_map)
+        from_leg = call.a if stxn.request.call_id == call.a_invite.request.call_id else call.b
+        to_leg = call.b if from_leg is call.a else call.a
+        out = make_response(stxn.request, status, resp.reason if status == resp.status else None,
+                            to_tag=from_leg.dialog.local_tag if from_leg.dialog else None)
+        if ctxn.request.method in ("INVITE", "UPDATE") and 200 <= status < 300:
+            out.add("contact", from_leg.dialog.local_contact if from_leg.dialog else self._contact(from_leg.peer))
+            if to_leg.dialog is not None:
+                to_leg.dialog.refresh_target(resp)
+        self._copy_body(resp, out)
+        self._respond(stxn, out)
+        if ctxn.request.method == "INVITE" and 200 <= status < 300:
+            call.pending_acks[from_leg.name] = ctxn.request.cseq[0]
+
+    def _on_ack(self, call: Call, leg: Leg, other: Leg, ack: Request) -> None:
+        if leg is call.a and call.state is CallState.ANSWERED:
+            call.state = CallState.CONFIRMED
+            if leg.dialog is not None:
+                leg.dialog.confirmed = True
+            self._ack_b(call, call.b_invite.request.cseq[0] if call.b_invite else 1, ack)
+            return
+        cseq = call.pending_acks.pop(leg.name, None)
+        if cseq is not None and other.dialog is not None:
+            out = other.dialog.create_ack(cseq)
+            self._copy_body(ack, out)
+            if other is call.b:
+                call.b.last_ack = (cseq, _copy_request(out))
+            self.stack.send_ack(out, other.peer, self.now)
+
+
+def _tag_to(resp: Response, tag: str) -> None:
+    for h in resp.headers:
+        if h[0] == "to" and ";tag=" not in h[2]:
+            h[2] += f";tag={tag}"
+
+
+def _leg_tag(call: Call, stxn: ServerTransaction) -> str | None:
+    leg = call.a if stxn.request.call_id == call.a_invite.request.call_id else call.b
+    return leg.dialog.local_tag if leg.dialog else None
+
+
+def _copy_request(req: Request) -> Request:
+    """A fresh copy (the stack inserts a Via into what it sends)."""
+    out = Request(req.method, req.uri, [list(h) for h in req.headers if h[0] != "via"], req.body)
+    return out
+
+
+__all__ = ["B2BUA", "B2BUAConfig", "Call", "CallRecord", "CallState", "Route", "REASONS", "map_status"]

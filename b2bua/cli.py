@@ -1,0 +1,103 @@
+"""Command line: ``b2bua run`` and ``b2bua check-config``."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+
+from .config import ConfigError, load_config
+
+DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "config" / "b2bua.yaml"
+
+
+class _JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        return json.dumps({
+            "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)) + f".{int(record.msecs):03d}Z",
+            "level": record.levelname.lower(), "logger": record.name, "msg": record.getMessage(),
+        }, ensure_ascii=False)
+
+
+def _setup_logging(level: str, fmt: str) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    if fmt == "json":
+        handler.setFormatter(_JsonFormatter())
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=level.upper(), handlers=[handler], force=True)
+
+
+def _event_loop_policy() -> str:
+    try:
+        import uvloop  # noqa: PLC0415
+
+        asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+        return "uvloop"
+    except ImportError:
+        return "asyncio"
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from .app import Application
+    from .transport.server import Listener
+
+    try:
+        config = load_config(args.config)
+        listeners = [Listener.parse(x) for x in args.listen] if args.listen else None
+    except ConfigError as exc:
+        for p in exc.problems:
+            print(p, file=sys.stderr)
+        return 2
+    except ValueError as exc:
+        print(f"--listen: {exc}", file=sys.stderr)
+        return 2
+    _setup_logging(config.process.logging.level, config.process.logging.format)
+    loop_name = _event_loop_policy()
+    logging.getLogger("b2bua").info("event loop: %s", loop_name)
+    app = Application(config, listeners)
+    try:
+        asyncio.run(app.run_forever())
+    except OSError as exc:
+        print(f"cannot start: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    try:
+        config = load_config(args.config)
+    except ConfigError as exc:
+        for p in exc.problems:
+            print(p)
+        return 1
+    r = config.routing
+    print(f"{config.path}: ok")
+    print(f"  listen: {', '.join(config.process.sip.listen)}")
+    names = ", ".join(f"{x.name}[{x.prefix or '*'}]" for x in r.routes)
+    print(f"  routes: {len(r.routes)} ({names})")
+    print(f"  staff devices: {len(r.devices)}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="b2bua", description="SIP back-to-back user agent")
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="run the B2BUA")
+    run.add_argument("--config", default=str(DEFAULT_CONFIG))
+    run.add_argument("--listen", action="append", metavar="udp|tcp|tls:HOST:PORT",
+                     help="listen address (repeatable; replaces the configured listeners)")
+    run.set_defaults(func=cmd_run)
+    check = sub.add_parser("check-config", help="validate the configuration files")
+    check.add_argument("--config", default=str(DEFAULT_CONFIG))
+    check.set_defaults(func=cmd_check)
+    args = parser.parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

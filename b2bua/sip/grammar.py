@@ -1,0 +1,153 @@
+"""Lexical helpers shared by the SIP parsers (RFC 3261 §25.1).
+
+These functions work on already unfolded header values: quoted strings with
+escapes, comma-separated lists that respect quotes and angle brackets, and
+``;name=value`` parameter lists with optional whitespace around the
+separators.
+"""
+
+from __future__ import annotations
+
+import re
+
+from .errors import ParseError
+
+#: RFC 3261 ``token`` characters.
+TOKEN_RE = re.compile(r"[A-Za-z0-9\-.!%*_+`'~]+")
+_TOKEN_FULL = re.compile(r"[A-Za-z0-9\-.!%*_+`'~]+\Z")
+_PCT = re.compile(r"%([0-9A-Fa-f]{2})")
+
+
+def is_token(text: str) -> bool:
+    """True when ``text`` is a non-empty RFC 3261 token."""
+    return _TOKEN_FULL.match(text) is not None
+
+
+def unescape(text: str) -> str:
+    """Decode ``%HH`` escapes (§19.1.4); a ``%`` not followed by two hex digits stays."""
+    if "%" not in text:
+        return text
+    return _PCT.sub(lambda m: chr(int(m.group(1), 16)), text)
+
+
+def split_commas(value: str) -> list[str]:
+    """Split a multi-value header at top-level commas (§7.3.1).
+
+    Commas inside quoted strings and ``<...>`` do not split. Elements are
+    stripped; empty elements are kept so callers can reject them.
+    """
+    if "," not in value:
+        return [value.strip()]
+    parts: list[str] = []
+    start = 0
+    in_quote = False
+    in_angle = False
+    i = 0
+    n = len(value)
+    while i < n:
+        c = value[i]
+        if in_quote:
+            if c == "\\":
+                i += 1
+            elif c == '"':
+                in_quote = False
+        elif c == '"':
+            in_quote = True
+        elif c == "<":
+            in_angle = True
+        elif c == ">":
+            in_angle = False
+        elif c == "," and not in_angle:
+            parts.append(value[start:i].strip())
+            start = i + 1
+        i += 1
+    parts.append(value[start:].strip())
+    return parts
+
+
+def read_quoted(value: str, start: int) -> tuple[str, int]:
+    """Read a quoted string beginning at ``value[start] == '"'``.
+
+    Returns the unescaped content and the index just past the closing quote.
+    Raises :class:`ParseError` for an unterminated string (RFC 4475 §3.1.2.6).
+    """
+    out: list[str] = []
+    i = start + 1
+    n = len(value)
+    while i < n:
+        c = value[i]
+        if c == "\\":
+            if i + 1 >= n:
+                break
+            out.append(value[i + 1])
+            i += 2
+            continue
+        if c == '"':
+            return "".join(out), i + 1
+        out.append(c)
+        i += 1
+    raise ParseError("unterminated quoted string")
+
+
+def quote(text: str) -> str:
+    """Quote ``text`` as a quoted-string, escaping ``"`` and ``\\``."""
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def parse_params(text: str) -> dict[str, str | None]:
+    """Parse ``;a=b;c;d="q"`` into an ordered dict with lower-cased names.
+
+    Whitespace around ``;`` and ``=`` is allowed (RFC 4475 §3.1.1.1). An empty
+    parameter (``;;``) is a syntax error (RFC 4475 §3.1.2.1).
+    """
+    params: dict[str, str | None] = {}
+    text = text.strip()
+    if not text:
+        return params
+    if text[0] != ";":
+        raise ParseError(f"unexpected text before parameters: {text[:20]!r}")
+    for raw in _split_semicolons(text[1:]):
+        name, eq, val = raw.partition("=")
+        name = name.strip()
+        if not name or not is_token(name):
+            raise ParseError(f"bad parameter {raw.strip()!r}")
+        if eq:
+            val = val.strip()
+            if val.startswith('"'):
+                params[name.lower()] = '"' + read_quoted(val, 0)[0] + '"'
+            else:
+                if not val:
+                    raise ParseError(f"parameter {name!r} has an empty value")
+                params[name.lower()] = val
+        else:
+            params[name.lower()] = None
+    return params
+
+
+def _split_semicolons(text: str) -> list[str]:
+    if '"' not in text:
+        return text.split(";")
+    parts: list[str] = []
+    start = 0
+    in_quote = False
+    i = 0
+    while i < len(text):
+        c = text[i]
+        if in_quote:
+            if c == "\\":
+                i += 1
+            elif c == '"':
+                in_quote = False
+        elif c == '"':
+            in_quote = True
+        elif c == ";":
+            parts.append(text[start:i])
+            start = i + 1
+        i += 1
+    parts.append(text[start:])
+    return parts
+
+
+def format_params(params: dict[str, str | None]) -> str:
+    """Serialize a parameter dict back to ``;a=b;c`` form."""
+    return "".join(f";{k}" if v is None else f";{k}={v}" for k, v in params.items())

@@ -1,0 +1,407 @@
+"""The sans-I/O SIP stack: transport-level checks and transaction matching.
+
+Feed it bytes with :meth:`SipStack.receive`, read :meth:`SipStack.next_event`,
+send what :meth:`SipStack.datagrams_to_send` returns and call
+:meth:`SipStack.handle_timer` at :meth:`SipStack.get_timer`. Nothing here
+touches a socket or a clock; ``now`` is always passed in (seconds, float).
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+from collections import Counter, deque
+from dataclasses import dataclass, field
+from typing import Any
+
+from .errors import ParseError, SipError
+from .grammar import split_commas
+from .events import AckTimeout, CancelReceived, Event, Peer, RequestReceived, TransportError
+from .message import (
+    MAGIC_COOKIE,
+    PartialRequest,
+    Request,
+    Response,
+    parse_message,
+    validate_request,
+    validate_response,
+)
+from .transaction import ClientTransaction, ServerTransaction, State, Transaction
+from .timers import TimerConfig, TimerHandle, TimerQueue
+
+REASONS = {
+    100: "Trying", 180: "Ringing", 181: "Call Is Being Forwarded", 182: "Queued",
+    183: "Session Progress", 200: "OK", 202: "Accepted", 300: "Multiple Choices",
+    301: "Moved Permanently", 302: "Moved Temporarily", 400: "Bad Request",
+    401: "Unauthorized", 403: "Forbidden", 404: "Not Found", 405: "Method Not Allowed",
+    406: "Not Acceptable", 407: "Proxy Authentication Required", 408: "Request Timeout",
+    410: "Gone", 413: "Request Entity Too Large", 415: "Unsupported Media Type",
+    416: "Unsupported URI Scheme", 420: "Bad Extension", 421: "Extension Required",
+    422: "Session Interval Too Small", 423: "Interval Too Brief", 480: "Temporarily Unavailable",
+    481: "Call/Transaction Does Not Exist", 482: "Loop Detected", 483: "Too Many Hops",
+    484: "Address Incomplete", 486: "Busy Here", 487: "Request Terminated",
+    488: "Not Acceptable Here", 491: "Request Pending", 500: "Server Internal Error",
+    501: "Not Implemented", 502: "Bad Gateway", 503: "Service Unavailable",
+    504: "Server Time-out", 505: "Version Not Supported", 513: "Message Too Large",
+    600: "Busy Everywhere", 603: "Decline", 604: "Does Not Exist Anywhere",
+    606: "Not Acceptable",
+}
+
+_RESPONSE_COPY = ("via", "from", "to", "call-id", "cseq")
+
+
+def make_response(req: Request | None, status: int, reason: str | None = None, *,
+                  to_tag: str | None = None, headers: list[list[str]] | None = None) -> Response:
+    """Build a response copying Via, From, To, Call-ID and CSeq (§8.2.6.2).
+
+    ``headers`` may be given instead of ``req`` for a request that failed to parse.
+    """
+    src = req.headers if req is not None else (headers or [])
+    copied = [list(h) for h in src if h[0] in _RESPONSE_COPY]
+    resp = Response(status, reason or REASONS.get(status, "Unknown"), copied)
+    if to_tag and status > 100:
+        for h in copied:
+            if h[0] == "to":
+                if ";tag=" not in h[2].replace(" ", "").lower():
+                    h[2] = f"{h[2]};tag={to_tag}"
+                break
+    return resp
+
+
+@dataclass(slots=True)
+class StackConfig:
+    """What the stack needs to know about itself."""
+
+    timers: TimerConfig = field(default_factory=TimerConfig)
+    #: Our sent-by per transport (``"udp"`` -> ("127.0.0.1", 5060)).
+    local: dict[str, tuple[str, int]] = field(default_factory=dict)
+    #: Answer UDP requests to the source address and port even without ``rport``
+    #: (symmetric response routing, as SBCs do for NAT; RFC 3581 §4).
+    force_rport: bool = True
+
+    @property
+    def t1(self) -> float:
+        return self.timers.t1
+
+    @property
+    def t2(self) -> float:
+        return self.timers.t2
+
+    @property
+    def t4(self) -> float:
+        return self.timers.t4
+
+    @property
+    def b(self) -> float:
+        return self.timers.b
+
+
+class _Pending2xx:
+    __slots__ = ("txn", "data", "interval", "deadline", "timer")
+
+    def __init__(self, txn: ServerTransaction, data: bytes, interval: float, deadline: float):
+        self.txn = txn
+        self.data = data
+        self.interval = interval
+        self.deadline = deadline
+        self.timer: TimerHandle | None = None
+
+
+class SipStack:
+    """Transport and transaction layers of RFC 3261 (§17, §18) without I/O."""
+
+    def __init__(self, config: StackConfig | None = None):
+        self.config = config or StackConfig()
+        self.timers = TimerQueue()
+        self.now = 0.0
+        self.stats: Counter[str] = Counter()
+        self._events: deque[Event] = deque()
+        self._out: list[tuple[bytes, Peer]] = []
+        self._server: dict[Any, ServerTransaction] = {}
+        self._client: dict[Any, ClientTransaction] = {}
+        self._merge: dict[Any, ServerTransaction] = {}
+        self._pending_2xx: dict[tuple[str, int], _Pending2xx] = {}
+        prefix = os.urandom(4).hex()
+        self._ids = (f"{prefix}{n:x}" for n in itertools.count(1))
+
+    # -- identifiers ------------------------------------------------------------------
+    def new_id(self) -> str:
+        """A unique token: process-random prefix plus a counter."""
+        return next(self._ids)
+
+    def new_branch(self) -> str:
+        return MAGIC_COOKIE + next(self._ids)
+
+    # -- driver interface ---------------------------------------------------------------
+    def next_event(self) -> Event | None:
+        return self._events.popleft() if self._events else None
+
+    def datagrams_to_send(self) -> list[tuple[bytes, Peer]]:
+        out, self._out = self._out, []
+        return out
+
+    def get_timer(self) -> float | None:
+        return self.timers.next_deadline()
+
+    def handle_timer(self, now: float) -> None:
+        self.now = now
+        self.timers.run_due(now)
+
+    def transport_error(self, peer: Peer, now: float) -> None:
+        """A send to ``peer`` failed: end the transactions using it (§17.1.4, §17.2.4)."""
+        self.now = now
+        for table in (self._client, self._server):
+            for txn in [t for t in table.values() if t.peer == peer]:
+                txn.terminate()
+                self._emit(TransportError(txn))
+
+    @property
+    def transaction_count(self) -> int:
+        return len(self._client) + len(self._server)
+
+    # -- receiving ----------------------------------------------------------------------
+    def receive(self, data: bytes, peer: Peer, now: float) -> None:
+        """Handle one datagram or one framed stream message from ``peer``."""
+        self.now = now
+        self.stats["received"] += 1
+        try:
+            msg = parse_message(data, stream=peer.transport != "udp")
+        except PartialRequest as err:
+            self._reject(err, peer, err.headers, err.is_request)
+            return
+        except SipError as err:
+            self._reject(err, peer, None, True)
+            return
+        try:
+            if isinstance(msg, Request):
+                validate_request(msg)
+            else:
+                validate_response(msg)
+        except SipError as err:
+            self._reject(err, peer, msg.headers, isinstance(msg, Request))
+            return
+        if isinstance(msg, Request):
+            self._receive_request(msg, peer)
+        else:
+            self._receive_response(msg)
+
+    def _reject(self, err: SipError, peer: Peer, headers: list[list[str]] | None, is_request: bool) -> None:
+        """Answer a malformed request from its raw headers (§8.2.6.2), or drop it."""
+        self.stats["parse_errors"] += 1
+        if not is_request or headers is None or not any(h[0] == "via" for h in headers):
+            return  # a broken response, or nothing to answer with: drop (§18.1.2)
+        try:
+            resp = make_response(None, err.status, err.reason, headers=headers)
+            resp.add("warning", f'399 b2bua "{_warning_text(err.detail)}"')
+            self._out.append((resp.serialize(), peer))
+            self.stats["sent"] += 1
+        except SipError:
+            pass
+
+    def _response_peer(self, req: Request, peer: Peer) -> Peer:
+        """Where responses go (§18.2.2 with RFC 3581), recording received/rport (§18.2.1)."""
+        via = req.top_via
+        params = via.params
+        changed = False
+        if via.host.strip("[]") != peer.host:
+            params["received"] = peer.host
+            changed = True
+        rport = "rport" in params
+        if rport:
+            params["rport"] = str(peer.port)
+            changed = True
+        if changed:
+            h = req.headers[_first_index(req.headers, "via")]
+            h[2] = _replace_first_value(h[2], str(via))
+        if peer.transport != "udp" or rport or self.config.force_rport:
+            return peer
+        return Peer("udp", peer.host, via.port or 5060)
+
+    @staticmethod
+    def _server_key(req: Request) -> Any:
+        via = req.top_via
+        branch = via.branch
+        method = "INVITE" if req.method == "ACK" else req.method
+        if branch and branch.startswith(MAGIC_COOKIE) and len(branch) > len(MAGIC_COOKIE):
+            return (branch, via.host, via.port, method)
+        # RFC 2543 matching (§17.2.3 last paragraph; RFC 4475 §3.2.1)
+        return ("2543", req.call_id, req.from_tag, req.cseq[0], method, req.uri, str(via))
+
+    def _receive_request(self, req: Request, peer: Peer) -> None:
+        key = self._server_key(req)
+        method = req.method
+        if method == "ACK":
+            txn = self._server.get(key)
+            if txn is not None and txn.state in (State.COMPLETED, State.CONFIRMED):
+                txn.receive_ack()
+                return
+            pending = self._pending_2xx.pop((req.call_id, req.cseq[0]), None)
+            if pending is not None and pending.timer is not None:
+                pending.timer.cancel()
+            self._emit(RequestReceived(req, None, peer))
+            return
+        txn = self._server.get(key)
+        if txn is not None:
+            self.stats["retransmissions_received"] += 1
+            txn.receive_retransmission()
+            return
+        resp_peer = self._response_peer(req, peer)
+        if method == "CANCEL":
+            self._receive_cancel(req, key, resp_peer)
+            return
+        merge_key = None
+        if req.to_tag is None:
+            merge_key = (req.from_tag, req.call_id, req.cseq[0], method)
+            other = self._merge.get(merge_key)
+            if other is not None and other.key != key:
+                self.stats["merged"] += 1
+                self._out.append((make_response(req, 482, to_tag=self.new_id()).serialize(), resp_peer))
+                return  # merged request (§8.2.2.2)
+        txn = ServerTransaction(self, key, req, resp_peer)
+        self._server[key] = txn
+        if merge_key is not None:
+            txn.merge_key = merge_key
+            self._merge[merge_key] = txn
+        self._emit(RequestReceived(req, txn, peer))
+
+    def _receive_cancel(self, req: Request, key: Any, peer: Peer) -> None:
+        """§9.2: match the INVITE by everything but the method; answer the CANCEL ourselves."""
+        txn = ServerTransaction(self, key, req, peer)
+        self._server[key] = txn
+        invite = self._server.get(key[:-1] + ("INVITE",))
+        if invite is None or invite.request.method != "INVITE":
+            txn.respond(make_response(req, 481, to_tag=self.new_id()))
+            return
+        txn.respond(make_response(req, 200, to_tag=invite.to_tag or self.new_id()))
+        if invite.state is State.PROCEEDING:
+            self._emit(CancelReceived(invite, req))
+
+    def _receive_response(self, resp: Response) -> None:
+        via = resp.top_via
+        key = (via.branch, resp.cseq[1])
+        txn = self._client.get(key)
+        if txn is None:
+            self.stats["stray_responses"] += 1
+            return  # §18.1.2: no transaction, drop
+        txn.receive_response(resp)
+
+    # -- sending ------------------------------------------------------------------------
+    def _via_for(self, peer: Peer) -> str:
+        host, port = self.config.local.get(peer.transport) or self.config.local.get("udp", ("127.0.0.1", 5060))
+        if ":" in host and not host.startswith("["):
+            host = f"[{host}]"
+        return f"SIP/2.0/{peer.transport.upper()} {host}:{port};branch={self.new_branch()};rport"
+
+    def send_request(self, req: Request, peer: Peer, now: float) -> ClientTransaction:
+        """Start a client transaction for ``req`` (not ACK): adds our Via on top (§8.1.1.7)."""
+        self.now = now
+        req.insert("via", self._via_for(peer))
+        key = (req.top_via.branch, req.method)
+        txn = ClientTransaction(self, key, req, peer)
+        self._client[key] = txn
+        txn.start()
+        return txn
+
+    def send_ack(self, ack: Request, peer: Peer, now: float) -> None:
+        """Send an ACK for a 2xx outside any transaction (§13.2.2.4, §17.1.1.3)."""
+        self.now = now
+        ack.insert("via", self._via_for(peer))
+        self._send(ack.serialize(), peer, None)
+
+    def cancel(self, txn: ClientTransaction, now: float) -> None:
+        """CANCEL a pending INVITE; deferred until a provisional arrives (§9.1)."""
+        self.now = now
+        if txn.cancelled or txn.request.method != "INVITE":
+            return
+        if txn.state is State.CALLING:
+            txn.cancel_pending = True
+        elif txn.state is State.PROCEEDING:
+            self._send_cancel(txn)
+
+    def _send_cancel(self, txn: ClientTransaction) -> None:
+        txn.cancelled = True
+        inv = txn.request
+        headers = [list(h) for h in inv.headers if h[0] in ("via", "call-id", "from", "to", "route", "max-forwards")]
+        vias = [h for h in headers if h[0] == "via"][:1]
+        cancel = Request("CANCEL", inv.uri, vias + [h for h in headers if h[0] != "via"])
+        cancel.add("cseq", f"{inv.cseq[0]} CANCEL")
+        key = (cancel.top_via.branch, "CANCEL")
+        ctxn = ClientTransaction(self, key, cancel, txn.peer)
+        ctxn.user = txn.user
+        self._client[key] = ctxn
+        ctxn.start()
+
+    def respond(self, txn: ServerTransaction, resp: Response, now: float) -> None:
+        """Send a response through its server transaction."""
+        self.now = now
+        txn.respond(resp)
+
+    def send_stateless(self, data: bytes, peer: Peer) -> None:
+        self._send(data, peer, None)
+
+    # -- internals used by transactions -------------------------------------------------
+    def _send(self, data: bytes, peer: Peer, txn: Transaction | None) -> None:
+        self.stats["sent"] += 1
+        self._out.append((data, peer))
+
+    def _emit(self, event: Event) -> None:
+        self._events.append(event)
+
+    def _forget(self, txn: Transaction) -> None:
+        if isinstance(txn, ServerTransaction):
+            self._server.pop(txn.key, None)
+            if txn.merge_key is not None and self._merge.get(txn.merge_key) is txn:
+                del self._merge[txn.merge_key]
+        else:
+            self._client.pop(txn.key, None)
+
+    def _start_2xx_retransmit(self, txn: ServerTransaction, data: bytes) -> None:
+        """UAS core: resend a 2xx to INVITE until its ACK arrives (§13.3.1.4)."""
+        key = (txn.request.call_id, txn.request.cseq[0])
+        old = self._pending_2xx.pop(key, None)
+        if old is not None and old.timer is not None:
+            old.timer.cancel()
+        pending = _Pending2xx(txn, data, self.config.t1, self.now + self.config.b)
+        self._pending_2xx[key] = pending
+        if txn.reliable:
+            pending.timer = self.timers.call_at(pending.deadline, self._2xx_timeout, key, pending)
+        else:
+            pending.timer = self.timers.call_at(self.now + pending.interval, self._2xx_tick, key, pending)
+
+    def _2xx_tick(self, key: tuple[str, int], pending: _Pending2xx) -> None:
+        if self.now >= pending.deadline:
+            self._2xx_timeout(key, pending)
+            return
+        self._send(pending.data, pending.txn.peer, pending.txn)
+        pending.interval = min(pending.interval * 2, self.config.t2)
+        pending.timer = self.timers.call_at(min(self.now + pending.interval, pending.deadline),
+                                            self._2xx_tick, key, pending)
+
+    def _2xx_timeout(self, key: tuple[str, int], pending: _Pending2xx) -> None:
+        if self._pending_2xx.get(key) is pending:
+            del self._pending_2xx[key]
+            self._emit(AckTimeout(pending.txn))
+
+    def stop_2xx_retransmit(self, call_id: str, cseq: int) -> None:
+        """Stop resending a 2xx (the dialog was torn down another way)."""
+        pending = self._pending_2xx.pop((call_id, cseq), None)
+        if pending is not None and pending.timer is not None:
+            pending.timer.cancel()
+
+
+def _first_index(headers: list[list[str]], key: str) -> int:
+    for i, h in enumerate(headers):
+        if h[0] == key:
+            return i
+    raise ParseError(f"missing {key}")
+
+
+def _replace_first_value(value: str, first: str) -> str:
+    parts = split_commas(value)
+    if len(parts) == 1:
+        return first
+    return ", ".join([first] + parts[1:])
+
+
+def _warning_text(detail: str) -> str:
+    return "".join(c if 32 <= ord(c) < 127 and c not in '"\\' else "?" for c in detail)[:100]

@@ -1,0 +1,305 @@
+"""The asyncio driver: moves bytes between sockets and the sans-I/O stack, arms one timer.
+
+UDP, TCP and TLS listeners over IPv4 and IPv6 (RFC 3261 §18). Stream
+connections are reused in both directions and answer RFC 5626 §4.4.1
+double-CRLF keep-alives with a single CRLF.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import logging
+import socket
+import ssl
+from dataclasses import dataclass
+from typing import Callable
+
+from ..sip.errors import SipError
+from ..sip.events import Peer
+from ..sip.message import StreamFramer
+from ..sip.stack import SipStack
+
+log = logging.getLogger("b2bua.transport")
+
+#: Largest UDP datagram we read (asyncio's default buffer is larger; this bounds parse work).
+MAX_DATAGRAM = 65535
+
+
+@dataclass(slots=True)
+class Listener:
+    """``udp:127.0.0.1:5060`` style listen address."""
+
+    transport: str
+    host: str
+    port: int
+
+    @classmethod
+    def parse(cls, text: str) -> "Listener":
+        transport, _, rest = text.partition(":")
+        host, _, port = rest.rpartition(":")
+        transport = transport.lower()
+        if transport not in ("udp", "tcp", "tls") or not host or not port.isdigit():
+            raise ValueError(f"bad listen address {text!r} (expected udp|tcp|tls:HOST:PORT)")
+        return cls(transport, host.strip("[]"), int(port))
+
+    def __str__(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{self.transport}:{host}:{self.port}"
+
+
+class _Udp(asyncio.DatagramProtocol):
+    def __init__(self, server: "SipServer"):
+        self.server = server
+        self.transport: asyncio.DatagramTransport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def datagram_received(self, data: bytes, addr: tuple) -> None:
+        if len(data) > MAX_DATAGRAM:
+            return
+        self.server.receive(data, Peer("udp", addr[0], addr[1]))
+
+    def error_received(self, exc: Exception) -> None:
+        log.debug("udp error: %s", exc)
+
+
+class _Stream(asyncio.Protocol):
+    """One TCP or TLS connection."""
+
+    def __init__(self, server: "SipServer", transport_name: str, conn_id: int):
+        self.server = server
+        self.name = transport_name
+        self.conn_id = conn_id
+        self.framer = StreamFramer()
+        self.transport: asyncio.Transport | None = None
+        self.peer: Peer | None = None
+        self.pending: list[bytes] = []
+        self.closed = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        host, port = transport.get_extra_info("peername")[:2]
+        self.peer = Peer(self.name, host, port, self.conn_id)
+        self.server._register_conn(self)
+        for data in self.pending:
+            self.transport.write(data)
+        self.pending.clear()
+
+    def data_received(self, data: bytes) -> None:
+        try:
+            messages = self.framer.feed(data)
+        except SipError as err:
+            log.info("closing %s: %s", self.peer, err)
+            assert self.transport is not None
+            self.transport.close()
+            return
+        if self.framer.pings:
+            self.framer.pings = 0
+            assert self.transport is not None
+            self.transport.write(b"\r\n")  # RFC 5626 §4.4.1 pong
+        assert self.peer is not None
+        for msg in messages:
+            self.server.receive(msg, self.peer)
+
+    def write(self, data: bytes) -> None:
+        if self.transport is None:
+            self.pending.append(data)
+        else:
+            self.transport.write(data)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        self.server._unregister_conn(self)
+
+
+class SipServer:
+    """Runs a :class:`SipStack` and a pump callback on the asyncio loop."""
+
+    def __init__(self, stack: SipStack, pump: Callable[[float], None], *,
+                 tls_server: ssl.SSLContext | None = None, tls_client: ssl.SSLContext | None = None,
+                 overload_lag: float = 0.25, on_overload: Callable[[bool], None] | None = None):
+        self.stack = stack
+        self.pump = pump
+        self.tls_server = tls_server
+        self.tls_client = tls_client
+        self.overload_lag = overload_lag
+        self.on_overload = on_overload
+        self.loop = asyncio.get_event_loop()
+        self._udp: dict[int, _Udp] = {}  # by address family
+        self._servers: list[asyncio.base_events.Server] = []
+        self._conns: dict[int, _Stream] = {}
+        self._by_addr: dict[tuple[str, str, int], int] = {}
+        self._next_conn = 1
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_when: float | None = None
+        self._resolved: dict[str, str] = {}
+        self._ips: set[str] = set()
+        self.lag = 0.0
+        self._lag_task: asyncio.Task | None = None
+
+    async def start(self, listeners: list[Listener]) -> None:
+        for lst in listeners:
+            if lst.transport == "udp":
+                family = socket.AF_INET6 if ":" in lst.host else socket.AF_INET
+                transport, proto = await self.loop.create_datagram_endpoint(
+                    lambda: _Udp(self), local_addr=(lst.host, lst.port), family=family)
+                sock = transport.get_extra_info("socket")
+                for opt in (socket.SO_RCVBUF, socket.SO_SNDBUF):
+                    try:
+                        sock.setsockopt(socket.SOL_SOCKET, opt, 4 * 1024 * 1024)
+                    except OSError:
+                        pass
+                self._udp.setdefault(family, proto)
+            else:
+                ctx = self.tls_server if lst.transport == "tls" else None
+                if lst.transport == "tls" and ctx is None:
+                    raise ValueError("a tls listener needs sip.tls.cert and sip.tls.key")
+                name = lst.transport
+                server = await self.loop.create_server(
+                    lambda name=name: _Stream(self, name, self._new_conn_id()), lst.host, lst.port, ssl=ctx,
+                    reuse_address=True)
+                self._servers.append(server)
+            log.info("listening on %s", lst)
+        self._lag_task = self.loop.create_task(self._watch_lag())
+
+    async def close(self) -> None:
+        if self._lag_task:
+            self._lag_task.cancel()
+        for s in self._servers:
+            s.close()
+        for c in list(self._conns.values()):
+            if c.transport:
+                c.transport.close()
+        for u in self._udp.values():
+            if u.transport:
+                u.transport.close()
+        if self._timer:
+            self._timer.cancel()
+
+    # -- the pump -----------------------------------------------------------------------
+    def receive(self, data: bytes, peer: Peer) -> None:
+        now = self.loop.time()
+        self.stack.receive(data, peer, now)
+        self._run(now)
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        self._timer_when = None
+        now = self.loop.time()
+        self.stack.handle_timer(now)
+        self._run(now)
+
+    def _run(self, now: float) -> None:
+        try:
+            self.pump(now)
+        except Exception:  # never let one call's bug stop the server
+            log.exception("call control failed")
+        for data, peer in self.stack.datagrams_to_send():
+            self.send(data, peer)
+        when = self.stack.get_timer()
+        if when != self._timer_when:
+            if self._timer is not None:
+                self._timer.cancel()
+            self._timer = self.loop.call_at(when, self._on_timer) if when is not None else None
+            self._timer_when = when
+
+    def send(self, data: bytes, peer: Peer) -> None:
+        if peer.transport == "udp":
+            host = peer.host
+            if host not in self._ips:
+                if _is_ip(host):
+                    self._ips.add(host)
+            if host not in self._ips:
+                ip = self._resolved.get(host)
+                if ip is None:
+                    self.loop.create_task(self._resolve_and_send(data, peer))
+                    return
+                host = ip
+            family = socket.AF_INET6 if ":" in host else socket.AF_INET
+            udp = self._udp.get(family)
+            if udp is None or udp.transport is None:
+                self._fail(peer)
+                return
+            udp.transport.sendto(data, (host, peer.port))
+            return
+        conn = self._conns.get(peer.conn) if peer.conn else None
+        if conn is None or conn.closed:
+            cid = self._by_addr.get((peer.transport, peer.host, peer.port))
+            conn = self._conns.get(cid) if cid else None
+        if conn is None or conn.closed:
+            conn = self._connect(peer)
+        conn.write(data)
+
+    def _fail(self, peer: Peer) -> None:
+        now = self.loop.time()
+        self.stack.transport_error(peer, now)
+        self.loop.call_soon(self._run, now)
+
+    async def _resolve_and_send(self, data: bytes, peer: Peer) -> None:
+        try:
+            infos = await self.loop.getaddrinfo(peer.host, peer.port, type=socket.SOCK_DGRAM)
+            self._resolved[peer.host] = infos[0][4][0]
+        except OSError:
+            self._fail(peer)
+            return
+        self.send(data, peer)
+
+    def _connect(self, peer: Peer) -> _Stream:
+        conn = _Stream(self, peer.transport, self._new_conn_id())
+        self._by_addr[(peer.transport, peer.host, peer.port)] = conn.conn_id
+        ctx = self.tls_client if peer.transport == "tls" else None
+        if peer.transport == "tls" and ctx is None:
+            ctx = ssl.create_default_context()
+
+        async def run() -> None:
+            try:
+                await self.loop.create_connection(lambda: conn, peer.host, peer.port, ssl=ctx,
+                                                  server_hostname=peer.host if ctx else None)
+            except (OSError, ssl.SSLError) as exc:
+                log.info("connect to %s failed: %s", peer, exc)
+                conn.closed = True
+                self._by_addr.pop((peer.transport, peer.host, peer.port), None)
+                self._fail(peer)
+
+        self.loop.create_task(run())
+        return conn
+
+    def _new_conn_id(self) -> int:
+        cid = self._next_conn
+        self._next_conn += 1
+        return cid
+
+    def _register_conn(self, conn: _Stream) -> None:
+        self._conns[conn.conn_id] = conn
+        assert conn.peer is not None
+        self._by_addr.setdefault((conn.name, conn.peer.host, conn.peer.port), conn.conn_id)
+
+    def _unregister_conn(self, conn: _Stream) -> None:
+        self._conns.pop(conn.conn_id, None)
+        if conn.peer is not None:
+            key = (conn.name, conn.peer.host, conn.peer.port)
+            if self._by_addr.get(key) == conn.conn_id:
+                del self._by_addr[key]
+
+    async def _watch_lag(self, interval: float = 0.1) -> None:
+        """Measure event-loop lateness; tell call control when we are overloaded."""
+        overloaded = False
+        while True:
+            start = self.loop.time()
+            await asyncio.sleep(interval)
+            self.lag = max(0.0, self.loop.time() - start - interval)
+            now_over = self.lag > self.overload_lag
+            if now_over != overloaded and self.on_overload is not None:
+                overloaded = now_over
+                self.on_overload(overloaded)
+                log.warning("event loop lag %.0f ms: overload %s", self.lag * 1000, "on" if overloaded else "off")
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+        return True
+    except ValueError:
+        return False
