@@ -261,6 +261,22 @@ class B2BUA:
         self._send_b_invite(call)
         call.ring_timer = self.stack.timers.call_at(self.now + self.config.ring_timeout, self._ring_timeout, call)
 
+    def _local_host(self, peer: Peer) -> str:
+        host = (self.stack.config.local.get(peer.transport) or self.stack.config.local.get("udp", ("127.0.0.1", 0)))[0]
+        return f"[{host}]" if ":" in host else host
+
+    @staticmethod
+    def _rehost(uri: str, hostport: str) -> str:
+        """``sip:user@anything`` -> ``sip:user@hostport``; tel: URIs are kept as they are."""
+        try:
+            u = SipUri.parse(uri)
+        except SipError:
+            return f"sip:anonymous@{hostport}"
+        if u.scheme not in ("sip", "sips"):
+            return uri
+        user = f"{u.user}@" if u.user else ""
+        return f"{u.scheme}:{user}{hostport}"
+
     def _contact(self, peer: Peer) -> str:
         host, port = self.stack.config.local.get(peer.transport) or self.stack.config.local.get("udp", ("127.0.0.1", 5060))
         if ":" in host:
@@ -285,10 +301,14 @@ class B2BUA:
         req = Request("INVITE", str(target_uri))
         mf = a_req.get("max-forwards")
         req.add("max-forwards", str(max(int(mf) - 1, 0)) if mf is not None else "70")
+        # Identities keep their user part and display name; host parts become ours / the
+        # target's so the caller's addresses never reach the callee (RFC 7092 §5).
         from_addr = a_req.from_
-        req.add("from", str(Address(from_addr.uri, from_addr.display, {"tag": self.stack.new_id()})))
+        from_uri = self._rehost(from_addr.uri, self._local_host(peer))
+        req.add("from", str(Address(from_uri, from_addr.display, {"tag": self.stack.new_id()})))
         to_addr = a_req.to
-        req.add("to", str(Address(to_addr.uri, to_addr.display, {})))
+        to_uri = self._rehost(to_addr.uri, target_uri.host + (f":{target_uri.port}" if target_uri.port else ""))
+        req.add("to", str(Address(to_uri, to_addr.display, {})))
         req.add("call-id", f"{self.stack.new_id()}@b2bua")
         req.add("cseq", "1 INVITE")
         req.add("contact", self._contact(peer))

@@ -33,6 +33,7 @@ _CANONICAL = {"MD5": "MD5", "MD5-SESS": "MD5-sess", "SHA-256": "SHA-256", "SHA-2
 _STRENGTH = ("SHA-256", "SHA-256-sess", "MD5", "MD5-sess")
 
 _NONCE_BYTES = 8 + 8 + 16  # timestamp (ms), random, truncated HMAC
+_HEX = frozenset("0123456789abcdefABCDEF")
 
 
 def canonical_algorithm(name: str | None) -> str | None:
@@ -259,13 +260,9 @@ class DigestChallenger:
         if qop is not None:
             if qop.lower() != "auth":
                 return fail("unsupported qop")
-            if cnonce is None or nc_text is None or len(nc_text) != 8:
+            if cnonce is None or nc_text is None or len(nc_text) != 8 or not _HEX.issuperset(nc_text):
                 return fail("bad nc or cnonce")
-            try:
-                nc = int(nc_text, 16)
-            except ValueError:
-                return fail("bad nc")
-            qop = "auth"
+            nc = int(nc_text, 16)
         elif not self.allow_rfc2069:
             return fail("qop=auth required")
         elif alg.endswith("-sess"):

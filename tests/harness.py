@@ -1,0 +1,154 @@
+"""Helpers for end-to-end tests: a real B2BUA process and real SIPp peers on loopback."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+SIPP = shutil.which("sipp")
+SCENARIOS = ROOT / "scripts" / "sipp"
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A port free for both UDP and TCP on ``host``."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    for _ in range(50):
+        with socket.socket(family, socket.SOCK_DGRAM) as u:
+            u.bind((host, 0))
+            port = u.getsockname()[1]
+            try:
+                with socket.socket(family, socket.SOCK_STREAM) as t:
+                    t.bind((host, port))
+            except OSError:
+                continue
+            if port < 60000:
+                return port
+    raise RuntimeError("no free port")
+
+
+def write_config(directory: Path, *, routing: dict | None = None, sip: dict | None = None,
+                 logging: dict | None = None) -> Path:
+    """Write b2bua.yaml + routing.yaml derived from the shipped config into ``directory``."""
+    base = yaml.safe_load((ROOT / "config" / "b2bua.yaml").read_text())
+    base_routing = yaml.safe_load((ROOT / "config" / "routing.yaml").read_text())
+    base["sip"].update(sip or {})
+    base["logging"] = {"level": "info", "format": "text", **(logging or {})}
+    base_routing.update(routing or {})
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "b2bua.yaml").write_text(yaml.safe_dump(base, allow_unicode=True))
+    (directory / "routing.yaml").write_text(yaml.safe_dump(base_routing, allow_unicode=True))
+    return directory / "b2bua.yaml"
+
+
+class B2BUAProcess:
+    """``python -m b2bua run`` in a subprocess, its log captured to a file."""
+
+    def __init__(self, config: Path, listen: list[str], log_path: Path):
+        self.config = config
+        self.listen = listen
+        self.log_path = log_path
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> "B2BUAProcess":
+        args = [sys.executable, "-m", "b2bua", "run", "--config", str(self.config)]
+        for item in self.listen:
+            args += ["--listen", item]
+        self._log = open(self.log_path, "wb")
+        self.proc = subprocess.Popen(args, cwd=ROOT, stdout=self._log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"b2bua exited: {self.log()}")
+            if "b2bua ready" in self.log():
+                return self
+            time.sleep(0.05)
+        raise RuntimeError(f"b2bua did not start: {self.log()}")
+
+    def log(self) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")
+        except FileNotFoundError:
+            return ""
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def stop(self) -> int | None:
+        if self.proc is None:
+            return None
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self._log.close()
+        return self.proc.returncode
+
+
+@contextmanager
+def b2bua(tmp: Path, *, uas_port: int, transports: tuple[str, ...] = ("udp", "tcp"),
+          routing: dict | None = None, sip: dict | None = None, host: str = "127.0.0.1",
+          target_transport: str = "udp") -> Iterator[tuple[B2BUAProcess, int]]:
+    """Run the B2BUA routing every call to ``host:uas_port``; yields (process, sip port)."""
+    port = free_port(host)
+    h = f"[{host}]" if ":" in host else host
+    t = "" if target_transport == "udp" else f";transport={target_transport}"
+    routes = {"routes": [{"name": "lab", "prefix": "", "targets": [f"sip:{h}:{uas_port}{t}"]}]}
+    cfg = write_config(tmp / "config", routing={**routes, **(routing or {})}, sip=sip)
+    proc = B2BUAProcess(cfg, [f"{tr}:{h}:{port}" for tr in transports], tmp / "b2bua.log").start()
+    try:
+        yield proc, port
+    finally:
+        proc.stop()
+
+
+def sipp(args: list[str], cwd: Path, timeout: float = 60) -> subprocess.CompletedProcess:
+    """Run SIPp to completion (``-nostdin``), failing the test on a hang."""
+    assert SIPP, "sipp is not installed (Debian package sip-tester)"
+    return subprocess.run([SIPP, *args, "-nostdin"], cwd=cwd, capture_output=True, timeout=timeout)
+
+
+@contextmanager
+def sipp_background(args: list[str], cwd: Path) -> Iterator[subprocess.Popen]:
+    """A SIPp peer (usually the UAS) for the duration of a test."""
+    assert SIPP, "sipp is not installed (Debian package sip-tester)"
+    proc = subprocess.Popen([SIPP, *args, "-nostdin"], cwd=cwd, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    time.sleep(0.3)
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(5)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+def sipp_stats(cwd: Path) -> dict[str, int]:
+    """Last line of the ``-trace_stat`` CSV SIPp wrote in ``cwd``, as counters."""
+    files = sorted(cwd.glob("*_.csv"))
+    assert files, f"no SIPp stat file in {cwd}: {os.listdir(cwd)}"
+    lines = files[-1].read_text().strip().splitlines()
+    header = lines[0].split(";")
+    values = lines[-1].split(";")
+    out: dict[str, int] = {}
+    for k, v in zip(header, values):
+        if v.isdigit():
+            out[k] = int(v)
+    return out
