@@ -123,3 +123,14 @@ def test_unreachable_callee_times_out_with_408(tmp_path: Path) -> None:
     with b2bua(tmp_path, uas_port=free_port(), sip={"timers": {"t1_ms": 20, "t2_ms": 160, "t4_ms": 200}}) as (proc, port):
         _uac(port, tmp_path, scenario=str(uac), calls=2, rate=10)
     assert proc.log().count("status=408 cause=timeout") == 2
+
+
+@pytest.mark.parametrize("transport", ["u1", "t1"])
+def test_in_dialog_requests_relayed(tmp_path: Path, transport: str) -> None:
+    """INFO with its body, a hold re-INVITE, UPDATE and BYE cross to the other dialog."""
+    uas_port = free_port()
+    with sipp_background(["-sf", str(SCENARIOS / "uas_indialog.xml"), "-i", "127.0.0.1", "-p", str(uas_port),
+                          "-t", transport], tmp_path), \
+         b2bua(tmp_path, uas_port=uas_port, target_transport="udp" if transport == "u1" else "tcp") as (proc, port):
+        _uac(port, tmp_path, scenario=str(SCENARIOS / "uac_indialog.xml"), calls=3, rate=10, transport=transport)
+    assert proc.log().count("status=200 cause=normal by=a") == 3

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from .errors import ParseError, TooLarge, VersionNotSupported
+from .errors import ParseError, SipError, TooLarge, VersionNotSupported
 from .grammar import format_params, is_token, parse_params, split_commas
 from .uri import Address, SipUri
 
@@ -313,7 +313,7 @@ class PartialRequest(ParseError):
     from the received Via/From/To/Call-ID/CSeq (§8.2.6.2).
     """
 
-    def __init__(self, err: ParseError, headers: list[list[str]], is_request: bool):
+    def __init__(self, err: SipError, headers: list[list[str]], is_request: bool):
         super().__init__(err.detail, err.status, err.reason)
         self.headers = headers
         self.is_request = is_request
@@ -403,7 +403,7 @@ def parse_message(data: bytes, *, stream: bool = False) -> Request | Response:
         if status < 100:
             raise ParseError("bad status code")
         return Response(status, m.group(3) or "", headers, body)
-    except ParseError as err:
+    except SipError as err:
         raise PartialRequest(err, headers, is_request) from None
 
 

@@ -190,6 +190,8 @@ class SipStack:
         self.stats["parse_errors"] += 1
         if not is_request or headers is None or not any(h[0] == "via" for h in headers):
             return  # a broken response, or nothing to answer with: drop (§18.1.2)
+        if any(h[0] == "cseq" and h[2].rstrip().endswith("ACK") for h in headers):
+            return  # an ACK is never answered (§17.2.1)
         try:
             resp = make_response(None, err.status, err.reason, headers=headers)
             resp.add("warning", f'399 b2bua "{_warning_text(err.detail)}"')
