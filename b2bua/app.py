@@ -66,7 +66,8 @@ class Application:
         self.registrar = Registrar()
         devices = {d.username: d.password for d in config.routing.devices}
         self.devices = devices
-        self.auth = DigestChallenger(config.routing.realm, devices.get)
+        self.auth = DigestChallenger(config.routing.realm, devices.get,
+                                     algorithms=tuple(config.routing.digest_algorithms))
         self.router = Router(config, self.registrar)
         self.b2bua = B2BUA(self.stack, lambda req, peer: self.router(req, peer, self.stack.now),
                            B2BUAConfig(response_map=dict(config.routing.response_map),
@@ -77,7 +78,7 @@ class Application:
 
     # -- staff devices: digest auth and registration (RFC 3261 §22, §10) ----------------
     def _challenge(self, req: Request, status: int, header: str, stale: bool = False) -> Response:
-        resp = make_response(req, status)
+        resp = make_response(req, status, to_tag=self.stack.new_id())
         for value in self.auth.challenge(self.stack.now, stale=stale):
             resp.add(header, value)
         return resp
@@ -88,7 +89,7 @@ class Application:
             return self._challenge(req, 401, "www-authenticate", result.stale)
         aor_user = _dialled(req.to.uri)
         if result.username != aor_user:
-            return make_response(req, 403, "Forbidden (credentials do not match the AoR)")
+            return make_response(req, 403, "Forbidden (credentials do not match the AoR)", to_tag=self.stack.new_id())
         return self.registrar.handle_register(req, now, peer)
 
     def _authorize_invite(self, req: Request, now: float) -> Response | None:

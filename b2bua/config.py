@@ -101,6 +101,8 @@ class RouteConfig(Strict):
 
 class RoutingConfig(Strict):
     realm: str = "b2bua.local"
+    #: Digest algorithms offered to staff devices, most preferred first (RFC 8760 §2.4).
+    digest_algorithms: list[Literal["SHA-256", "MD5"]] = Field(default_factory=lambda: ["SHA-256", "MD5"], min_length=1)
     routes: list[RouteConfig] = Field(default_factory=lambda: [RouteConfig(name="lab", targets=["sip:127.0.0.1:5080"])])
     devices: list[Device] = Field(default_factory=list)
     #: Status codes mapped before a B-leg final response reaches the A leg.
