@@ -222,11 +222,6 @@ class TestRouting:
             assert req.uri == "sip:bob@192.0.2.4"
             assert req.get_all("route") == [route]
 
-    @pytest.mark.xfail(strict=True, reason=(
-        "BUG: Dialog._request decides loose routing with the substring test ';lr' in routes[0], so "
-        "a strict router whose URI has a parameter starting with 'lr' (e.g. ';lrx=1') is treated as "
-        "a loose router; §12.2.1.1 / §19.1.1 look for the 'lr' URI parameter"
-    ))
     def test_lr_prefix_parameter_is_not_lr(self):
         d = Dialog.from_uac(invite(), answer())
         d.route_set = ["<sip:strict.example.com;lrx=1>"]

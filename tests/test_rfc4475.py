@@ -544,11 +544,6 @@ def test_bext01_ack_is_not_refused_for_require() -> None:
     assert check_request(ack, UasPolicy(allow=("ACK",)), routed=True, to_tag="x") is None
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: SipUri.equivalent compares URI parameter names without unescaping them, so "
-    "';n%61me=v%61lue%25%34%31' never meets ';name=valueA' and the URIs compare equal; "
-    "RFC 4475 §3.1.1.3 says value%41 is NOT equivalent to valueA (RFC 3261 §19.1.4)"
-))
 def test_esc01_escaped_parameter_is_not_unescaped_twice() -> None:
     m = parse_message(load("esc01.dat"))
     contact = Address.parse(m.get("contact")).parsed_uri()

@@ -82,7 +82,7 @@ class Dialog:
         """Build a request within the dialog (§12.2.1.1), loose and strict routing."""
         routes = list(self.route_set)
         uri = self.remote_target
-        if routes and ";lr" not in routes[0].lower():
+        if routes and "lr" not in SipUri.parse(Address.parse(routes[0]).uri).params:
             # strict routing: first route becomes the Request-URI (§12.2.1.1)
             uri = Address.parse(routes[0]).uri
             routes = routes[1:] + [f"<{self.remote_target}>"]

@@ -114,7 +114,10 @@ def parse_params(text: str) -> dict[str, str | None]:
         if eq:
             val = val.strip()
             if val.startswith('"'):
-                params[name.lower()] = '"' + read_quoted(val, 0)[0] + '"'
+                end = read_quoted(val, 0)[1]
+                if val[end:].strip():
+                    raise ParseError(f"text after the quoted value of {name!r}")
+                params[name.lower()] = val[:end]  # kept quoted, escapes intact
             else:
                 if not val:
                     raise ParseError(f"parameter {name!r} has an empty value")

@@ -47,14 +47,16 @@ MAX_LINE = 8192
 MAX_BODY = 65536
 MAX_MESSAGE = MAX_BODY + MAX_HEADERS * 256
 
-_REQUEST_LINE = re.compile(r"([A-Za-z0-9\-.!%*_+`'~]+) ([^ \t<>]+) SIP/(\d+\.\d+)\Z")
-_STATUS_LINE = re.compile(r"SIP/(\d+\.\d+) (\d{3})(?:\Z| (.*)\Z)", re.S)
+# SIP-Version is case-insensitive (§7.1); DIGIT is ASCII only (§25.1), hence re.A.
+_REQUEST_LINE = re.compile(r"([A-Za-z0-9\-.!%*_+`'~]+) ([^ \t<>]+) SIP/(\d+\.\d+)\Z", re.A | re.I)
+_STATUS_LINE = re.compile(r"SIP/(\d+\.\d+) (\d{3})(?:\Z| (.*)\Z)", re.S | re.A | re.I)
+_DIGITS = re.compile(r"[0-9]+\Z")
 _HEADER_NAME = re.compile(r"[A-Za-z0-9\-.!%*_+`'~]+\Z")
-_CSEQ = re.compile(r"(\d{1,10})\s+([A-Za-z0-9\-.!%*_+`'~]+)\Z")
+_CSEQ = re.compile(r"(\d{1,10})\s+([A-Za-z0-9\-.!%*_+`'~]+)\Z", re.A)
 _VIA = re.compile(
     r"SIP\s*/\s*2\.0\s*/\s*([A-Za-z0-9\-.!%*_+`'~]+)\s+(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9\-.]+)"
     r"(?:\s*:\s*(\d{1,5}))?\s*(;.*)?\Z",
-    re.S,
+    re.S | re.A | re.I,
 )
 _FOLD = re.compile(r"\r?\n[ \t]+")
 
@@ -350,7 +352,7 @@ def _check_singletons(headers: list[list[str]]) -> int | None:
                 raise ParseError(f"more than one {canonical_name(key)} header")
             seen.add(key)
             if key == "content-length":
-                if not value.isdigit() or len(value) > 9:
+                if not _DIGITS.match(value) or len(value) > 9:
                     raise ParseError(f"bad Content-Length {value[:20]!r}")
                 length = int(value)
     return length
@@ -377,7 +379,7 @@ def parse_message(data: bytes, *, stream: bool = False) -> Request | Response:
             end, sep = len(data) - 2, 2  # datagram whose last header ends the packet
     head = data[:end].decode("utf-8", "surrogateescape")
     start, headers = _split_head(head)
-    is_request = not start.startswith("SIP/")
+    is_request = start[:4].upper() != "SIP/"
     try:
         length = _check_singletons(headers)
         body = data[end + sep :]
@@ -427,11 +429,14 @@ class StreamFramer:
         while True:
             # Leading CRLFs between messages are keep-alives (RFC 5626 §3.5.1).
             i = 0
-            while buf[i : i + 4] == b"\r\n\r\n":
-                self.pings += 1
-                i += 4
-            while buf[i : i + 2] == b"\r\n":
-                i += 2
+            while True:
+                if buf[i : i + 4] == b"\r\n\r\n":
+                    self.pings += 1
+                    i += 4
+                elif buf[i : i + 2] == b"\r\n" and len(buf) > i + 2 and buf[i + 2] != 13:
+                    i += 2  # a stray CRLF before a message; a lone one may be half a ping
+                else:
+                    break
             if i:
                 del buf[:i]
             end = buf.find(b"\r\n\r\n")
@@ -446,7 +451,7 @@ class StreamFramer:
                 key = name.strip().lower()
                 if key in ("content-length", "l"):
                     value = value.strip()
-                    if not value.isdigit() or len(value) > 9:
+                    if not _DIGITS.match(value) or len(value) > 9:
                         raise ParseError("bad Content-Length")
                     length = int(value)
             if length is None:
@@ -481,7 +486,7 @@ def validate_request(req: Request) -> None:
     mf = req.get("max-forwards")
     if mf is not None:
         mf = mf.strip()
-        if not mf.isdigit() or int(mf) > 255:
+        if not _DIGITS.match(mf) or int(mf) > 255:
             raise ParseError("bad Max-Forwards")
     for key in ("contact", "route", "record-route"):
         for value in req.get_all(key):

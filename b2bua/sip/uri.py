@@ -9,7 +9,7 @@ from .errors import ParseError
 from .grammar import format_params, is_token, parse_params, quote, read_quoted, unescape
 
 _SCHEME_RE = re.compile(r"[A-Za-z][A-Za-z0-9+\-.]*\Z")
-_PORT_RE = re.compile(r"\d{1,5}\Z")
+_PORT_RE = re.compile(r"[0-9]{1,5}\Z")
 _HOST_RE = re.compile(r"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9\-.]+)\Z")
 
 
@@ -120,17 +120,37 @@ class SipUri:
             return self.opaque == other.opaque
         if unescape(self.user or "") != unescape(other.user or ""):
             return False
+        if (self.password is None) != (other.password is None) or \
+                unescape(self.password or "") != unescape(other.password or ""):
+            return False
         if self.host != other.host or self.port != other.port:
             return False
+        mine, theirs = _unescaped_params(self.params), _unescaped_params(other.params)
         for name in ("user", "ttl", "method", "maddr", "transport"):
-            a, b = self.params.get(name), other.params.get(name)
-            if (a is None) != (b is None) or (a and b and unescape(a).lower() != unescape(b).lower()):
+            a, b = mine.get(name), theirs.get(name)
+            if (a is None) != (b is None) or (a and b and a.lower() != b.lower()):
                 return False
-        for name in set(self.params) & set(other.params):
-            a, b = self.params[name], other.params[name]
-            if (unescape(a).lower() if a else a) != (unescape(b).lower() if b else b):
+        for name in set(mine) & set(theirs):
+            a, b = mine[name], theirs[name]
+            if (a.lower() if a else a) != (b.lower() if b else b):
                 return False
-        return True
+        return _header_set(self.headers) == _header_set(other.headers)
+
+
+def _unescaped_params(params: dict[str, str | None]) -> dict[str, str | None]:
+    """Parameter names and values with %-escapes decoded, for comparison (§19.1.4)."""
+    return {unescape(k).lower(): (unescape(v) if v is not None else None) for k, v in params.items()}
+
+
+def _header_set(headers: str | None) -> set[tuple[str, str]]:
+    """URI header components compare as an unordered set, never ignored (§19.1.4)."""
+    if not headers:
+        return set()
+    out = set()
+    for part in headers.split("&"):
+        name, _, value = part.partition("=")
+        out.add((unescape(name).lower(), unescape(value)))
+    return out
 
 
 @dataclass(slots=True)

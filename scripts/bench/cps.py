@@ -48,12 +48,17 @@ setup p50/p99 ms
     From ``-trace_rtt -rtt_freq 1``: the default uac scenario starts response
     time 1 when it sends INVITE and stops it when the 200 OK arrives, and
     ``-rtt_freq 1`` makes SIPp write that value for *every* call into
-    ``uac_<pid>_rtt.csv``.  That gives exact per-call samples (integer
-    milliseconds, SIPp's clock resolution), so the percentiles are
-    nearest-rank percentiles over all calls that got a 200.  This is more
-    reliable than the stat file's ResponseTimeRepartition (fixed 10/20/.../200
-    ms buckets) or its mean.  Calls that never got a 200 have no sample; they
-    show up in ``failed`` instead.
+    ``uac_<pid>_rtt.csv``.  That gives one sample per call, so the
+    percentiles are nearest-rank percentiles over all calls that got a 200.
+    This is more reliable than the stat file's ResponseTimeRepartition (fixed
+    10/20/.../200 ms buckets) or its mean.  Calls that never got a 200 have no
+    sample; they show up in ``failed`` instead.  Resolution: SIPp (3.6.1)
+    timestamps with CLOCK_MONOTONIC_COARSE, which advances once per kernel
+    tick (4 ms on a HZ=250 kernel, as here: ``clock_getres`` says 0.004), so
+    samples are multiples of ~4 ms and each is off by up to one tick.  A
+    "4.00" p50 means "a few ms" (SIPp's own message log showed 2.7-7.2 ms for
+    sippy at low load); differences under ~5 ms are not measurable with this,
+    queueing under load (tens to thousands of ms) is.
 cpu ms/call, cpu %
     utime+stime (+cutime+cstime, i.e. reaped children) of the SUT process and
     all its live descendants, summed from ``/proc/<pid>/stat`` (all threads
@@ -64,6 +69,13 @@ cpu ms/call, cpu %
     event loop).  Divided by ``uac ok``.  ``cpu %`` is the same CPU time over
     the UAC elapsed time (100 % = one core fully busy).  Resolution is one
     clock tick (usually 10 ms) over the whole run.
+uac cpu %, other cpu % (JSON; "other" also in the table)
+    CPU used while the UAC ran by the SIPp UAC (``RUSAGE_CHILDREN`` once it
+    is reaped) and by everything else on the machine that is not the SUT, the
+    UAS, the UAC or this script (``/proc/stat`` busy time minus those).  A
+    high "other" means the machine was not idle and the run is skewed; a UAC
+    near 100 % means SIPp, not the SUT, was the limit.  Both are flagged
+    under the table.
 sustained
     ``achieved >= 95 % of target`` and ``failed < 1 % of attempted`` and
     ``uas ok >= 99 % of attempted`` (and, only if ``--max-setup-p99-ms`` is
@@ -113,6 +125,7 @@ import ctypes
 import json
 import math
 import os
+import resource
 import shlex
 import shutil
 import signal
@@ -155,6 +168,8 @@ class RunResult:
     setup_p99_ms: float | None = None
     cpu_ms_per_call: float | None = None
     cpu_percent: float | None = None
+    uac_cpu_percent: float | None = None
+    other_cpu_percent: float | None = None
     uac_elapsed_s: float | None = None
     sustained: bool = False
     error: str | None = None
@@ -279,6 +294,34 @@ def tree_cpu_seconds(root: int) -> float:
             # fields[11..14] are stat fields 14..17: utime stime cutime cstime
             ticks += sum(int(x) for x in fields[11:15])
     return ticks / CLK_TCK
+
+
+def system_busy_seconds() -> float:
+    """CPU time all CPUs spent not idle (first line of /proc/stat), in seconds."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    # user nice system idle iowait irq softirq steal (guest times are already in user/nice)
+    return (sum(fields[:8]) - fields[3] - fields[4]) / CLK_TCK
+
+
+class CpuProbe:
+    """Splits the machine's CPU use while the UAC runs into: SIPp UAC vs. everything that is not
+    the SUT, the UAS, the UAC or this script ("other", i.e. noise from unrelated processes)."""
+
+    def __init__(self, sut_pid: int, uas_pid: int) -> None:
+        self.sut_pid, self.uas_pid = sut_pid, uas_pid
+        self.start = self._sample()
+
+    def _sample(self) -> tuple[float, float, float, float, float]:
+        children = resource.getrusage(resource.RUSAGE_CHILDREN)  # reaped children: the UAC
+        me = resource.getrusage(resource.RUSAGE_SELF)
+        return (system_busy_seconds(), tree_cpu_seconds(self.sut_pid), tree_cpu_seconds(self.uas_pid),
+                children.ru_utime + children.ru_stime, me.ru_utime + me.ru_stime)
+
+    def finish(self) -> tuple[float, float]:
+        """Call right after the UAC was reaped. Returns (uac_cpu_s, other_cpu_s)."""
+        end = self._sample()
+        busy, sut, uas, uac, me = (b - a for a, b in zip(self.start, end))
+        return uac, max(0.0, busy - sut - uas - uac - me)
 
 
 # --------------------------------------------------------------------------- ports
@@ -553,14 +596,24 @@ class Bench:
         self.log(f"{sut.name} @ {rate} cps: {calls} calls, limit {limit}, "
                  f"ports sut={ports.sut} uas={ports.uas}")
         cpu_before = tree_cpu_seconds(proc.pid)
+        probe = CpuProbe(sut_pid=proc.pid, uas_pid=uas.pid)
         t0 = time.monotonic()
         uac = self.procs.start(uac_cmd, cwd=workdir, log=workdir / "uac.log")
         try:
             uac.wait(timeout=uac_timeout_s + 30)
         except subprocess.TimeoutExpired:
             res.notes.append("UAC killed after its timeout")
-        wall_s = time.monotonic() - t0
         self.procs.stop(uac)
+        wall_s = time.monotonic() - t0
+        uac_cpu_s, other_cpu_s = probe.finish()
+        res.uac_cpu_percent = 100.0 * uac_cpu_s / wall_s
+        res.other_cpu_percent = 100.0 * other_cpu_s / wall_s
+        if res.uac_cpu_percent > 80:
+            res.notes.append(f"SIPp UAC used {res.uac_cpu_percent:.0f}% of a core: the load generator "
+                             "may be the limit")
+        if res.other_cpu_percent > a.other_cpu_warn:
+            res.notes.append(f"other processes used {res.other_cpu_percent:.0f}% of a core during the run "
+                             "(machine not idle: numbers are skewed)")
 
         # 4. Let the UAS finish its running calls (incl. the 4 s end pause), then read the SUT CPU.
         try:
@@ -629,7 +682,8 @@ COLUMNS: list[tuple[str, str]] = [
     ("system", "system"), ("target", "target_rate"), ("achieved", "achieved_rate"),
     ("attempted", "attempted"), ("failed", "failed"), ("uac ok", "uac_ok"), ("uas ok", "uas_ok"),
     ("setup p50 ms", "setup_p50_ms"), ("setup p99 ms", "setup_p99_ms"),
-    ("cpu ms/call", "cpu_ms_per_call"), ("cpu %", "cpu_percent"), ("sustained", "sustained"),
+    ("cpu ms/call", "cpu_ms_per_call"), ("cpu %", "cpu_percent"), ("other cpu %", "other_cpu_percent"),
+    ("sustained", "sustained"),
 ]
 
 
@@ -689,6 +743,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="also require setup p99 <= this for 'sustained' (0 = no latency bound, the default)")
     p.add_argument("--stop-after-unsustained", type=int, default=0, metavar="N",
                    help="skip a system's higher rates after N consecutive unsustained rates (0 = never)")
+    p.add_argument("--other-cpu-warn", type=float, default=15.0, metavar="PCT",
+                   help="flag runs where unrelated processes used more than PCT%% of a core (default: 15)")
     p.add_argument("--base-port", type=int, default=21000, help="first port of the fresh-port range")
     p.add_argument("--sipp", default=shutil.which("sipp") or "/usr/bin/sipp", help="SIPp binary")
     p.add_argument("--uas-scenario", choices=("patched", "builtin"), default="patched",
