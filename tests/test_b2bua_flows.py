@@ -523,10 +523,6 @@ def _cancel_race(h: Harness, s: Setup) -> None:
     assert h.stack.transaction_count == 0
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: B2BUA._send_bye skips the BYE when the B dialog was created by a 1xx with a To tag: "
-    "_on_b_answer only marks the dialog confirmed in PROCEEDING/EARLY, so a 200 crossing our CANCEL "
-    "is ACKed but never BYEd and the callee's call stays up"))
 def test_cancel_race_200_after_cancel_dialog_from_180(h: Harness) -> None:
     s = start_call(h)
     ring(h, s)  # 180 with B's To tag: an early dialog exists when the 200 arrives
@@ -1061,16 +1057,15 @@ def test_reinvite_from_b_is_relayed_and_acked(h: Harness) -> None:
     assert reinv.msg.from_tag == s.a_tag and reinv.msg.to_tag == A_TAG
     assert reinv.msg.body == SDP_B_HELD
     h.from_a(reply(reinv, 200, "OK", contact=A_CONTACT, body=SDP_A))
-    ok = h.one(B)
+    to_b = h.take_b()
+    assert [x.status for x in to_b] == [100, 200]  # 100 Trying went out when the re-INVITE arrived
+    ok = to_b[1]
     assert ok.status == 200 and ok.msg.cseq == (5, "INVITE") and ok.msg.body == SDP_A
     h.from_b(b_request(h, s.b_invite, "ACK", cseq=5, to_tag=B_TAG))
     ack = h.one(A)
     assert ack.method == "ACK" and ack.msg.cseq == (reinv.msg.cseq[0], "ACK")
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: B2BUA._on_response drops a retransmitted 2xx to a relayed re-INVITE (the relay entry is "
-    "popped on the first 2xx) instead of re-sending the ACK (§13.2.2.4)"))
 def test_reinvite_2xx_retransmission_is_acked_again(h: Harness) -> None:
     s = establish(h)
     h.from_a(a_request(h, "INVITE", cseq=A_CSEQ + 1, to_tag=s.a_tag, body=SDP_A_HOLD))
@@ -1088,9 +1083,6 @@ def test_reinvite_2xx_retransmission_is_acked_again(h: Harness) -> None:
     assert again.method == "ACK" and again.msg.cseq == ack.msg.cseq and again.msg.to_tag == B_TAG
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: no 100 Trying for a relayed re-INVITE: §17.2.1 requires the INVITE server transaction to "
-    "send 100 unless the TU answers within 200 ms, and B2BUA._in_dialog relays without one"))
 def test_reinvite_gets_100_trying(h: Harness) -> None:
     s = establish(h)
     h.from_a(a_request(h, "INVITE", cseq=A_CSEQ + 1, to_tag=s.a_tag, body=SDP_A_HOLD))

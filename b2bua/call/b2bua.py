@@ -125,6 +125,8 @@ class Call:
     relays: dict[int, ServerTransaction] = field(default_factory=dict)
     #: re-INVITE 2xx awaiting the originator's ACK: originator leg name -> (other leg, cseq)
     pending_acks: dict[str, int] = field(default_factory=dict)
+    #: 2xx dialogs we ACKed and hung up at once, by To tag: (ACK, where it went)
+    unwanted: dict[str, tuple[Request, Peer]] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
@@ -338,6 +340,11 @@ class B2BUA:
                 self._leg_done(user, user.b if self._is_b(user, txn) else user.a)
             elif id(txn) in user.relays:
                 self._relay_response(user, txn, resp)
+            elif txn.request.method == "INVITE" and 200 <= resp.status < 300:
+                # a retransmitted 2xx to a relayed re-INVITE: resend the ACK (§13.2.2.4)
+                leg = user.b if self._is_b(user, txn) else user.a
+                if leg.last_ack is not None and leg.last_ack[0] == txn.request.cseq[0]:
+                    self.stack.send_ack(_copy_request(leg.last_ack[1]), leg.peer, self.now)
         # CANCEL responses and responses to finished calls need nothing more
 
     @staticmethod
@@ -397,18 +404,20 @@ class B2BUA:
         return resp
 
     def _on_b_answer(self, call: Call, resp: Response, txn: ClientTransaction) -> None:
-        dialog = call.b.dialog
-        if dialog is not None and dialog.remote_tag != resp.to_tag:
-            if call.state not in (CallState.PROCEEDING, CallState.EARLY):
-                self._reject_fork(txn, resp)  # a second fork answered: ACK and BYE it
-                return
-            self._legs.pop(dialog.key, None)
-            dialog = None
-        if dialog is None:
-            dialog = Dialog.from_uac(txn.request, resp)
-            call.b.dialog = dialog
-            self._legs[dialog.key] = (call, call.b)
+        cseq = txn.request.cseq[0]
+        tag = resp.to_tag
+        unwanted = call.unwanted.get(tag or "")
+        if unwanted is not None:  # retransmitted 2xx of a dialog we hung up: ACK again
+            self.stack.send_ack(_copy_request(unwanted[0]), unwanted[1], self.now)
+            return
         if call.state in (CallState.PROCEEDING, CallState.EARLY):
+            dialog = call.b.dialog
+            if dialog is None or dialog.remote_tag != tag:
+                if dialog is not None:
+                    self._legs.pop(dialog.key, None)  # the early dialog of another fork
+                dialog = Dialog.from_uac(txn.request, resp)
+                call.b.dialog = dialog
+                self._legs[dialog.key] = (call, call.b)
             dialog.confirmed = True
             dialog.refresh_target(resp)
             dialog.route_set = list(reversed(resp.get_all("record-route")))
@@ -418,14 +427,17 @@ class B2BUA:
             call.answered = self.now
             call.final_status = 200
             self._respond(call.a_invite, self._a_response(call, resp, resp.status))
-        elif call.state in (CallState.CANCELLING, CallState.TERMINATING, CallState.ENDED):
-            # answered after we gave up on it: ACK then BYE (§15, glare with CANCEL)
-            self._ack_b(call, txn.request.cseq[0], None)
-            if not call.b.ended and call.state is not CallState.ENDED:
-                self._send_bye(call, call.b)
             return
-        elif call.b.last_ack is not None and call.b.last_ack[0] == txn.request.cseq[0]:
-            self.stack.send_ack(_copy_request(call.b.last_ack[1]), call.b.peer, self.now)
+        dialog = call.b.dialog
+        if dialog is not None and dialog.confirmed and dialog.remote_tag == tag:
+            if call.b.last_ack is not None and call.b.last_ack[0] == cseq:
+                self.stack.send_ack(_copy_request(call.b.last_ack[1]), call.b.peer, self.now)
+            return  # else A has not ACKed yet; ours goes out with A's
+        # A 2xx we do not want: a second fork, or an answer that crossed our CANCEL (§15, §9.1).
+        self._ack_and_bye(call, txn, resp)
+        if call.state in (CallState.CANCELLING, CallState.TERMINATING, CallState.ENDED):
+            call.b.ended = True
+            self._maybe_finish(call)
 
     def _b_peer(self, call: Call, dialog: Dialog) -> Peer:
         try:
@@ -436,12 +448,18 @@ class B2BUA:
             return call.b.peer
         return peer
 
-    def _reject_fork(self, txn: ClientTransaction, resp: Response) -> None:
+    def _ack_and_bye(self, call: Call, txn: ClientTransaction, resp: Response) -> None:
+        """ACK a 2xx and end its dialog at once; its retransmissions get the same ACK."""
         d = Dialog.from_uac(txn.request, resp)
-        peer = d.next_hop()
-        self.stack.send_ack(d.create_ack(txn.request.cseq[0]), peer, self.now)
+        try:
+            peer = d.next_hop()
+        except SipError:
+            peer = call.b.peer
+        ack = d.create_ack(txn.request.cseq[0])
+        call.unwanted[resp.to_tag or ""] = (_copy_request(ack), peer)
+        self.stack.send_ack(ack, peer, self.now)
         self.stack.send_request(d.create_request("BYE"), peer, self.now)
-        self.stats["forks_rejected"] += 1
+        self.stats["unwanted_answers"] += 1
 
     def _ack_b(self, call: Call, cseq: int, src_ack: Request | None) -> None:
         dialog = call.b.dialog
@@ -638,6 +656,8 @@ class B2BUA:
         if err is not None:
             self._respond(txn, err)
             return
+        if method == "INVITE":
+            self._respond(txn, make_response(req, 100))  # the far end may take its time (§17.2.1)
         out = odialog.create_request(method)
         for key in ("event", "subscription-state", "subject", "info-package", "reason"):
             v = req.get(key)
@@ -679,8 +699,7 @@ class B2BUA:
         if cseq is not None and other.dialog is not None:
             out = other.dialog.create_ack(cseq)
             self._copy_body(ack, out)
-            if other is call.b:
-                call.b.last_ack = (cseq, _copy_request(out))
+            other.last_ack = (cseq, _copy_request(out))
             self.stack.send_ack(out, other.peer, self.now)
 
 

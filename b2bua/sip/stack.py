@@ -97,10 +97,12 @@ class StackConfig:
 
 
 class _Pending2xx:
-    __slots__ = ("txn", "data", "interval", "deadline", "timer")
+    __slots__ = ("txn", "data", "interval", "deadline", "timer", "to_tag")
 
-    def __init__(self, txn: ServerTransaction, data: bytes, interval: float, deadline: float):
+    def __init__(self, txn: ServerTransaction, data: bytes, interval: float, deadline: float,
+                 to_tag: str | None):
         self.txn = txn
+        self.to_tag = to_tag
         self.data = data
         self.interval = interval
         self.deadline = deadline
@@ -120,6 +122,8 @@ class SipStack:
         self._server: dict[Any, ServerTransaction] = {}
         self._client: dict[Any, ClientTransaction] = {}
         self._merge: dict[Any, ServerTransaction] = {}
+        #: server transactions by key without the method, for CANCEL matching (§9.2)
+        self._cancellable: dict[Any, ServerTransaction] = {}
         self._pending_2xx: dict[tuple[str, int], _Pending2xx] = {}
         prefix = os.urandom(4).hex()
         self._ids = (f"{prefix}{n:x}" for n in itertools.count(1))
@@ -237,9 +241,12 @@ class SipStack:
             if txn is not None and txn.state in (State.COMPLETED, State.CONFIRMED):
                 txn.receive_ack()
                 return
-            pending = self._pending_2xx.pop((req.call_id, req.cseq[0]), None)
-            if pending is not None and pending.timer is not None:
-                pending.timer.cancel()
+            pkey = (req.call_id, req.cseq[0])
+            pending = self._pending_2xx.get(pkey)
+            if pending is not None and pending.to_tag in (None, req.to_tag):
+                del self._pending_2xx[pkey]  # the ACK for *this* 2xx (§13.3.1.4)
+                if pending.timer is not None:
+                    pending.timer.cancel()
             self._emit(RequestReceived(req, None, peer))
             return
         txn = self._server.get(key)
@@ -261,6 +268,7 @@ class SipStack:
                 return  # merged request (§8.2.2.2)
         txn = ServerTransaction(self, key, req, resp_peer)
         self._server[key] = txn
+        self._cancellable[_without_method(key)] = txn
         if merge_key is not None:
             txn.merge_key = merge_key
             self._merge[merge_key] = txn
@@ -270,13 +278,13 @@ class SipStack:
         """§9.2: match the INVITE by everything but the method; answer the CANCEL ourselves."""
         txn = ServerTransaction(self, key, req, peer)
         self._server[key] = txn
-        invite = self._server.get(key[:-1] + ("INVITE",))
-        if invite is None or invite.request.method != "INVITE":
+        target = self._cancellable.get(_without_method(key))
+        if target is None or target.state is State.TERMINATED:
             txn.respond(make_response(req, 481, to_tag=self.new_id()))
             return
-        txn.respond(make_response(req, 200, to_tag=invite.to_tag or self.new_id()))
-        if invite.state is State.PROCEEDING:
-            self._emit(CancelReceived(invite, req))
+        txn.respond(make_response(req, 200, to_tag=target.to_tag or self.new_id()))
+        if target.request.method == "INVITE" and target.state is State.PROCEEDING:
+            self._emit(CancelReceived(target, req))
 
     def _receive_response(self, resp: Response) -> None:
         via = resp.top_via
@@ -322,6 +330,7 @@ class SipStack:
 
     def _send_cancel(self, txn: ClientTransaction) -> None:
         txn.cancelled = True
+        txn.expire_after_cancel()
         inv = txn.request
         headers = [list(h) for h in inv.headers if h[0] in ("via", "call-id", "from", "to", "route", "max-forwards")]
         vias = [h for h in headers if h[0] == "via"][:1]
@@ -352,23 +361,24 @@ class SipStack:
     def _forget(self, txn: Transaction) -> None:
         if isinstance(txn, ServerTransaction):
             self._server.pop(txn.key, None)
+            ckey = _without_method(txn.key)
+            if self._cancellable.get(ckey) is txn:
+                del self._cancellable[ckey]
             if txn.merge_key is not None and self._merge.get(txn.merge_key) is txn:
                 del self._merge[txn.merge_key]
         else:
             self._client.pop(txn.key, None)
 
-    def _start_2xx_retransmit(self, txn: ServerTransaction, data: bytes) -> None:
+    def _start_2xx_retransmit(self, txn: ServerTransaction, data: bytes, to_tag: str | None) -> None:
         """UAS core: resend a 2xx to INVITE until its ACK arrives (§13.3.1.4)."""
         key = (txn.request.call_id, txn.request.cseq[0])
         old = self._pending_2xx.pop(key, None)
         if old is not None and old.timer is not None:
             old.timer.cancel()
-        pending = _Pending2xx(txn, data, self.config.t1, self.now + self.config.b)
+        pending = _Pending2xx(txn, data, self.config.t1, self.now + self.config.b, to_tag)
         self._pending_2xx[key] = pending
-        if txn.reliable:
-            pending.timer = self.timers.call_at(pending.deadline, self._2xx_timeout, key, pending)
-        else:
-            pending.timer = self.timers.call_at(self.now + pending.interval, self._2xx_tick, key, pending)
+        # "independent of whatever transport protocols are used" (§13.3.1.4, RFC 6026 §8.1)
+        pending.timer = self.timers.call_at(self.now + pending.interval, self._2xx_tick, key, pending)
 
     def _2xx_tick(self, key: tuple[str, int], pending: _Pending2xx) -> None:
         if self.now >= pending.deadline:
@@ -389,6 +399,13 @@ class SipStack:
         pending = self._pending_2xx.pop((call_id, cseq), None)
         if pending is not None and pending.timer is not None:
             pending.timer.cancel()
+
+
+def _without_method(key: tuple) -> tuple:
+    """A server transaction key minus its method (branch keys: index 3; RFC 2543 keys: index 4)."""
+    if key[0] == "2543":
+        return key[:4] + key[5:]
+    return key[:3]
 
 
 def _first_index(headers: list[list[str]], key: str) -> int:

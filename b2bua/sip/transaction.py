@@ -120,6 +120,15 @@ class ClientTransaction(Transaction):
         elif self.state is State.ACCEPTED:
             self.terminate()  # Timer M (RFC 6026 §8.4)
 
+    def expire_after_cancel(self) -> None:
+        """§9.1: with no final response 64*T1 after our CANCEL, give the INVITE up."""
+        self._arm(self.stack.config.b, self._cancel_expired, second=True)
+
+    def _cancel_expired(self) -> None:
+        if self.state in (State.CALLING, State.PROCEEDING):
+            self.terminate()
+            self.stack._emit(TransactionTimeout(self))
+
     def receive_response(self, resp: Response) -> None:
         status = resp.status
         state = self.state
@@ -218,7 +227,7 @@ class ServerTransaction(Transaction):
             if status < 300:
                 self.state = State.ACCEPTED  # RFC 6026 §7.1
                 self._arm(cfg.b, self.terminate, second=True)  # Timer L
-                self.stack._start_2xx_retransmit(self, data)
+                self.stack._start_2xx_retransmit(self, data, resp.to_tag)
             else:
                 self.state = State.COMPLETED
                 if not self.reliable:

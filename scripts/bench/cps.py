@@ -71,8 +71,9 @@ cpu ms/call, cpu %
     clock tick (usually 10 ms) over the whole run.
 uac cpu %, other cpu % (JSON; "other" also in the table)
     CPU used while the UAC ran by the SIPp UAC (``RUSAGE_CHILDREN`` once it
-    is reaped) and by everything else on the machine that is not the SUT, the
-    UAS, the UAC or this script (``/proc/stat`` busy time minus those).  A
+    is reaped) and by every other process on the machine that is not this
+    script or one of its children (SUT, UAS, UAC): per-process deltas of
+    ``/proc/*/stat`` (utime+stime+cutime+cstime).  A
     high "other" means the machine was not idle and the run is skewed; a UAC
     near 100 % means SIPp, not the SUT, was the limit.  Both are flagged
     under the table.
@@ -296,32 +297,55 @@ def tree_cpu_seconds(root: int) -> float:
     return ticks / CLK_TCK
 
 
-def system_busy_seconds() -> float:
-    """CPU time all CPUs spent not idle (first line of /proc/stat), in seconds."""
-    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
-    # user nice system idle iowait irq softirq steal (guest times are already in user/nice)
-    return (sum(fields[:8]) - fields[3] - fields[4]) / CLK_TCK
+def all_process_ticks() -> dict[int, tuple[int, int]]:
+    """pid -> (ppid, utime+stime+cutime+cstime in clock ticks) for every process."""
+    out: dict[int, tuple[int, int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            fields = _read_stat(int(entry))
+            if fields is not None:
+                out[int(entry)] = (int(fields[1]), sum(int(x) for x in fields[11:15]))
+    return out
+
+
+def _descendants(snapshot: dict[int, tuple[int, int]], root: int) -> set[int]:
+    children: dict[int, list[int]] = {}
+    for pid, (ppid, _) in snapshot.items():
+        children.setdefault(ppid, []).append(pid)
+    seen, todo = set(), [root]
+    while todo:
+        pid = todo.pop()
+        seen.add(pid)
+        todo.extend(children.get(pid, []))
+    return seen
 
 
 class CpuProbe:
-    """Splits the machine's CPU use while the UAC runs into: SIPp UAC vs. everything that is not
-    the SUT, the UAS, the UAC or this script ("other", i.e. noise from unrelated processes)."""
+    """CPU used while the UAC runs by the SIPp UAC, and by "other" processes: everything that is
+    not this script or one of its descendants (SUT, UAS, UAC).  Per-process counters are used
+    rather than /proc/stat, whose tick sampling proved unreliable on this VM.  Processes that
+    start and finish within the window count through their parent's cutime/cstime."""
 
-    def __init__(self, sut_pid: int, uas_pid: int) -> None:
-        self.sut_pid, self.uas_pid = sut_pid, uas_pid
-        self.start = self._sample()
+    def __init__(self) -> None:
+        self.me = os.getpid()
+        self.start_procs = all_process_ticks()
+        self.start_children = self._children_cpu()
 
-    def _sample(self) -> tuple[float, float, float, float, float]:
-        children = resource.getrusage(resource.RUSAGE_CHILDREN)  # reaped children: the UAC
-        me = resource.getrusage(resource.RUSAGE_SELF)
-        return (system_busy_seconds(), tree_cpu_seconds(self.sut_pid), tree_cpu_seconds(self.uas_pid),
-                children.ru_utime + children.ru_stime, me.ru_utime + me.ru_stime)
+    @staticmethod
+    def _children_cpu() -> float:
+        ru = resource.getrusage(resource.RUSAGE_CHILDREN)  # reaped children: here, the UAC
+        return ru.ru_utime + ru.ru_stime
 
     def finish(self) -> tuple[float, float]:
         """Call right after the UAC was reaped. Returns (uac_cpu_s, other_cpu_s)."""
-        end = self._sample()
-        busy, sut, uas, uac, me = (b - a for a, b in zip(self.start, end))
-        return uac, max(0.0, busy - sut - uas - uac - me)
+        uac = self._children_cpu() - self.start_children
+        end_procs = all_process_ticks()
+        ours = _descendants(self.start_procs, self.me) | _descendants(end_procs, self.me)
+        other_ticks = 0
+        for pid, (_, ticks) in end_procs.items():
+            if pid not in ours:
+                other_ticks += max(0, ticks - self.start_procs.get(pid, (0, 0))[1])
+        return uac, other_ticks / CLK_TCK
 
 
 # --------------------------------------------------------------------------- ports
@@ -596,7 +620,7 @@ class Bench:
         self.log(f"{sut.name} @ {rate} cps: {calls} calls, limit {limit}, "
                  f"ports sut={ports.sut} uas={ports.uas}")
         cpu_before = tree_cpu_seconds(proc.pid)
-        probe = CpuProbe(sut_pid=proc.pid, uas_pid=uas.pid)
+        probe = CpuProbe()
         t0 = time.monotonic()
         uac = self.procs.start(uac_cmd, cwd=workdir, log=workdir / "uac.log")
         try:
