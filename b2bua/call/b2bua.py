@@ -175,7 +175,7 @@ class B2BUA:
                 self._on_client_failure(ev.transaction, 408, "timeout")
             elif isinstance(ev, TransportError):
                 if isinstance(ev.transaction, ClientTransaction):
-                    self._on_client_failure(ev.transaction, 503, "transport_error")
+                    self._on_client_failure(ev.transaction, 502, "transport_error")
             elif isinstance(ev, AckTimeout):
                 self._on_ack_timeout(ev.transaction)
         except SipError as err:

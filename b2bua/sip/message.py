@@ -329,9 +329,11 @@ def _split_head(head: str) -> tuple[str, list[list[str]]]:
     if len(lines) - 1 > MAX_HEADERS:
         raise TooLarge("too many header fields")
     headers: list[list[str]] = []
+    too_long = False
     for line in lines[1:]:
         if len(line) > MAX_LINE:
-            raise TooLarge("header line too long")
+            too_long = True  # answered with 513 from the other headers (§21.5.14)
+            continue
         name, colon, value = line.partition(":")
         name = name.rstrip(" \t")
         if not colon or not _HEADER_NAME.match(name):
@@ -339,6 +341,8 @@ def _split_head(head: str) -> tuple[str, list[list[str]]]:
         key = name.lower()
         key = COMPACT.get(key, key)
         headers.append([key, name, value.strip()])
+    if too_long:
+        raise PartialRequest(TooLarge("header line too long"), headers, lines[0][:4].upper() != "SIP/")
     return lines[0], headers
 
 

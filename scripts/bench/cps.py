@@ -66,8 +66,8 @@ cpu ms/call, cpu %
     (after the SUT has started and settled) and right after the UAS has
     finished (so all of the SUT's work for these calls is in it; this includes
     a few seconds of SUT idle time, which is negligible for a well-behaved
-    event loop).  Divided by ``uac ok``.  ``cpu %`` is the same CPU time over
-    the UAC elapsed time (100 % = one core fully busy).  Resolution is one
+    event loop).  Divided by ``uac ok``.  ``cpu %`` is the SUT's CPU time
+    while the UAC ran over the UAC's wall time (100 % = one core fully busy).  Resolution is one
     clock tick (usually 10 ms) over the whole run.
 uac cpu %, other cpu % (JSON; "other" also in the table)
     CPU used while the UAC ran by the SIPp UAC (``RUSAGE_CHILDREN`` once it
@@ -136,7 +136,6 @@ import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Iterator
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 LOOPBACK = "127.0.0.1"
@@ -234,31 +233,44 @@ class ProcessGroup:
         return proc
 
     @staticmethod
-    def stop(proc: subprocess.Popen[bytes], sig: int = signal.SIGTERM, grace_s: float = 5.0) -> None:
-        """Signal the process group of ``proc`` (which we created), escalate to SIGKILL."""
-        if proc.poll() is None:
+    def exited(proc: subprocess.Popen[bytes]) -> bool:
+        """Has ``proc`` exited?  Does not reap it: an unreaped (zombie) leader keeps its process
+        group id reserved, so signalling the group afterwards cannot hit a recycled pid."""
+        if proc.returncode is not None:
+            return True
+        try:
+            return os.waitid(os.P_PID, proc.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None
+        except ChildProcessError:
+            return True
+
+    def wait_exited(self, proc: subprocess.Popen[bytes], timeout_s: float) -> bool:
+        return wait_until(lambda: self.exited(proc), timeout_s, interval_s=0.02)
+
+    def _signal_group(self, proc: subprocess.Popen[bytes], sig: int) -> None:
+        if proc.returncode is None:  # not reaped yet, so the group id is still ours
             try:
                 os.killpg(proc.pid, sig)
-            except ProcessLookupError:
+            except (ProcessLookupError, PermissionError):
                 pass
-            try:
-                proc.wait(timeout=grace_s)
-            except subprocess.TimeoutExpired:
-                pass
-        # Kill whatever is left in the group, including a finished leader's children.
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
+
+    def stop(self, proc: subprocess.Popen[bytes], grace_s: float = 5.0) -> None:
+        """SIGTERM the process group of ``proc`` (a child we started), then SIGKILL; reap it."""
+        if not self.exited(proc):
+            self._signal_group(proc, signal.SIGTERM)
+            if not self.wait_exited(proc, grace_s):
+                self._signal_group(proc, signal.SIGKILL)
+                self.wait_exited(proc, 5.0)
+        self._signal_group(proc, signal.SIGKILL)  # leftovers in its group, if any
         try:
             proc.wait(timeout=5)
         except subprocess.TimeoutExpired:
             pass
+        if proc in self._procs:
+            self._procs.remove(proc)
 
     def stop_all(self) -> None:
-        for proc in reversed(self._procs):
+        for proc in reversed(list(self._procs)):
             self.stop(proc, grace_s=2.0)
-        self._procs.clear()
 
 
 def _read_stat(pid: int) -> list[str] | None:
@@ -585,8 +597,8 @@ class Bench:
         if a.keep_logs:
             uas_cmd.append("-trace_err")
         uas = self.procs.start(uas_cmd, cwd=workdir, log=workdir / "uas.log")
-        if not wait_until(lambda: ports.uas in bound_ports() or uas.poll() is not None, 10) \
-                or uas.poll() is not None:
+        if not wait_until(lambda: ports.uas in bound_ports() or self.procs.exited(uas), 10) \
+                or self.procs.exited(uas):
             res.error = f"SIPp UAS did not start (see {workdir}/uas.log)"
             self.procs.stop(uas)
             return res
@@ -595,11 +607,13 @@ class Bench:
         sut_argv = sut.argv(ports.sut, ports.uas, workdir)
         (workdir / "sut.cmd").write_text(shlex.join(sut_argv) + "\n")
         proc = self.procs.start(sut_argv, cwd=sut.cwd, log=workdir / "sut.log", env=sut.env)
-        ready = wait_until(lambda: ports.sut in bound_ports() or proc.poll() is not None, a.start_timeout)
-        if not ready or proc.poll() is not None:
+        ready = wait_until(lambda: ports.sut in bound_ports() or self.procs.exited(proc), a.start_timeout)
+        if not ready or self.procs.exited(proc):
+            exited = self.procs.exited(proc)
+            self.procs.stop(proc)
             tail = (workdir / "sut.log").read_text(errors="replace").strip().splitlines()[-3:]
             res.error = (f"SUT did not start listening on {ports.sut}"
-                         + (f" (exit {proc.returncode})" if proc.poll() is not None else "")
+                         + (f" (exit {proc.returncode})" if exited else "")
                          + (": " + " | ".join(tail) if tail else ""))
             self.procs.stop(proc)
             self.procs.stop(uas)
@@ -623,12 +637,11 @@ class Bench:
         probe = CpuProbe()
         t0 = time.monotonic()
         uac = self.procs.start(uac_cmd, cwd=workdir, log=workdir / "uac.log")
-        try:
-            uac.wait(timeout=uac_timeout_s + 30)
-        except subprocess.TimeoutExpired:
+        if not self.procs.wait_exited(uac, uac_timeout_s + 30):
             res.notes.append("UAC killed after its timeout")
         self.procs.stop(uac)
         wall_s = time.monotonic() - t0
+        cpu_mid = tree_cpu_seconds(proc.pid)
         uac_cpu_s, other_cpu_s = probe.finish()
         res.uac_cpu_percent = 100.0 * uac_cpu_s / wall_s
         res.other_cpu_percent = 100.0 * other_cpu_s / wall_s
@@ -640,17 +653,14 @@ class Bench:
                              "(machine not idle: numbers are skewed)")
 
         # 4. Let the UAS finish its running calls (incl. the 4 s end pause), then read the SUT CPU.
-        try:
-            os.killpg(uas.pid, signal.SIGUSR1)
-        except ProcessLookupError:
-            pass
-        try:
-            uas.wait(timeout=a.recv_timeout + 15)
-        except subprocess.TimeoutExpired:
+        if not self.procs.exited(uas):
+            uas.send_signal(signal.SIGUSR1)
+        if not self.procs.wait_exited(uas, a.recv_timeout + 15):
             res.notes.append("UAS did not finish by itself; killed (UAS counts may lag by <= 1 s)")
-        if proc.poll() is not None:
-            res.notes.append(f"SUT exited during the run (code {proc.returncode})")
-        cpu_after = tree_cpu_seconds(proc.pid) if proc.poll() is None else None
+        sut_alive = not self.procs.exited(proc)
+        cpu_after = tree_cpu_seconds(proc.pid) if sut_alive else None
+        if not sut_alive:
+            res.notes.append("SUT exited during the run")
         self.procs.stop(uas)
         self.procs.stop(proc)
 
@@ -676,11 +686,9 @@ class Bench:
         rtts = sorted(rt for _, rt in samples)
         res.setup_p50_ms = percentile(rtts, 50)
         res.setup_p99_ms = percentile(rtts, 99)
-        if cpu_after is not None:
-            cpu_s = cpu_after - cpu_before
-            res.cpu_percent = 100.0 * cpu_s / res.uac_elapsed_s
-            if res.uac_ok:
-                res.cpu_ms_per_call = 1000.0 * cpu_s / res.uac_ok
+        res.cpu_percent = 100.0 * (cpu_mid - cpu_before) / wall_s
+        if cpu_after is not None and res.uac_ok:
+            res.cpu_ms_per_call = 1000.0 * (cpu_after - cpu_before) / res.uac_ok
         if res.attempted and res.achieved_rate is not None and res.failed is not None \
                 and res.uas_ok is not None:
             res.sustained = (res.achieved_rate >= MIN_ACHIEVED_RATIO * rate
@@ -825,7 +833,11 @@ def main(argv: list[str] | None = None) -> int:
                 if args.stop_after_unsustained and unsustained >= args.stop_after_unsustained:
                     bench.log(f"{sut.name}: skipping {rate} cps after {unsustained} unsustained rates")
                     continue
-                res = bench.run(sut, rate)
+                try:
+                    res = bench.run(sut, rate)
+                except (OSError, RuntimeError, subprocess.SubprocessError) as exc:
+                    res = RunResult(system=sut.name, target_rate=rate, error=f"{type(exc).__name__}: {exc}")
+                    bench.procs.stop_all()
                 results.append(res)
                 bench.log(f"  -> achieved {_fmt(res.achieved_rate)} cps, ok {_fmt(res.uac_ok)}/"
                           f"{_fmt(res.attempted)}, uas ok {_fmt(res.uas_ok)}, "

@@ -1,0 +1,100 @@
+"""Configuration loading: every problem is ``file:line: what is wrong``, never a traceback."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from b2bua.config import ConfigError, load_config
+from harness import ROOT
+
+
+def _write(tmp: Path, b2bua: str | None = None, routing: str | None = None) -> Path:
+    (tmp / "b2bua.yaml").write_text(b2bua if b2bua is not None else (ROOT / "config" / "b2bua.yaml").read_text())
+    (tmp / "routing.yaml").write_text(routing if routing is not None else (ROOT / "config" / "routing.yaml").read_text())
+    return tmp / "b2bua.yaml"
+
+
+def _problems(path: Path) -> list[str]:
+    with pytest.raises(ConfigError) as err:
+        load_config(path)
+    return err.value.problems
+
+
+def test_shipped_config_is_valid() -> None:
+    cfg = load_config(ROOT / "config" / "b2bua.yaml")
+    assert cfg.process.sip.listen == ["udp:127.0.0.1:5060", "tcp:127.0.0.1:5060"]
+    assert cfg.routing.routes[0].targets == ["sip:127.0.0.1:5080"]
+
+
+def test_yaml_syntax_error_names_file_and_line(tmp_path: Path) -> None:
+    path = _write(tmp_path, "sip:\n  listen: [udp:127.0.0.1:5060\nlogging: {}\n")
+    problems = _problems(path)
+    assert len(problems) == 1
+    assert problems[0].startswith(f"{path}:3: YAML syntax error")
+
+
+def test_unknown_key_suggests_the_right_one(tmp_path: Path) -> None:
+    path = _write(tmp_path, "sip:\n  listen: [udp:127.0.0.1:5060]\n  timers:\n    t1_msec: 500\n")
+    (problem,) = _problems(path)
+    assert problem == f"{path}:4: sip.timers.t1_msec: unknown key 't1_msec' (did you mean 't1_ms'?)"
+
+
+def test_wrong_type_shows_the_value(tmp_path: Path) -> None:
+    path = _write(tmp_path, "sip:\n  ring_timeout_s: soon\n")
+    (problem,) = _problems(path)
+    assert problem.startswith(f"{path}:2: sip.ring_timeout_s:") and "'soon'" in problem
+
+
+def test_bad_listen_address(tmp_path: Path) -> None:
+    path = _write(tmp_path, "sip:\n  listen:\n    - sctp:127.0.0.1:5060\n")
+    (problem,) = _problems(path)
+    assert problem.startswith(f"{path}:3: sip.listen:") and "udp|tcp|tls" in problem
+
+
+def test_missing_routing_file(tmp_path: Path) -> None:
+    (tmp_path / "b2bua.yaml").write_text("routing_file: nowhere.yaml\n")
+    (problem,) = _problems(tmp_path / "b2bua.yaml")
+    assert problem == f"{tmp_path / 'nowhere.yaml'}:1: file not found"
+
+
+def test_problems_in_both_files_are_reported_together(tmp_path: Path) -> None:
+    path = _write(tmp_path, "sip:\n  force_rport: maybe\n",
+                  "routes:\n  - name: a\n    targets: [http://x]\n  - name: a\n    targets: [sip:127.0.0.1]\n"
+                  "devices:\n  - username: u1\n")
+    problems = _problems(path)
+    assert any(p.startswith(f"{path}:2: sip.force_rport") for p in problems)
+    routing = tmp_path / "routing.yaml"
+    assert any(p.startswith(f"{routing}:3: routes.0.targets") and "not a sip" in p for p in problems)
+    assert any(p.startswith(f"{routing}:7: devices.0: missing required key 'password'") for p in problems)
+
+
+def test_duplicate_route_names(tmp_path: Path) -> None:
+    path = _write(tmp_path, routing="routes:\n  - name: a\n    targets: [sip:127.0.0.1]\n"
+                                    "  - name: a\n    targets: [sip:127.0.0.2]\n")
+    (problem,) = _problems(path)
+    assert problem.startswith(f"{tmp_path / 'routing.yaml'}:4: routes.1.name: duplicate route name 'a'")
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "b2bua", *args], capture_output=True, text=True, cwd=ROOT)
+
+
+def test_check_config_cli(tmp_path: Path) -> None:
+    ok = _cli("check-config")
+    assert ok.returncode == 0 and "ok" in ok.stdout
+    bad = _write(tmp_path, "sip:\n  timers:\n    t1_ms: -5\n")
+    res = _cli("check-config", "--config", str(bad))
+    assert res.returncode != 0
+    assert res.stdout.startswith(f"{bad}:3: sip.timers.t1_ms:")
+    assert "Traceback" not in res.stdout + res.stderr
+
+
+def test_run_refuses_a_bad_config_without_traceback(tmp_path: Path) -> None:
+    bad = _write(tmp_path, "sip: [1, 2\n")
+    res = _cli("run", "--config", str(bad))
+    assert res.returncode == 2
+    assert res.stderr.startswith(f"{bad}:") and "Traceback" not in res.stderr
