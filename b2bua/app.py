@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
+import time
 import signal
 import ssl
 from typing import Any
@@ -131,8 +133,28 @@ class Application:
                                 overload_lag=self.config.process.sip.overload_lag_ms / 1000,
                                 on_overload=on_overload)
         await self.server.start(self.listeners)
+        self._gc_task = asyncio.get_running_loop().create_task(self._collect_garbage())
+
+    async def _collect_garbage(self, full_every: float = 600.0) -> None:
+        """Keep the cyclic GC off the signalling path.
+
+        Call state has no reference cycles (refcounting frees it), so only the young
+        generations are collected automatically; a full pass, whose pause grows with
+        every live transaction, runs on this schedule instead of at random (it cost
+        300-450 ms stalls every few seconds at 400 calls/s before).
+        """
+        gc.collect()
+        gc.freeze()  # start-up objects never need scanning again
+        gc.set_threshold(20_000, 20, 1_000_000_000)
+        while True:
+            await asyncio.sleep(full_every)
+            start = time.perf_counter()
+            found = gc.collect()
+            log.debug("full GC: %d unreachable, %.1f ms", found, (time.perf_counter() - start) * 1000)
 
     async def stop(self) -> None:
+        if getattr(self, "_gc_task", None) is not None:
+            self._gc_task.cancel()
         if self.server is not None:
             await self.server.close()
 

@@ -334,6 +334,10 @@ class B2BUA:
     def _on_response(self, resp: Response, txn: ClientTransaction) -> None:
         user = txn.user
         if isinstance(user, Call):
+            if user.state is CallState.ENDED:
+                if txn.request.method == "INVITE" and 200 <= resp.status < 300:
+                    self._on_b_answer(user, resp, txn)  # answered too late: ACK and BYE it
+                return
             if txn.request.method == "INVITE" and txn is user.b_invite:
                 self._on_b_invite_response(user, resp, txn)
             elif txn.request.method == "BYE" and resp.status >= 200:
@@ -596,6 +600,10 @@ class B2BUA:
                 self._legs.pop(leg.dialog.key, None)
         self.calls.pop(call.id, None)
         call.relays.clear()
+        # Break call <-> transaction reference cycles so refcounting frees the call (no GC pass).
+        call.a_invite.user = None
+        if call.b_invite is not None:
+            call.b_invite = None  # its .user still finds the call for a late 2xx
         self.stats["calls_ended"] += 1
         a_req = call.a_invite.request
         record = CallRecord(

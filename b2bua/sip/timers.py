@@ -73,8 +73,9 @@ class TimerQueue:
         while heap and heap[0].when <= now:
             handle = heapq.heappop(heap)
             if not handle.cancelled:
-                handle.cancelled = True
-                handle.callback(*handle.args)
+                callback, args = handle.callback, handle.args
+                handle.cancel()  # drop the references: handle <-> owner would be a GC cycle
+                callback(*args)
                 ran += 1
         return ran
 

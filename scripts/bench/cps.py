@@ -653,7 +653,9 @@ class Bench:
                              "(machine not idle: numbers are skewed)")
 
         # 4. Let the UAS finish its running calls (incl. the 4 s end pause), then read the SUT CPU.
-        if not self.procs.exited(uas):
+        if self.procs.exited(uas):
+            res.notes.append("UAS exited before the UAC finished (stopped from outside?)")
+        else:
             uas.send_signal(signal.SIGUSR1)
         if not self.procs.wait_exited(uas, a.recv_timeout + 15):
             res.notes.append("UAS did not finish by itself; killed (UAS counts may lag by <= 1 s)")
@@ -703,7 +705,11 @@ class Bench:
         if uas_reasons:
             res.notes.append("UAS failures: " + ", ".join(f"{k} {v}" for k, v in uas_reasons.items()))
         if res.attempted is not None and res.attempted < calls:
-            res.notes.append(f"UAC created only {res.attempted}/{calls} calls")
+            res.notes.append(f"UAC created only {res.attempted}/{calls} calls (stopped early: "
+                             "global timeout, or stopped from outside?)")
+        open_at_uas = stat_int(uas_row, "CurrentCall")
+        if open_at_uas:
+            res.notes.append(f"UAS ended with {open_at_uas} calls still open (stopped from outside?)")
         return res
 
 
