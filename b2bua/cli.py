@@ -24,6 +24,11 @@ class _JsonFormatter(logging.Formatter):
 
 
 def _setup_logging(level: str, fmt: str) -> None:
+    # Per-call info lines are on the hot path: skip caller lookup and thread/process fields.
+    logging._srcfile = None  # type: ignore[attr-defined]
+    logging.logThreads = False
+    logging.logProcesses = False
+    logging.logMultiprocessing = False
     handler = logging.StreamHandler(sys.stderr)
     if fmt == "json":
         handler.setFormatter(_JsonFormatter())

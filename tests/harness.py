@@ -84,10 +84,20 @@ class B2BUAProcess:
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
 
+    def settle(self, timeout: float = 5.0) -> None:
+        """Wait until every call the log shows starting has also ended (BYE answers in flight)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            log = self.log()
+            if log.count(" start from=") <= log.count(" end status="):
+                return
+            time.sleep(0.05)
+
     def stop(self) -> int | None:
         if self.proc is None:
             return None
         if self.proc.poll() is None:
+            self.settle()
             self.proc.send_signal(signal.SIGTERM)
             try:
                 self.proc.wait(10)

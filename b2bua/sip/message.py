@@ -64,8 +64,13 @@ MAGIC_COOKIE = "z9hG4bK"
 
 
 def canonical_name(key: str) -> str:
-    """The display spelling for a lower-case header key."""
-    return CANONICAL.get(key) or "-".join(p.capitalize() for p in key.split("-"))
+    """The display spelling for a lower-case header key (memoized in CANONICAL)."""
+    name = CANONICAL.get(key)
+    if name is None:
+        name = "-".join(p.capitalize() for p in key.split("-"))
+        if len(CANONICAL) < 4096:
+            CANONICAL[key] = name
+    return name
 
 
 @dataclass(slots=True)

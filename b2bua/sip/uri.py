@@ -6,10 +6,11 @@ import re
 from dataclasses import dataclass, field
 
 from .errors import ParseError
-from .grammar import format_params, is_token, parse_params, quote, read_quoted, unescape
+from .grammar import format_params, parse_params, quote, read_quoted, unescape
 
 _SCHEME_RE = re.compile(r"[A-Za-z][A-Za-z0-9+\-.]*\Z")
 _PORT_RE = re.compile(r"[0-9]{1,5}\Z")
+_DISPLAY_TOKENS = re.compile(r"[A-Za-z0-9\-.!%*_+`'~]+(?:[ \t]+[A-Za-z0-9\-.!%*_+`'~]+)*\Z")
 _HOST_RE = re.compile(r"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9\-.]+)\Z")
 
 
@@ -178,7 +179,7 @@ class Address:
         if lt >= 0:
             if lt > 0:
                 raw = value[:lt].strip()
-                if raw and not all(is_token(t) for t in raw.split()):
+                if raw and not _DISPLAY_TOKENS.match(raw):
                     raise ParseError(f"display name must be tokens or quoted: {raw[:40]!r}")
                 display = raw or None
             gt = value.find(">", lt)

@@ -106,6 +106,11 @@ Caveats
   wire); ``--pause-msg-ign`` makes the UAC ignore messages that arrive while a
   call is held, which hides such late 180s but also any other in-dialog
   message (e.g. 200 OK retransmissions) arriving in that second.
+* Everything here runs on a shared machine.  A ``pkill -f sipp`` or
+  ``pkill -f "b2bua run"`` elsewhere also stops this script's children (and
+  this script itself if its command line says "sippy"); such runs are
+  flagged under the table ("stopped from outside?", "SUT exited").  Load
+  from other processes is measured and flagged too ("other cpu %").
 * sippy is run as ``b2bua_radius -f -u -A 0`` (foreground, no RADIUS auth, no
   accounting) with a static route to the UAS, and SIP message logging off
   (``SIPLOG_BEND=none``); see ``sippy_command``.
@@ -661,10 +666,12 @@ class Bench:
             res.notes.append("UAS did not finish by itself; killed (UAS counts may lag by <= 1 s)")
         sut_alive = not self.procs.exited(proc)
         cpu_after = tree_cpu_seconds(proc.pid) if sut_alive else None
-        if not sut_alive:
-            res.notes.append("SUT exited during the run")
         self.procs.stop(uas)
         self.procs.stop(proc)
+        if not sut_alive:
+            code = proc.returncode
+            how = f"killed by {signal.Signals(-code).name}" if code is not None and code < 0 else f"exit {code}"
+            res.notes.append(f"SUT exited during the run ({how}; see its log with --keep-logs)")
 
         # 5. Collect.
         uac_row = last_stat_row(workdir / "uac_stat.csv")
@@ -870,7 +877,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         doc = {
             "params": {k: v for k, v in vars(args).items() if k not in ("json",)},
-            "systems": {s.name: {"command": shlex.join(s.argv_template), "version": s.version} for s in systems},
+            "systems": {s.name: {"command": " ".join(s.argv_template), "version": s.version} for s in systems},
             "cpu_count": os.cpu_count(),
             "results": [asdict(r) for r in results],
             "highest_sustained": best,
