@@ -10,6 +10,8 @@ import signal
 import ssl
 from typing import Any
 
+from media.engine import EngineConfig, MediaEngine
+
 from .call.b2bua import B2BUA, B2BUAConfig, Route
 from .config import Config
 from .sip.auth import DigestChallenger
@@ -71,9 +73,17 @@ class Application:
         self.auth = DigestChallenger(config.routing.realm, devices.get,
                                      algorithms=tuple(config.routing.digest_algorithms))
         self.router = Router(config, self.registrar)
+        mcfg = config.process.media
+        self.engine: MediaEngine | None = None
+        if mcfg.enabled:
+            self.engine = MediaEngine(EngineConfig(host=mcfg.address, port_min=mcfg.port_min,
+                                                   port_max=mcfg.port_max, rtp_timeout=mcfg.rtp_timeout_s),
+                                      on_event=self._media_event)
         self.b2bua = B2BUA(self.stack, lambda req, peer: self.router(req, peer, self.stack.now),
                            B2BUAConfig(response_map=dict(config.routing.response_map),
-                                       ring_timeout=sip.ring_timeout_s, max_calls=sip.max_calls))
+                                       ring_timeout=sip.ring_timeout_s, max_calls=sip.max_calls,
+                                       symmetric_rtp=mcfg.symmetric_rtp),
+                           engine=self.engine)
         self.b2bua.handlers["REGISTER"] = self._register
         self.b2bua.authorize = self._authorize_invite
         self.server: SipServer | None = None
@@ -104,6 +114,12 @@ class Application:
             return None
         return self._challenge(req, 407, "proxy-authenticate", result.stale)
 
+    def _media_event(self, event: object) -> None:
+        """DTMF and RTP timeouts from the media engine reach call control here."""
+        self.b2bua.on_media_event(event)
+        if self.server is not None:
+            self.server.kick()
+
     # -- running ------------------------------------------------------------------------
     def pump(self, now: float) -> None:
         self.b2bua.drain(now)
@@ -132,6 +148,8 @@ class Application:
         self.server = SipServer(self.stack, self.pump, tls_server=server_ctx, tls_client=client_ctx,
                                 overload_lag=self.config.process.sip.overload_lag_ms / 1000,
                                 on_overload=on_overload)
+        if self.engine is not None:
+            self.engine.start(asyncio.get_running_loop())
         await self.server.start(self.listeners)
         self._gc_task = asyncio.get_running_loop().create_task(self._collect_garbage())
 
@@ -157,6 +175,8 @@ class Application:
             self._gc_task.cancel()
         if self.server is not None:
             await self.server.close()
+        if self.engine is not None:
+            self.engine.close()
 
     async def run_forever(self) -> None:
         await self.start()

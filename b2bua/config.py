@@ -65,6 +65,21 @@ class SipConfig(Strict):
         return v
 
 
+class MediaConfig(Strict):
+    """The media plane: where RTP is anchored."""
+
+    #: anchor RTP for every call (off: SDP passes through untouched, signalling only)
+    enabled: bool = True
+    #: address our SDP offers and answers carry and the RTP sockets bind to
+    address: str = "127.0.0.1"
+    port_min: int = Field(20000, ge=1024, le=65534)
+    port_max: int = Field(30000, ge=1026, le=65535)
+    #: no RTP from an endpoint for this long ends the call (BYE with a Reason header)
+    rtp_timeout_s: float = Field(30.0, gt=0)
+    #: latch to where RTP really comes from (symmetric RTP for endpoints behind NAT)
+    symmetric_rtp: bool = True
+
+
 class Credentials(Strict):
     username: str
     password: str
@@ -116,6 +131,7 @@ class LoggingConfig(Strict):
 
 class ProcessConfig(Strict):
     sip: SipConfig = SipConfig()
+    media: MediaConfig = MediaConfig()
     routing_file: str = "routing.yaml"
     logging: LoggingConfig = LoggingConfig()
 

@@ -27,7 +27,9 @@ from ..sip.stack import REASONS, SipStack, make_response
 from ..sip.timers import TimerHandle
 from ..sip.transaction import ClientTransaction, ServerTransaction
 from ..sip.uas import UasPolicy, check_request, options_response
+from ..sip.sdp import find_sdp
 from ..sip.uri import Address, SipUri
+from .media import Engine, MediaSession
 
 log = logging.getLogger("b2bua.call")
 
@@ -127,6 +129,17 @@ class Call:
     pending_acks: dict[str, int] = field(default_factory=dict)
     #: 2xx dialogs we ACKed and hung up at once, by To tag: (ACK, where it went)
     unwanted: dict[str, tuple[Request, Peer]] = field(default_factory=dict)
+    #: the media anchor (None when media is not anchored: SDP passes through)
+    media: MediaSession | None = None
+    #: the INVITE carried no SDP: the offer comes in the 2xx, the answer in the ACK
+    late_offer: bool = False
+    #: relayed requests that carried an SDP offer (their 2xx carries the answer)
+    relay_offers: set[int] = field(default_factory=set)
+    #: legs whose ACK must carry the answer to an offer made in a relayed 2xx
+    ack_answers: set[str] = field(default_factory=set)
+    dtmf: list[tuple[float, str, str]] = field(default_factory=list)
+    media_stats: dict[str, dict[str, float]] = field(default_factory=dict)
+    bye_reason: str | None = None
 
 
 @dataclass(slots=True)
@@ -135,14 +148,20 @@ class B2BUAConfig:
     response_map: dict[int, int] = field(default_factory=lambda: dict(DEFAULT_RESPONSE_MAP))
     ring_timeout: float = 180.0
     max_calls: int = 100_000
+    #: latch to the source of the first RTP packet (RFC 4961 symmetric RTP)
+    symmetric_rtp: bool = True
 
 
 class B2BUA:
     """Call control above a :class:`SipStack`."""
 
     def __init__(self, stack: SipStack, router: Callable[[Request, Peer], Route | Response],
-                 config: B2BUAConfig | None = None):
+                 config: B2BUAConfig | None = None, engine: Engine | None = None):
         self.stack = stack
+        #: the media engine's command interface; None passes SDP through untouched
+        self.engine = engine
+        #: called for every key press: (call, leg name, digit, source)
+        self.on_dtmf: Callable[[Call, str, str, str], None] | None = None
         self.router = router
         self.config = config or B2BUAConfig()
         self.calls: dict[str, Call] = {}
@@ -251,16 +270,39 @@ class B2BUA:
             self._respond(txn, route)
             return
         call_id = f"{next(self._call_ids)}"
+        media: MediaSession | None = None
+        b_offer: bytes | None = None
+        if self.engine is not None:
+            media = MediaSession(self.engine, call_id, self.config.symmetric_rtp)
+            try:
+                media.allocate()
+                sdp = find_sdp(req.get("content-type"), req.body)
+                if sdp is not None:
+                    b_offer = media.offer("a", sdp)
+            except SipError as err:
+                media.close()
+                self._respond(txn, make_response(req, err.status, err.reason, to_tag=a_tag))
+                return
+            except Exception as exc:  # PortsExhausted or an engine failure: no call is better than a crash
+                media.close()
+                log.warning("no media for a new call: %s", exc)
+                self.stats["media_unavailable"] += 1
+                resp = make_response(req, 503, "Service Unavailable (media ports)", to_tag=a_tag)
+                resp.add("retry-after", "5")
+                self._respond(txn, resp)
+                return
         a_leg = Leg("a", peer)
         contact = self._contact(peer)
         a_leg.dialog = Dialog.from_uas(req, a_tag, contact)
         call = Call(call_id, a_leg, Leg("b", peer), txn, a_tag, route, self.now)
+        call.media = media
+        call.late_offer = not req.body
         txn.user = call
         self.calls[call_id] = call
         self._legs[a_leg.dialog.key] = (call, a_leg)
         self.stats["calls_started"] += 1
         log.info("call %s start from=%s to=%s", call_id, req.from_.uri, req.to.uri)
-        self._send_b_invite(call)
+        self._send_b_invite(call, b_offer)
         call.ring_timer = self.stack.timers.call_at(self.now + self.config.ring_timeout, self._ring_timeout, call)
 
     def _local_host(self, peer: Peer) -> str:
@@ -286,7 +328,7 @@ class B2BUA:
         t = "" if peer.transport == "udp" else f";transport={peer.transport}"
         return f"<sip:{host}:{port}{t}>"
 
-    def _send_b_invite(self, call: Call) -> None:
+    def _send_b_invite(self, call: Call, offer: bytes | None = None) -> None:
         """Build the outbound INVITE from scratch: new Call-ID, tags, CSeq, Via, Contact."""
         a_req = call.a_invite.request
         target = call.route.targets[call.target_index]
@@ -315,7 +357,10 @@ class B2BUA:
         req.add("cseq", "1 INVITE")
         req.add("contact", self._contact(peer))
         req.add("allow", ", ".join(self.config.policy.allow))
-        self._copy_body(a_req, req)
+        if offer is not None:
+            req.set_body(offer, "application/sdp")
+        elif call.media is None:
+            self._copy_body(a_req, req)
         call.state = CallState.PROCEEDING
         ctxn = self.stack.send_request(req, peer, self.now)
         ctxn.user = call
@@ -365,7 +410,12 @@ class B2BUA:
                 self._legs[call.b.dialog.key] = (call, call.b)
             if call.state in (CallState.PROCEEDING, CallState.EARLY):
                 call.state = CallState.EARLY
-                self._respond(call.a_invite, self._a_response(call, resp, status))
+                try:
+                    a_resp = self._a_response(call, resp, status)
+                except SipError as err:
+                    log.info("call %s: SDP in %d ignored: %s", call.id, status, err)
+                    a_resp = self._a_response(call, Response(status, resp.reason), status)
+                self._respond(call.a_invite, a_resp)
             return
         if status < 300:
             self._on_b_answer(call, resp, txn)
@@ -404,8 +454,35 @@ class B2BUA:
         resp.add("contact", call.a.dialog.local_contact if call.a.dialog else self._contact(call.a.peer))
         if status >= 200:
             resp.add("allow", ", ".join(self.config.policy.allow))
-        self._copy_body(src, resp)
+        if call.late_offer and status < 200:
+            return resp  # an offer in an unreliable 1xx is only a preview: keep it for the 2xx
+        self._carry_body(call, "b", src, resp, "offer" if call.late_offer else "answer", final=status >= 200)
         return resp
+
+    def _carry_body(self, call: Call, from_leg: str, src: Request | Response, dst: Request | Response,
+                    role: str | None, final: bool = False) -> None:
+        """Copy a body across; with media anchored an SDP goes through offer/answer instead,
+        so each leg only ever sees our addresses."""
+        media = call.media
+        if media is None or not src.body:
+            self._copy_body(src, dst)
+            return
+        sdp = find_sdp(src.get("content-type"), src.body)
+        if sdp is None:
+            if src.content_type not in ("application/sdp",) and not (src.content_type or "").startswith("multipart/"):
+                self._copy_body(src, dst)  # INFO dtmf-relay, MESSAGE text, ...
+            return
+        if role == "offer":
+            body = media.offer(from_leg, sdp)
+        elif role == "answer":
+            if not media.offer_pending:
+                return  # a repeated answer (18x then 2xx): already given
+            body = media.answer(from_leg, sdp)
+            if final:
+                media.complete()
+        else:
+            return
+        dst.set_body(body, "application/sdp")
 
     def _on_b_answer(self, call: Call, resp: Response, txn: ClientTransaction) -> None:
         cseq = txn.request.cseq[0]
@@ -427,10 +504,18 @@ class B2BUA:
             dialog.route_set = list(reversed(resp.get_all("record-route")))
             call.b.peer = self._b_peer(call, dialog)
             self._cancel_ring(call)
+            try:
+                a_resp = self._a_response(call, resp, resp.status)
+            except SipError as err:
+                # the callee's SDP is unusable: hang it up, refuse the caller
+                log.info("call %s: callee SDP refused: %s", call.id, err)
+                self._ack_and_bye(call, txn, resp)
+                self._fail_a(call, 488, "bad_sdp")
+                return
             call.state = CallState.ANSWERED
             call.answered = self.now
             call.final_status = 200
-            self._respond(call.a_invite, self._a_response(call, resp, resp.status))
+            self._respond(call.a_invite, a_resp)
             return
         dialog = call.b.dialog
         if dialog is not None and dialog.confirmed and dialog.remote_tag == tag:
@@ -471,7 +556,11 @@ class B2BUA:
             return
         ack = dialog.create_ack(cseq)
         if src_ack is not None:
-            self._copy_body(src_ack, ack)
+            try:
+                self._carry_body(call, "a", src_ack, ack, "answer" if call.late_offer else None, final=True)
+            except SipError as err:
+                log.info("call %s: SDP in ACK refused: %s", call.id, err)
+                self._hangup(call, "a", "bad_sdp")
         call.b.last_ack = (cseq, _copy_request(ack))
         self.stack.send_ack(ack, call.b.peer, self.now)
 
@@ -576,6 +665,8 @@ class B2BUA:
             leg.ended = True
             return
         req = leg.dialog.create_request("BYE")
+        if call.bye_reason:
+            req.add("reason", call.bye_reason)
         txn = self.stack.send_request(req, leg.peer, self.now)
         txn.user = call
 
@@ -600,6 +691,8 @@ class B2BUA:
                 self._legs.pop(leg.dialog.key, None)
         self.calls.pop(call.id, None)
         call.relays.clear()
+        if call.media is not None:
+            call.media_stats = call.media.close()
         # Break call <-> transaction reference cycles so refcounting frees the call (no GC pass).
         call.a_invite.user = None
         if call.b_invite is not None:
@@ -616,6 +709,42 @@ class B2BUA:
         log.info("call %s end status=%s cause=%s by=%s", call.id, record.status, record.cause, record.ended_by)
         if self.on_call_end is not None:
             self.on_call_end(record)
+
+    # -- media events -------------------------------------------------------------------
+    def on_media_event(self, event: object) -> None:
+        """An event from the media engine (``DtmfEvent``, ``MediaTimeout``), by duck type."""
+        call = self.calls.get(getattr(event, "session", ""))
+        if call is None:
+            return
+        digit = getattr(event, "digit", None)
+        if digit is not None:
+            self._dtmf(call, getattr(event, "leg"), digit, getattr(event, "source", "rfc4733"))
+        elif hasattr(event, "idle") and call.state in (CallState.CONFIRMED, CallState.ANSWERED, CallState.EARLY):
+            log.info("call %s: no RTP from leg %s for %.0f s", call.id, getattr(event, "leg"), getattr(event, "idle"))
+            call.bye_reason = 'SIP;cause=408;text="RTP timeout"'
+            if call.state is CallState.EARLY:
+                self._cancel_ring(call)
+                call.state = CallState.CANCELLING
+                if call.b_invite is not None:
+                    self.stack.cancel(call.b_invite, self.now)
+                self._respond(call.a_invite, make_response(call.a_invite.request, 408, to_tag=call.a_tag))
+                call.final_status, call.cause, call.ended_by = 408, "rtp_timeout", "media"
+                call.a.ended = True
+                self._arm_cleanup(call)
+            else:
+                self._hangup(call, "media", "rtp_timeout")
+
+    def _dtmf(self, call: Call, leg: str, digit: str, source: str) -> None:
+        call.dtmf.append((self.now, leg, digit))
+        self.stats["dtmf"] += 1
+        log.info("call %s dtmf leg=%s digit=%s source=%s", call.id, leg, digit, source)
+        if self.on_dtmf is not None:
+            self.on_dtmf(call, leg, digit, source)
+
+    def _info_dtmf(self, call: Call, leg: Leg, req: Request) -> None:
+        digit = _info_digit(req)
+        if digit is not None:
+            self._dtmf(call, leg.name, digit, "info")
 
     # -- in-dialog requests -------------------------------------------------------------
     def _in_dialog(self, call: Call, leg: Leg, req: Request, txn: ServerTransaction | None) -> None:
@@ -664,17 +793,23 @@ class B2BUA:
         if err is not None:
             self._respond(txn, err)
             return
-        if method == "INVITE":
-            self._respond(txn, make_response(req, 100))  # the far end may take its time (§17.2.1)
+        if method == "INFO":
+            self._info_dtmf(call, leg, req)
         out = odialog.create_request(method)
         for key in ("event", "subscription-state", "subject", "info-package", "reason"):
             v = req.get(key)
             if v is not None:
                 out.add(key, v)
-        self._copy_body(req, out)
+        offer = method in ("INVITE", "UPDATE") and call.media is not None and \
+            find_sdp(req.get("content-type"), req.body) is not None
+        self._carry_body(call, leg.name, req, out, "offer" if offer else None)  # SdpError -> 400/488
+        if method == "INVITE":
+            self._respond(txn, make_response(req, 100))  # the far end may take its time (§17.2.1)
         ctxn = self.stack.send_request(out, other.peer, self.now)
         ctxn.user = call
         call.relays[id(ctxn)] = txn
+        if offer:
+            call.relay_offers.add(id(ctxn))
 
     def _relay_response(self, call: Call, ctxn: ClientTransaction, resp: Response) -> None:
         stxn = call.relays.get(id(ctxn)) if resp.status < 200 else call.relays.pop(id(ctxn), None)
@@ -691,7 +826,23 @@ class B2BUA:
             out.add("contact", from_leg.dialog.local_contact if from_leg.dialog else self._contact(from_leg.peer))
             if to_leg.dialog is not None:
                 to_leg.dialog.refresh_target(resp)
-        self._copy_body(resp, out)
+        carried_offer = id(ctxn) in call.relay_offers
+        if status >= 200:
+            call.relay_offers.discard(id(ctxn))
+        try:
+            if carried_offer and status < 300:
+                self._carry_body(call, to_leg.name, resp, out, "answer", final=status >= 200)
+            elif ctxn.request.method == "INVITE" and 200 <= status < 300 and call.media is not None \
+                    and find_sdp(resp.get("content-type"), resp.body) is not None:
+                self._carry_body(call, to_leg.name, resp, out, "offer")  # offerless re-INVITE
+                call.ack_answers.add(from_leg.name)
+            elif status >= 300 and carried_offer and call.media is not None:
+                call.media.abandon()  # offer rejected: the previous session stays (RFC 3264 §8)
+            else:
+                self._carry_body(call, to_leg.name, resp, out, None)
+        except SipError as err:
+            log.info("call %s: SDP refused in relayed response: %s", call.id, err)
+            out = make_response(stxn.request, 500, to_tag=from_leg.dialog.local_tag if from_leg.dialog else None)
         self._respond(stxn, out)
         if ctxn.request.method == "INVITE" and 200 <= status < 300:
             call.pending_acks[from_leg.name] = ctxn.request.cseq[0]
@@ -706,9 +857,28 @@ class B2BUA:
         cseq = call.pending_acks.pop(leg.name, None)
         if cseq is not None and other.dialog is not None:
             out = other.dialog.create_ack(cseq)
-            self._copy_body(ack, out)
+            answer = leg.name in call.ack_answers
+            call.ack_answers.discard(leg.name)
+            try:
+                self._carry_body(call, leg.name, ack, out, "answer" if answer else None, final=True)
+            except SipError as err:
+                log.info("call %s: SDP in ACK refused: %s", call.id, err)
             other.last_ack = (cseq, _copy_request(out))
             self.stack.send_ack(out, other.peer, self.now)
+
+
+def _info_digit(req: Request) -> str | None:
+    """The key in an INFO application/dtmf-relay (``Signal=5``) or application/dtmf body."""
+    ctype = req.content_type
+    text = req.body.decode("ascii", "replace")
+    if ctype == "application/dtmf-relay":
+        for line in text.splitlines():
+            name, _, value = line.partition("=")
+            if name.strip().lower() == "signal" and value.strip():
+                return value.strip()[:1]
+    elif ctype == "application/dtmf" and text.strip():
+        return text.strip()[:1]
+    return None
 
 
 def _tag_to(resp: Response, tag: str) -> None:

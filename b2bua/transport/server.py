@@ -184,6 +184,10 @@ class SipServer:
         self.stack.receive(data, peer, now)
         self._run(now)
 
+    def kick(self) -> None:
+        """Something outside the stack (the media engine) produced work: pump and flush."""
+        self._run(self.loop.time())
+
     def _on_timer(self) -> None:
         self._timer = None
         self._timer_when = None

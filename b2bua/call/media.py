@@ -1,0 +1,233 @@
+"""Offer/answer for an anchored call (RFC 3264), driving the media engine's commands.
+
+Each leg sees only our address and ports. The offer we send on is the offerer's
+G.711 codecs in its order, plus the ones we can transcode to; the answer we give
+back picks the answerer's codec when the offerer has it and the offerer's first
+codec otherwise (the engine then transcodes). Non-audio streams are refused with
+port 0 (§6). Directions follow §6.1, so a hold offer is never answered sendrecv.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+from dataclasses import dataclass
+from typing import Protocol
+
+from ..sip.sdp import Codec, Media, SdpError, SessionDescription
+
+#: Codecs the engine can relay and transcode between.
+SUPPORTED = {"pcmu": 0, "pcma": 8}
+TELEPHONE_EVENT = "telephone-event"
+
+_ANSWER_DIRECTION = {  # offer direction -> allowed answer directions, first is the default
+    "sendrecv": ("sendrecv", "sendonly", "recvonly", "inactive"),
+    "sendonly": ("recvonly", "inactive"),
+    "recvonly": ("sendonly", "inactive"),
+    "inactive": ("inactive",),
+}
+
+
+class NotAcceptable(SdpError):
+    """No usable audio stream: 488 (RFC 3261 §21.4.26)."""
+
+    status = 488
+    reason = "Not Acceptable Here"
+
+
+class Engine(Protocol):
+    """The media engine's command interface as call control sees it."""
+
+    def allocate(self, session: str, leg: str) -> tuple[str, int]: ...
+    def update(self, session: str, leg: str, *, remote: tuple[str, int] | None = None, codec: int | None = None,
+               dtmf_pt: int | None = None, send: bool = True, recv: bool = True, symmetric: bool = True) -> None: ...
+    def delete(self, session: str) -> dict[str, dict[str, float]]: ...
+
+
+def answer_direction(offer: str, answer: str) -> str:
+    """The direction to give an offerer whose offer said ``offer`` when the far answer said ``answer``."""
+    allowed = _ANSWER_DIRECTION.get(offer, _ANSWER_DIRECTION["sendrecv"])
+    return answer if answer in allowed else allowed[0] if offer != "sendrecv" else answer
+
+
+def _flags(direction: str) -> tuple[bool, bool]:
+    """(we may send to the endpoint, the endpoint sends to us) for its own SDP direction."""
+    return direction in ("sendrecv", "recvonly"), direction in ("sendrecv", "sendonly")
+
+
+@dataclass(slots=True)
+class _Offer:
+    from_leg: str
+    sdp: SessionDescription
+    audio_index: int
+    codecs: list[Codec]
+    dtmf_pt: int | None
+    direction: str
+
+
+_session_ids = itertools.count(int.from_bytes(os.urandom(3), "big"))
+
+
+class MediaSession:
+    """The signalling side of one call's media."""
+
+    def __init__(self, engine: Engine, session_id: str, symmetric: bool = True):
+        self.engine = engine
+        self.id = session_id
+        self.symmetric = symmetric
+        self.ports: dict[str, tuple[str, int]] = {}
+        self.codec: dict[str, int] = {}
+        self._origin = {leg: [str(next(_session_ids)), 0] for leg in ("a", "b")}
+        self._pending: _Offer | None = None
+        self._answers: dict[bytes, bytes] = {}  # answerer SDP -> the answer we gave (for repeated 18x/2xx)
+        self.closed = False
+
+    @staticmethod
+    def other(leg: str) -> str:
+        return "b" if leg == "a" else "a"
+
+    def _port(self, leg: str) -> tuple[str, int]:
+        if leg not in self.ports:
+            self.ports[leg] = self.engine.allocate(self.id, leg)
+        return self.ports[leg]
+
+    def allocate(self) -> None:
+        """Reserve both legs' ports up front (PortsExhausted -> 503 before anything is sent)."""
+        self._port("a")
+        self._port("b")
+
+    @property
+    def offer_pending(self) -> bool:
+        return self._pending is not None
+
+    # -- offer ---------------------------------------------------------------------------
+    def offer(self, from_leg: str, body: bytes) -> bytes:
+        """An offer arrived from ``from_leg``; return the offer to send to the other leg."""
+        sdp = SessionDescription.parse(body)
+        index, audio = _first_audio(sdp)
+        codecs = [c for c in audio.codecs() if c.key in SUPPORTED and c.clock == 8000]
+        if not codecs:
+            raise NotAcceptable("no G.711 codec offered")
+        dtmf = _telephone_event(audio)
+        to_leg = self.other(from_leg)
+        self._port(from_leg)
+        host, port = self._port(to_leg)
+        send, recv = _flags(audio.direction)
+        self.engine.update(self.id, from_leg, remote=_remote(sdp, audio), send=send, recv=recv,
+                           symmetric=self.symmetric, codec=self.codec.get(from_leg))
+        self._pending = _Offer(from_leg, sdp, index, codecs, dtmf.pt if dtmf else None, audio.direction)
+        self._answers.clear()
+        names = [c.key for c in codecs] + [k for k in SUPPORTED if k not in {c.key for c in codecs}]
+        out_codecs = [Codec(SUPPORTED[n], n.upper(), 8000) for n in names]
+        te_pt = dtmf.pt if dtmf else 101
+        return self._build(to_leg, host, port, out_codecs, te_pt, audio.direction, ptime=20).serialize()
+
+    # -- answer --------------------------------------------------------------------------
+    def answer(self, from_leg: str, body: bytes) -> bytes:
+        """The answer to our pending offer arrived from ``from_leg``; return the answer for the offerer."""
+        cached = self._answers.get(body)
+        if cached is not None:
+            return cached
+        pending = self._pending
+        if pending is None or pending.from_leg == from_leg:
+            raise SdpError("answer without an offer")
+        sdp = SessionDescription.parse(body)
+        _, audio = _first_audio(sdp, allow_rejected=True)
+        chosen = next((c for c in audio.codecs() if c.key in SUPPORTED), None) if audio.port else None
+        offerer = pending.from_leg
+        host, port = self._port(offerer)
+        if chosen is None:
+            # the answerer refused audio: refuse it to the offerer too
+            out = self._rejecting_answer(offerer, pending)
+            self._answers[body] = out
+            return out
+        dtmf = _telephone_event(audio)
+        send, recv = _flags(audio.direction)
+        self.codec[from_leg] = SUPPORTED[chosen.key]
+        self.engine.update(self.id, from_leg, remote=_remote(sdp, audio), codec=SUPPORTED[chosen.key],
+                           dtmf_pt=dtmf.pt if dtmf else None, send=send, recv=recv, symmetric=self.symmetric)
+        same = next((c for c in pending.codecs if c.key == chosen.key), None)
+        offerer_codec = same or pending.codecs[0]
+        direction = answer_direction(pending.direction, audio.direction)
+        o_send, o_recv = _flags(_reverse(direction))
+        self.codec[offerer] = SUPPORTED[offerer_codec.key]
+        self.engine.update(self.id, offerer, codec=SUPPORTED[offerer_codec.key], dtmf_pt=pending.dtmf_pt,
+                           send=o_send, recv=o_recv, symmetric=self.symmetric)
+        codecs = [offerer_codec]
+        answer = self._build(offerer, host, port, codecs, pending.dtmf_pt, direction,
+                             template=pending, ptime=pending.sdp.media[pending.audio_index].ptime or 20)
+        out = answer.serialize()
+        self._answers[body] = out
+        return out
+
+    def complete(self) -> None:
+        """The final answer went out: the next SDP from either side is a new offer."""
+        self._pending = None
+
+    def abandon(self) -> None:
+        """The offer was refused (non-2xx): the session stays as it was (RFC 3264 §8)."""
+        self._pending = None
+        self._answers.clear()
+
+    def _rejecting_answer(self, offerer: str, pending: _Offer) -> bytes:
+        host, port = self._port(offerer)
+        sdp = self._build(offerer, host, 0, pending.codecs[:1], None, "inactive", template=pending)
+        return sdp.serialize()
+
+    def close(self) -> dict[str, dict[str, float]]:
+        if self.closed:
+            return {}
+        self.closed = True
+        return self.engine.delete(self.id)
+
+    # -- SDP building --------------------------------------------------------------------
+    def _build(self, leg: str, host: str, port: int, codecs: list[Codec], te_pt: int | None, direction: str,
+               *, template: _Offer | None = None, ptime: int | None = None) -> SessionDescription:
+        origin = self._origin[leg]
+        origin[1] += 1
+        ip = "IP6" if ":" in host else "IP4"
+        sdp = SessionDescription(origin=["-", origin[0], str(origin[1]), "IN", ip, host], name="-",
+                                 connection=host, session_lines=[("t", "0 0")])
+        audio = Media("audio", port, "RTP/AVP", [str(c.pt) for c in codecs])
+        for c in codecs:
+            audio.lines.append(("a", f"rtpmap:{c.pt} {c.name}/{c.clock}"))
+        if te_pt is not None and port:
+            audio.formats.append(str(te_pt))
+            audio.lines.append(("a", f"rtpmap:{te_pt} telephone-event/8000"))
+            audio.lines.append(("a", f"fmtp:{te_pt} 0-16"))
+        if ptime:
+            audio.lines.append(("a", f"ptime:{ptime}"))
+        audio.lines.append(("a", direction))
+        if template is None:
+            sdp.media = [audio]
+            return sdp
+        # an answer has as many m= lines as the offer, in the same order (RFC 3264 §6)
+        for i, m in enumerate(template.sdp.media):
+            if i == template.audio_index:
+                sdp.media.append(audio)
+            else:
+                sdp.media.append(Media(m.kind, 0, m.proto, m.formats[:1] or ["0"]))
+        return sdp
+
+
+def _first_audio(sdp: SessionDescription, allow_rejected: bool = False) -> tuple[int, Media]:
+    for i, m in enumerate(sdp.media):
+        if m.kind == "audio" and m.proto.upper().startswith("RTP/AVP") and (m.port or allow_rejected):
+            return i, m
+    raise NotAcceptable("no audio stream")
+
+
+def _telephone_event(m: Media) -> Codec | None:
+    return next((c for c in m.codecs() if c.key == TELEPHONE_EVENT and c.clock == 8000), None)
+
+
+def _remote(sdp: SessionDescription, m: Media) -> tuple[str, int] | None:
+    addr = sdp.address(m)
+    if not addr or addr in ("0.0.0.0", "::") or not m.port:
+        return None  # RFC 2543 hold: no address
+    return addr, m.port
+
+
+def _reverse(direction: str) -> str:
+    """The offerer's own direction given the direction we answered it with."""
+    return {"sendonly": "recvonly", "recvonly": "sendonly"}.get(direction, direction)

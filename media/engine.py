@@ -1,0 +1,409 @@
+"""The media engine: anchors RTP for both legs of every call.
+
+Call control talks to it only through the commands of :class:`MediaEngine`
+(``allocate``/``update``/``delete``/``stats``), in the spirit of rtpengine's ng
+protocol, and hears back through ``on_event`` (:class:`DtmfEvent`,
+:class:`MediaTimeout`). Nothing here knows about SIP.
+
+Plain relay forwards each packet on arrival with its header rewritten (one
+SSRC and continuous numbering per receiver). Streams that need signal
+processing (transcoding today; prompts, mixing, recording later) are handled
+together every 20 ms by :meth:`MediaEngine.tick` as numpy arrays.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import logging
+import socket
+import struct
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+
+from . import g711
+from .dtmf import Digit, TelephoneEventDetector
+from .rtp import InStats, RtpError, check, header_length, new_out_stream, rewrite_rtcp
+
+log = logging.getLogger("media.engine")
+
+FRAME = 160  # samples per 20 ms at 8 kHz
+_SEQ_TS = struct.Struct("!HI")
+
+
+class PortsExhausted(Exception):
+    """No free RTP port pair: call control answers 503."""
+
+
+@dataclass(slots=True)
+class DtmfEvent:
+    session: str
+    leg: str
+    digit: str
+    duration_ms: int
+    source: str
+
+
+@dataclass(slots=True)
+class MediaTimeout:
+    """No RTP from a leg for ``rtp_timeout`` seconds."""
+
+    session: str
+    leg: str
+    idle: float
+
+
+@dataclass(slots=True)
+class EngineConfig:
+    host: str = "127.0.0.1"
+    port_min: int = 20000
+    port_max: int = 30000
+    rtp_timeout: float = 30.0
+    #: silence allowed from a leg that put the call on hold (it may send nothing)
+    hold_timeout: float = 3600.0
+
+
+class _Leg:
+    """One side of a session: the socket pair facing that endpoint and what it negotiated."""
+
+    __slots__ = ("session", "name", "port", "rtp", "rtcp", "remote", "rtcp_remote", "latched",
+                 "symmetric", "codec", "dtmf_pt", "send", "recv", "out", "stats", "dropped",
+                 "strangers", "last_rx", "detector", "other", "queue", "timed_out")
+
+    def __init__(self, session: "_Session", name: str, port: int, rtp: socket.socket, rtcp: socket.socket):
+        self.session = session
+        self.name = name
+        self.port = port
+        self.rtp = rtp
+        self.rtcp = rtcp
+        self.remote: tuple[str, int] | None = None
+        self.rtcp_remote: tuple[str, int] | None = None
+        self.latched = False
+        self.symmetric = True
+        self.codec: int | None = None
+        self.dtmf_pt: int | None = None
+        self.send = True  # we may send to this endpoint (it did not say sendonly/inactive)
+        self.recv = True  # it will send to us
+        self.out = new_out_stream()  # what this endpoint receives
+        self.stats = InStats()
+        self.dropped = 0
+        self.strangers = 0
+        self.last_rx = 0.0
+        self.detector = TelephoneEventDetector()
+        self.other: _Leg | None = None
+        #: frames waiting for the tick (transcoding): payloads of the codec this leg sends
+        self.queue: deque[bytes] = deque(maxlen=4)
+        self.timed_out = False
+
+
+class _Session:
+    __slots__ = ("id", "legs", "created", "transcode")
+
+    def __init__(self, sid: str):
+        self.id = sid
+        self.legs: dict[str, _Leg] = {}
+        self.created = time.monotonic()
+        self.transcode = False
+
+
+class MediaEngine:
+    """In-process media engine on the running asyncio loop."""
+
+    def __init__(self, config: EngineConfig | None = None, on_event: Callable[[object], None] | None = None):
+        self.config = config or EngineConfig()
+        self.on_event = on_event
+        self.sessions: dict[str, _Session] = {}
+        lo = self.config.port_min + (self.config.port_min & 1)
+        self._free: deque[int] = deque(range(lo, self.config.port_max - 1, 2))
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._tick_handle: asyncio.TimerHandle | None = None
+        self._tick_next = 0.0
+        self._watch: asyncio.TimerHandle | None = None
+        self._processing: dict[int, _Leg] = {}  # legs whose media goes through the tick
+        self.counters = {"rtp_in": 0, "rtp_out": 0, "rtp_dropped": 0, "rtp_strangers": 0, "rtcp": 0}
+
+    # -- lifecycle ---------------------------------------------------------------------
+    def start(self, loop: asyncio.AbstractEventLoop | None = None) -> None:
+        self._loop = loop or asyncio.get_event_loop()
+        self._watch = self._loop.call_later(1.0, self._watchdog)
+
+    def close(self) -> None:
+        for sid in list(self.sessions):
+            self.delete(sid)
+        if self._tick_handle:
+            self._tick_handle.cancel()
+        if self._watch:
+            self._watch.cancel()
+
+    @property
+    def free_ports(self) -> int:
+        return len(self._free)
+
+    # -- commands ----------------------------------------------------------------------
+    def allocate(self, session: str, leg: str) -> tuple[str, int]:
+        """Open the RTP/RTCP socket pair for ``leg`` of ``session``; returns (address, port)."""
+        sess = self.sessions.get(session)
+        if sess is None:
+            sess = self.sessions[session] = _Session(session)
+        existing = sess.legs.get(leg)
+        if existing is not None:
+            return self.config.host, existing.port
+        for _ in range(len(self._free)):
+            port = self._free.popleft()
+            try:
+                rtp, rtcp = self._bind(port)
+            except OSError as exc:
+                if exc.errno not in (errno.EADDRINUSE, errno.EACCES):
+                    raise
+                self._free.append(port)  # in use by someone else: try it again later
+                continue
+            lg = _Leg(sess, leg, port, rtp, rtcp)
+            sess.legs[leg] = lg
+            for name, other in sess.legs.items():
+                if name != leg:
+                    lg.other, other.other = other, lg
+            lg.last_rx = time.monotonic()
+            assert self._loop is not None, "MediaEngine.start() first"
+            self._loop.add_reader(rtp.fileno(), self._on_rtp, lg)
+            self._loop.add_reader(rtcp.fileno(), self._on_rtcp, lg)
+            return self.config.host, port
+        if not sess.legs:
+            del self.sessions[session]
+        raise PortsExhausted(f"no free RTP ports in {self.config.port_min}-{self.config.port_max}")
+
+    def update(self, session: str, leg: str, *, remote: tuple[str, int] | None = None,
+               codec: int | None = None, dtmf_pt: int | None = None, send: bool = True, recv: bool = True,
+               symmetric: bool = True) -> None:
+        """Set what ``leg``'s endpoint negotiated (its address, codec, telephone-event PT, direction)."""
+        lg = self.sessions[session].legs[leg]
+        if remote is not None and remote != lg.remote:
+            lg.remote = remote
+            lg.rtcp_remote = (remote[0], remote[1] + 1)
+            lg.latched = False
+        lg.codec = codec if codec is not None else lg.codec
+        lg.dtmf_pt = dtmf_pt
+        if recv and not lg.recv:
+            lg.last_rx = time.monotonic()
+        lg.send, lg.recv, lg.symmetric = send, recv, symmetric
+        self._reconsider(self.sessions[session])
+
+    def delete(self, session: str) -> dict[str, dict[str, float]]:
+        """Close a session's sockets and return its per-leg statistics."""
+        sess = self.sessions.pop(session, None)
+        if sess is None:
+            return {}
+        result = self._stats(sess)
+        for lg in sess.legs.values():
+            self._processing.pop(id(lg), None)
+            for sock in (lg.rtp, lg.rtcp):
+                if self._loop is not None:
+                    self._loop.remove_reader(sock.fileno())
+                sock.close()
+            self._free.append(lg.port)
+            lg.other = None
+        return result
+
+    def stats(self, session: str) -> dict[str, dict[str, float]]:
+        sess = self.sessions.get(session)
+        return self._stats(sess) if sess else {}
+
+    # -- internals ---------------------------------------------------------------------
+    def _bind(self, port: int) -> tuple[socket.socket, socket.socket]:
+        family = socket.AF_INET6 if ":" in self.config.host else socket.AF_INET
+        rtp = socket.socket(family, socket.SOCK_DGRAM)
+        rtcp = socket.socket(family, socket.SOCK_DGRAM)
+        try:
+            rtp.bind((self.config.host, port))
+            rtcp.bind((self.config.host, port + 1))
+        except OSError:
+            rtp.close()
+            rtcp.close()
+            raise
+        for s in (rtp, rtcp):
+            s.setblocking(False)
+        return rtp, rtcp
+
+    def _reconsider(self, sess: _Session) -> None:
+        """Relay directly when both legs use the same codec, else through the tick."""
+        legs = list(sess.legs.values())
+        transcode = len(legs) == 2 and legs[0].codec is not None and legs[1].codec is not None \
+            and legs[0].codec != legs[1].codec
+        sess.transcode = transcode
+        for lg in legs:
+            if transcode:
+                self._processing[id(lg)] = lg
+            else:
+                self._processing.pop(id(lg), None)
+                lg.queue.clear()
+        if self._processing and self._tick_handle is None and self._loop is not None:
+            self._tick_next = self._loop.time() + 0.02
+            self._tick_handle = self._loop.call_at(self._tick_next, self._run_tick)
+
+    def _stats(self, sess: _Session) -> dict[str, dict[str, float]]:
+        return {name: {
+            "packets_received": lg.stats.packets, "octets_received": lg.stats.octets,
+            "packets_lost": lg.stats.lost, "jitter_ms": round(lg.stats.jitter / 8.0, 2),
+            "packets_sent": lg.out.sent, "dropped": lg.dropped, "strangers": lg.strangers,
+            "codec": lg.codec if lg.codec is not None else -1,
+        } for name, lg in sess.legs.items()}
+
+    def _emit(self, event: object) -> None:
+        if self.on_event is not None:
+            try:
+                self.on_event(event)
+            except Exception:
+                log.exception("media event handler failed")
+
+    # -- the packet path -----------------------------------------------------------------
+    def _on_rtp(self, lg: _Leg) -> None:
+        sock = lg.rtp
+        now = time.monotonic()
+        arrival = int(now * 8000)
+        counters = self.counters
+        while True:
+            try:
+                data, addr = sock.recvfrom(2048)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:
+                return
+            counters["rtp_in"] += 1
+            if lg.remote is None or addr != lg.remote:
+                if lg.symmetric and not lg.latched:
+                    lg.remote = addr[:2]  # symmetric RTP / latching (RFC 4961)
+                    lg.rtcp_remote = (addr[0], addr[1] + 1)
+                    lg.latched = True
+                elif lg.remote is None or addr[:2] != lg.remote:
+                    lg.strangers += 1
+                    counters["rtp_strangers"] += 1
+                    continue
+            elif lg.symmetric:
+                lg.latched = True
+            try:
+                pt = check(data)
+            except RtpError:
+                lg.dropped += 1
+                counters["rtp_dropped"] += 1
+                continue
+            seq, ts = _SEQ_TS.unpack_from(data, 2)
+            lg.stats.update(seq, ts, arrival, len(data))
+            lg.last_rx = now
+            other = lg.other
+            if pt == lg.codec:
+                if other is None or other.remote is None or not other.send:
+                    continue
+                if lg.session.transcode:
+                    lg.queue.append(data[header_length(data):])
+                    continue
+                try:
+                    other.rtp.sendto(other.out.relay(data), other.remote)
+                    counters["rtp_out"] += 1
+                except OSError:
+                    pass
+            elif pt == lg.dtmf_pt and pt is not None:
+                for digit in lg.detector.feed(ts, data[header_length(data):]):
+                    self._emit(DtmfEvent(lg.session.id, lg.name, digit.digit, digit.duration_ms, digit.source))
+                if other is not None and other.remote is not None and other.send and other.dtmf_pt is not None:
+                    try:
+                        other.rtp.sendto(other.out.relay(data, other.dtmf_pt), other.remote)
+                        counters["rtp_out"] += 1
+                    except OSError:
+                        pass
+            elif lg.codec is None and other is not None and other.remote is not None and other.send:
+                # before the answer: relay whatever the offerer sends (early media)
+                try:
+                    other.rtp.sendto(other.out.relay(data), other.remote)
+                    counters["rtp_out"] += 1
+                except OSError:
+                    pass
+            else:
+                lg.dropped += 1  # a payload type this leg did not negotiate
+                counters["rtp_dropped"] += 1
+
+    def _on_rtcp(self, lg: _Leg) -> None:
+        while True:
+            try:
+                data, addr = lg.rtcp.recvfrom(2048)
+            except (BlockingIOError, InterruptedError, OSError):
+                return
+            other = lg.other
+            if other is None or other.rtcp_remote is None:
+                continue
+            if lg.remote is not None and addr[0] != lg.remote[0]:
+                lg.strangers += 1
+                continue
+            ssrc_map = {lg.out.ssrc: other.out.ssrc}
+            out = rewrite_rtcp(data, other.out.ssrc, ssrc_map)
+            if out is None:
+                continue
+            self.counters["rtcp"] += 1
+            try:
+                other.rtcp.sendto(out, other.rtcp_remote)
+            except OSError:
+                pass
+
+    # -- the tick ------------------------------------------------------------------------
+    def _run_tick(self) -> None:
+        assert self._loop is not None
+        self._tick_handle = None
+        self.tick()
+        if self._processing:
+            self._tick_next += 0.02
+            now = self._loop.time()
+            if self._tick_next < now - 0.1:
+                self._tick_next = now + 0.02  # we fell far behind: do not burst
+            self._tick_handle = self._loop.call_at(self._tick_next, self._run_tick)
+
+    def tick(self) -> int:
+        """Process one 20 ms frame of every stream that needs it, as arrays; returns frames sent.
+
+        Frames are grouped by (source codec, destination codec) and converted with one
+        table lookup per group; only the socket sends remain per stream.
+        """
+        ready: dict[tuple[int, int], list[_Leg]] = {}
+        for lg in self._processing.values():
+            if lg.queue and lg.other is not None and lg.other.remote is not None and lg.other.send \
+                    and lg.codec is not None and lg.other.codec is not None:
+                ready.setdefault((lg.codec, lg.other.codec), []).append(lg)
+        sent = 0
+        for (src, dst), legs in ready.items():
+            payloads = [lg.queue.popleft() for lg in legs]
+            if any(len(p) != FRAME for p in payloads):
+                keep = [(lg, p) for lg, p in zip(legs, payloads) if len(p) == FRAME]
+                legs, payloads = [k[0] for k in keep], [k[1] for k in keep]
+                if not legs:
+                    continue
+            codes = np.frombuffer(b"".join(payloads), dtype=np.uint8).reshape(len(legs), FRAME)
+            out = g711.transcode_table(src, dst)[codes] if src != dst else codes
+            for lg, row in zip(legs, out):
+                other = lg.other
+                assert other is not None and other.remote is not None
+                try:
+                    other.rtp.sendto(other.out.own(dst, row.tobytes(), FRAME), other.remote)
+                    sent += 1
+                except OSError:
+                    pass
+        self.counters["rtp_out"] += sent
+        return sent
+
+    # -- RTP timeout -----------------------------------------------------------------------
+    def _watchdog(self) -> None:
+        assert self._loop is not None
+        now = time.monotonic()
+        for sess in list(self.sessions.values()):
+            for lg in sess.legs.values():
+                if lg.timed_out or lg.remote is None:
+                    continue
+                limit = self.config.rtp_timeout if lg.recv else self.config.hold_timeout
+                idle = now - lg.last_rx
+                if idle > limit:
+                    lg.timed_out = True
+                    self._emit(MediaTimeout(sess.id, lg.name, idle))
+        self._watch = self._loop.call_later(1.0, self._watchdog)
+
+
+__all__ = ["MediaEngine", "EngineConfig", "DtmfEvent", "MediaTimeout", "PortsExhausted", "Digit"]
