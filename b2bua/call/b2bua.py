@@ -706,7 +706,11 @@ class B2BUA:
             start=call.started, answer=call.answered, end=self.now,
             status=call.final_status, cause=call.cause or "normal", ended_by=call.ended_by,
         )
-        log.info("call %s end status=%s cause=%s by=%s", call.id, record.status, record.cause, record.ended_by)
+        media = " ".join(f"{leg}_{k}={int(v)}" for leg, st in sorted(call.media_stats.items())
+                         for k, v in st.items() if k in ("packets_received", "packets_sent", "packets_lost",
+                                                         "dropped", "strangers"))
+        log.info("call %s end status=%s cause=%s by=%s%s", call.id, record.status, record.cause, record.ended_by,
+                 f" {media}" if media else "")
         if self.on_call_end is not None:
             self.on_call_end(record)
 

@@ -1,0 +1,128 @@
+"""A small real RTP endpoint for tests: sends paced G.711 frames, records what it receives."""
+
+from __future__ import annotations
+
+import re
+import socket
+import struct
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from media import g711
+
+
+@dataclass
+class Received:
+    pt: int
+    seq: int
+    ts: int
+    ssrc: int
+    payload: bytes
+    source: tuple[str, int]
+
+
+@dataclass
+class RtpPeer:
+    """Bound to 127.0.0.1:``port`` (0 = any); a thread collects every packet."""
+
+    port: int = 0
+    received: list[Received] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind(("127.0.0.1", self.port))
+        self.port = self.sock.getsockname()[1]
+        self.sock.settimeout(0.2)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                data, addr = self.sock.recvfrom(2048)
+            except socket.timeout:
+                continue
+            except OSError:
+                return
+            if len(data) >= 12:
+                seq, ts, ssrc = struct.unpack_from("!HII", data, 2)
+                self.received.append(Received(data[1] & 0x7F, seq, ts, ssrc, data[12:], addr))
+
+    def send_audio(self, target: tuple[str, int], samples: np.ndarray, pt: int, ssrc: int = 0x1234) -> None:
+        """Send int16 samples as 20 ms G.711 frames, paced in real time."""
+        frames = len(samples) // 160
+        start = time.monotonic()
+        for i in range(frames):
+            payload = g711.encode(samples[i * 160:(i + 1) * 160], pt).tobytes()
+            packet = struct.pack("!BBHII", 0x80, pt, (1000 + i) & 0xFFFF, 5000 + 160 * i, ssrc) + payload
+            self.sock.sendto(packet, target)
+            delay = start + (i + 1) * 0.02 - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+
+    def send_raw(self, target: tuple[str, int], data: bytes) -> None:
+        self.sock.sendto(data, target)
+
+    def audio(self, pt: int) -> np.ndarray:
+        """The received frames of payload type ``pt`` decoded, in sequence order."""
+        pkts = sorted((r for r in self.received if r.pt == pt), key=lambda r: r.seq)
+        if not pkts:
+            return np.zeros(0, dtype=np.int16)
+        return g711.decode(np.frombuffer(b"".join(r.payload for r in pkts), dtype=np.uint8), pt)
+
+    def close(self) -> None:
+        self._stop.set()
+        self.sock.close()
+        self._thread.join(1)
+
+
+def speech_like(seconds: float, seed: int = 7) -> np.ndarray:
+    """A speech-like test signal: a gliding tone with amplitude modulation and a little noise."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(seconds * 8000)) / 8000
+    freq = 300 + 500 * (0.5 + 0.5 * np.sin(2 * np.pi * 0.7 * t))
+    phase = 2 * np.pi * np.cumsum(freq) / 8000
+    env = 0.6 + 0.4 * np.sin(2 * np.pi * 3 * t)
+    x = 9000 * env * np.sin(phase) + 600 * rng.standard_normal(len(t))
+    return x.astype(np.int16)
+
+
+def best_correlation(sent: np.ndarray, got: np.ndarray) -> float:
+    """Peak normalized cross-correlation of ``got`` against ``sent`` over all lags."""
+    if len(got) < 800 or len(sent) < 800:
+        return 0.0
+    a = sent.astype(np.float64) - sent.mean()
+    b = got.astype(np.float64) - got.mean()
+    n = len(a) + len(b)
+    size = 1 << (n - 1).bit_length()
+    corr = np.fft.irfft(np.fft.rfft(b, size) * np.conj(np.fft.rfft(a, size)), size)
+    peak = int(np.argmax(np.abs(corr)))
+    lag = peak if peak < size // 2 else peak - size
+    # correlate the overlapping part at that lag
+    if lag >= 0:
+        x, y = a[: len(b) - lag], b[lag:]
+    else:
+        x, y = a[-lag:], b[: len(a) + lag]
+    m = min(len(x), len(y))
+    x, y = x[:m], y[:m]
+    return float(np.dot(x, y) / (np.linalg.norm(x) * np.linalg.norm(y) + 1e-9))
+
+
+def sdp_port(message_log: Path, first_line: str, timeout: float = 10.0) -> int:
+    """Wait until SIPp's -trace_msg log shows a message starting with ``first_line`` carrying SDP;
+    return its m=audio port."""
+    deadline = time.monotonic() + timeout
+    pattern = re.compile(re.escape(first_line) + r".*?m=audio (\d+)", re.S)
+    while time.monotonic() < deadline:
+        if message_log.exists():
+            for block in re.split(r"-{20,}", message_log.read_text(errors="replace")):
+                m = pattern.search(block)
+                if m and "received" in block[:200]:
+                    return int(m.group(1))
+        time.sleep(0.05)
+    raise TimeoutError(f"no {first_line!r} with SDP in {message_log}")

@@ -1,0 +1,192 @@
+"""Media anchoring end to end: SIPp does the signalling, real RTP flows through the B2BUA's ports."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from harness import SCENARIOS, SIPP, b2bua, free_port, sipp, sipp_background
+from rtp_peer import RtpPeer, best_correlation, sdp_port, speech_like
+
+pytestmark = pytest.mark.skipif(SIPP is None, reason="sipp not installed (apt install sip-tester)")
+
+MEDIA = {"port_min": 31000, "port_max": 31100}
+
+
+def _csv(path: Path, port: int, pt: int, name: str) -> Path:
+    path.write_text(f"SEQUENTIAL\n{port};{pt};{name};\n")
+    return path
+
+
+class MediaCall:
+    """One call: SIPp caller and callee whose SDP point at two test RTP peers."""
+
+    def __init__(self, tmp: Path, caller: tuple[int, str], callee: tuple[int, str], hold_ms: int = 4000,
+                 media: dict | None = None):
+        self.tmp = tmp
+        self.a, self.b = RtpPeer(), RtpPeer()
+        self.caller, self.callee = caller, callee
+        self.hold_ms = hold_ms
+        self.media = {**MEDIA, **(media or {})}
+
+    def __enter__(self) -> "MediaCall":
+        tmp = self.tmp
+        uas_port = free_port()
+        self._uas = sipp_background(["-sf", str(SCENARIOS / "uas_rtp.xml"), "-i", "127.0.0.1", "-p", str(uas_port),
+                                     "-inf", str(_csv(tmp / "b.csv", self.b.port, *self.callee)), "-trace_msg",
+                                     "-message_file", str(tmp / "uas_msg.log")], tmp)
+        self._uas.__enter__()
+        self._b2b = b2bua(tmp, uas_port=uas_port, sip={}, routing=None)
+        # the media section lives in b2bua.yaml: patch it through the harness' sip dict hook
+        self.proc, self.port = _start_with_media(tmp, uas_port, self.media, self)
+        self.uac = subprocess.Popen(
+            [SIPP, "-sf", str(SCENARIOS / "uac_rtp.xml"), f"127.0.0.1:{self.port}", "-i", "127.0.0.1",
+             "-p", str(free_port()), "-m", "1", "-d", str(self.hold_ms), "-nostdin",
+             "-inf", str(_csv(tmp / "a.csv", self.a.port, *self.caller)), "-trace_msg",
+             "-message_file", str(tmp / "uac_msg.log")], cwd=tmp, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        self.a_target = ("127.0.0.1", sdp_port(tmp / "uac_msg.log", "SIP/2.0 200"))
+        self.b_target = ("127.0.0.1", sdp_port(tmp / "uas_msg.log", "INVITE sip:"))
+        return self
+
+    def finish(self) -> str:
+        out, _ = self.uac.communicate(timeout=30)
+        assert self.uac.returncode == 0, out.decode(errors="replace")[-2000:]
+        return out.decode(errors="replace")
+
+    def __exit__(self, *exc: object) -> None:
+        if self.uac.poll() is None:
+            self.uac.kill()
+        self.proc.stop()
+        self._uas.__exit__(None, None, None)
+        self.a.close()
+        self.b.close()
+
+
+def _start_with_media(tmp: Path, uas_port: int, media: dict, call: MediaCall):
+    from harness import B2BUAProcess, write_config
+
+    port = free_port()
+    cfg = write_config(tmp / "config", routing={"routes": [{"name": "lab", "prefix": "",
+                                                            "targets": [f"sip:127.0.0.1:{uas_port}"]}]})
+    import yaml
+    data = yaml.safe_load(cfg.read_text())
+    data["media"] = {**data.get("media", {}), **media}
+    cfg.write_text(yaml.safe_dump(data))
+    proc = B2BUAProcess(cfg, [f"udp:127.0.0.1:{port}"], tmp / "b2bua.log").start()
+    return proc, port
+
+
+def _both_ways(call: MediaCall, a_pt: int, b_pt: int, seconds: float = 2.0) -> tuple[np.ndarray, np.ndarray]:
+    up, down = speech_like(seconds, seed=1), speech_like(seconds, seed=2)[::-1].copy()
+    t1 = threading.Thread(target=call.a.send_audio, args=(call.a_target, up, a_pt))
+    t2 = threading.Thread(target=call.b.send_audio, args=(call.b_target, down, b_pt))
+    t1.start(), t2.start()
+    t1.join(), t2.join()
+    return up, down
+
+
+def test_sdp_each_side_sees_only_our_ports_and_audio_flows_both_ways(tmp_path: Path) -> None:
+    with MediaCall(tmp_path, (0, "PCMU"), (0, "PCMU")) as call:
+        assert MEDIA["port_min"] <= call.a_target[1] < MEDIA["port_max"]
+        assert MEDIA["port_min"] <= call.b_target[1] < MEDIA["port_max"]
+        assert call.a_target != call.b_target
+        up, down = _both_ways(call, 0, 0)
+        call.finish()
+    uac_log = (tmp_path / "uac_msg.log").read_text()
+    uas_log = (tmp_path / "uas_msg.log").read_text()
+    assert f"m=audio {call.b.port} " not in uac_log.split("INVITE sip:")[-1]  # callee's port never reaches the caller
+    assert f"m=audio {call.a.port} " not in uas_log  # nor the caller's port the callee
+    got_b, got_a = call.b.audio(0), call.a.audio(0)
+    assert len(got_b) >= 0.95 * len(up) and len(got_a) >= 0.95 * len(down)
+    assert best_correlation(up, got_b) > 0.99 and best_correlation(down, got_a) > 0.99
+    # one SSRC per receiver, ours, with continuous sequence numbers
+    for peer in (call.a, call.b):
+        ssrcs = {r.ssrc for r in peer.received}
+        assert len(ssrcs) == 1 and 0x1234 not in ssrcs
+        seqs = [r.seq for r in peer.received]
+        assert all((b - a) & 0xFFFF == 1 for a, b in zip(seqs, seqs[1:]))
+        assert {r.source for r in peer.received} == {call.a_target if peer is call.a else call.b_target}
+
+
+@pytest.mark.parametrize("caller,callee", [((0, "PCMU"), (8, "PCMA")), ((8, "PCMA"), (0, "PCMU"))])
+def test_transcoding_between_pcmu_and_pcma(tmp_path: Path, caller: tuple[int, str], callee: tuple[int, str]) -> None:
+    with MediaCall(tmp_path, caller, callee) as call:
+        up, down = _both_ways(call, caller[0], callee[0])
+        call.finish()
+    assert not [r for r in call.b.received if r.pt != callee[0]]  # the callee only ever gets its codec
+    assert not [r for r in call.a.received if r.pt != caller[0]]
+    got_b, got_a = call.b.audio(callee[0]), call.a.audio(caller[0])
+    assert len(got_b) >= 0.9 * len(up) and len(got_a) >= 0.9 * len(down)
+    assert best_correlation(up, got_b) > 0.98, "caller -> callee audio does not match"
+    assert best_correlation(down, got_a) > 0.98, "callee -> caller audio does not match"
+
+
+def test_bad_packets_and_strangers_are_dropped_and_counted(tmp_path: Path) -> None:
+    with MediaCall(tmp_path, (0, "PCMU"), (0, "PCMU"), hold_ms=2500) as call:
+        stranger = RtpPeer()
+        good = np.full(160, 0xFF, dtype=np.uint8).tobytes()
+        call.a.send_raw(call.a_target, b"\x80\x00\x00\x01\x00\x00\x00\xa0\x00\x00\x12\x34" + good)  # latches
+        for bad in (b"\x40" + b"\x00" * 30, b"\x80\x00\x00", b"\x80\x12\x00\x02\x00\x00\x01\x40\x00\x00\x12\x34" + good):
+            call.a.send_raw(call.a_target, bad)  # version 1, truncated, payload type 18 not negotiated
+        for _ in range(5):
+            stranger.send_raw(call.a_target, b"\x80\x00\x00\x09\x00\x00\x05\xa0\x00\x00\x99\x99" + good)
+        call.a.send_raw(call.a_target, b"\x80\x00\x00\x02\x00\x00\x01\x40\x00\x00\x12\x34" + good)
+        call.finish()
+        stranger.close()
+    line = [ln for ln in call.proc.log().splitlines() if " end status=" in ln][0]
+    stats = dict(re.findall(r"(\w+)=(\d+)", line.split(" end ", 1)[1]))
+    assert int(stats["a_dropped"]) == 3 and int(stats["a_strangers"]) == 5 and int(stats["a_packets_received"]) == 3
+    assert len(call.b.received) == 2  # only the two good packets went on
+
+
+def test_rtp_timeout_ends_the_call_with_a_reason(tmp_path: Path) -> None:
+    uas_port = free_port()
+    with sipp_background(["-sf", str(SCENARIOS / "uas_rtp.xml"), "-i", "127.0.0.1", "-p", str(uas_port),
+                          "-inf", str(_csv(tmp_path / "b.csv", 9, 0, "PCMU")), "-trace_msg",
+                          "-message_file", str(tmp_path / "uas_msg.log")], tmp_path):
+        call = MediaCall.__new__(MediaCall)
+        proc, port = _start_with_media(tmp_path, uas_port, {**MEDIA, "rtp_timeout_s": 2}, call)
+        try:
+            res = sipp(["-sf", str(SCENARIOS / "uac_remote_bye.xml"), f"127.0.0.1:{port}", "-i", "127.0.0.1",
+                        "-p", str(free_port()), "-m", "1", "-trace_msg", "-message_file",
+                        str(tmp_path / "uac_msg.log")], tmp_path, timeout=30)
+            assert res.returncode == 0, res.stdout.decode(errors="replace")[-2000:]
+        finally:
+            proc.stop()
+    assert "cause=rtp_timeout" in proc.log()
+    uac = (tmp_path / "uac_msg.log").read_text()
+    bye = uac[uac.index("BYE sip:"):]
+    assert re.search(r'^Reason: SIP;cause=408;text="RTP timeout"', bye, re.M)
+    assert "BYE sip:" in (tmp_path / "uas_msg.log").read_text()
+
+
+def test_rfc4733_digits_reported_once_each(tmp_path: Path) -> None:
+    uas_port = free_port()
+    with sipp_background(["-sn", "uas", "-i", "127.0.0.1", "-p", str(uas_port)], tmp_path):
+        call = MediaCall.__new__(MediaCall)
+        proc, port = _start_with_media(tmp_path, uas_port, MEDIA, call)
+        try:
+            res = sipp(["-sf", str(SCENARIOS / "uac_dtmf.xml"), f"127.0.0.1:{port}", "-i", "127.0.0.1",
+                        "-p", str(free_port()), "-m", "1", "-mp", str(free_port())], tmp_path, timeout=60)
+            assert res.returncode == 0, res.stdout.decode(errors="replace")[-2000:]
+        finally:
+            proc.stop()
+    digits = re.findall(r"dtmf leg=a digit=(\S) source=rfc4733", proc.log())
+    assert digits == list("0123456789*#")
+
+
+def test_port_exhaustion_gets_503(tmp_path: Path) -> None:
+    """Two port pairs = one call; a second concurrent call is refused with 503, the first completes."""
+    with MediaCall(tmp_path, (0, "PCMU"), (0, "PCMU"), hold_ms=2500, media={"port_min": 31200, "port_max": 31204}) as call:
+        scenario = tmp_path / "uac503.xml"
+        scenario.write_text((SCENARIOS / "uac_expect_status.xml").read_text().replace('response="486"', 'response="503"'))
+        res = sipp(["-sf", str(scenario), f"127.0.0.1:{call.port}", "-i", "127.0.0.1", "-p", str(free_port()),
+                    "-m", "1"], tmp_path)
+        assert res.returncode == 0, res.stdout.decode(errors="replace")[-2000:]
+        call.finish()
+    assert "end status=200" in call.proc.log()
