@@ -190,3 +190,83 @@ def test_port_exhaustion_gets_503(tmp_path: Path) -> None:
         assert res.returncode == 0, res.stdout.decode(errors="replace")[-2000:]
         call.finish()
     assert "end status=200" in call.proc.log()
+
+
+def _plain_call(tmp: Path, uas: list[str], uac: list[str], media: dict | None = None, calls: int = 2) -> str:
+    """Run SIPp callee + caller scenarios through a media-anchoring B2BUA; return the B2BUA log."""
+    uas_port = free_port()
+    with sipp_background([*uas, "-i", "127.0.0.1", "-p", str(uas_port), "-trace_msg",
+                          "-message_file", str(tmp / "uas_msg.log")], tmp):
+        proc, port = _start_with_media(tmp, uas_port, {**MEDIA, **(media or {})}, None)  # type: ignore[arg-type]
+        try:
+            res = sipp([*uac, f"127.0.0.1:{port}", "-i", "127.0.0.1", "-p", str(free_port()), "-m", str(calls),
+                        "-r", "10", "-trace_err", "-trace_msg", "-message_file", str(tmp / "uac_msg.log")],
+                       tmp, timeout=60)
+            assert res.returncode == 0, res.stdout.decode(errors="replace")[-3000:]
+        finally:
+            proc.stop()
+    return proc.log()
+
+
+@pytest.mark.parametrize("callee", ["uas_indialog.xml", "uas_indialog_sendrecv.xml"])
+def test_hold_offer_is_never_answered_sendrecv(tmp_path: Path, callee: str) -> None:
+    """INFO, a sendonly re-INVITE (hold) and UPDATE with media anchored; the caller checks that its
+    hold offer is answered recvonly even when the callee wrongly answers sendrecv."""
+    log = _plain_call(tmp_path, ["-sf", str(SCENARIOS / callee)], ["-sf", str(SCENARIOS / "uac_indialog.xml")])
+    assert log.count("end status=200 cause=normal") == 2
+    uas = (tmp_path / "uas_msg.log").read_text()
+    held = [b for b in re.split(r"-{20,}", uas) if "INVITE sip:" in b and "a=sendonly" in b]
+    assert held, "the callee never saw the hold offer"
+    assert all(re.search(rf"m=audio (3[01]\d\d\d) ", b) for b in held)  # our port in the relayed offer
+
+
+def test_late_offer(tmp_path: Path) -> None:
+    a, b = RtpPeer(), RtpPeer()
+    try:
+        log = _plain_call(tmp_path, ["-sf", str(SCENARIOS / "uas_late_offer.xml"), "-inf",
+                                     str(_csv(tmp_path / "b.csv", b.port, 8, "PCMA"))],
+                          ["-sf", str(SCENARIOS / "uac_late_offer.xml"), "-d", "200", "-inf",
+                           str(_csv(tmp_path / "a.csv", a.port, 0, "PCMU"))], calls=1)
+    finally:
+        a.close(), b.close()
+    assert "end status=200 cause=normal" in log
+    uac = (tmp_path / "uac_msg.log").read_text()
+    assert re.search(r"^INVITE sip:.*?Content-Length:\s*0", uac, re.S | re.M)  # the INVITE had no SDP
+    assert f"m=audio {b.port} " not in uac  # the callee's offer reached the caller with our port only
+
+
+def test_cancel_during_early_media(tmp_path: Path) -> None:
+    log = _plain_call(tmp_path, ["-sf", str(SCENARIOS / "uas_early_media_cancel.xml")],
+                      ["-sf", str(SCENARIOS / "uac_early_media_cancel.xml")])
+    assert log.count("status=487 cause=cancelled") == 2
+
+
+def test_malformed_sdp_is_refused_not_crashed(tmp_path: Path) -> None:
+    import socket as so
+
+    uas_port = free_port()
+    proc, port = _start_with_media(tmp_path, uas_port, MEDIA, None)  # type: ignore[arg-type]
+    try:
+        sock = so.socket(so.AF_INET, so.SOCK_DGRAM)
+        sock.bind(("127.0.0.1", 0))
+        lp = sock.getsockname()[1]
+        answers = []
+        for n, body in enumerate([b"v=1\r\no=x\r\n", b"v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nm=audio 9 RTP/AVP 0\r\n",
+                                  b"v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nm=audio 4000 RTP/AVP 18\r\n",
+                                  b"v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nm=audio x RTP/AVP 0\r\n"]):
+            msg = (f"INVITE sip:1@127.0.0.1:{port} SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:{lp};branch=z9hG4bKsdp{n}\r\n"
+                   f"From: <sip:a@127.0.0.1>;tag={n}\r\nTo: <sip:1@127.0.0.1>\r\nCall-ID: sdp{n}@t\r\nCSeq: 1 INVITE\r\n"
+                   f"Contact: <sip:a@127.0.0.1:{lp}>\r\nMax-Forwards: 70\r\nContent-Type: application/sdp\r\n"
+                   f"Content-Length: {len(body)}\r\n\r\n").encode() + body
+            sock.sendto(msg, ("127.0.0.1", port))
+            sock.settimeout(3)
+            while True:
+                data, _ = sock.recvfrom(65535)
+                code = int(data[8:11])
+                if code >= 200:
+                    answers.append((code, re.search(rb"^Warning: (.*)$|^SIP/2.0 \d+ (.*)$", data, re.M)))
+                    break
+        assert [c for c, _ in answers] == [400, 400, 488, 400]
+        assert proc.alive()
+    finally:
+        proc.stop()
