@@ -12,8 +12,9 @@ from typing import Any
 
 from media.engine import EngineConfig, MediaEngine
 
-from .call.b2bua import B2BUA, B2BUAConfig, Route
+from .call.b2bua import B2BUA, B2BUAConfig, CallRecord, Route
 from .config import Config
+from .storage.cdr import CdrStore, resolve_url
 from .sip.auth import DigestChallenger
 from .sip.events import Peer
 from .sip.message import Request, Response
@@ -85,6 +86,8 @@ class Application:
                                        symmetric_rtp=mcfg.symmetric_rtp),
                            engine=self.engine)
         self.b2bua.handlers["REGISTER"] = self._register
+        self.cdr = CdrStore(resolve_url(config.process.storage.url, config.path.parent))
+        self.b2bua.on_call_end = self._record
         self.b2bua.authorize = self._authorize_invite
         self.server: SipServer | None = None
 
@@ -113,6 +116,22 @@ class Application:
         if result.ok and result.username == user:
             return None
         return self._challenge(req, 407, "proxy-authenticate", result.stale)
+
+    def _record(self, rec: CallRecord) -> None:
+        """Queue the CDR; times become wall-clock seconds."""
+        offset = time.time() - self.stack.now if self.server is None else time.time() - self.server.loop.time()
+        row = {
+            "call_id": rec.call_id, "a_call_id": rec.a_call_id, "b_call_id": rec.b_call_id,
+            "from_uri": rec.from_uri[:255], "to_uri": rec.to_uri[:255], "route": rec.route[:64],
+            "start": rec.start + offset, "answer": rec.answer + offset if rec.answer is not None else None,
+            "end": rec.end + offset, "duration": rec.end - rec.answer if rec.answer is not None else 0.0,
+            "status": rec.status, "end_cause": rec.cause, "ended_by": rec.ended_by,
+        }
+        for leg, st in rec.media.items():
+            for name in ("codec", "packets_received", "packets_sent", "packets_lost", "jitter_ms"):
+                if name in st:
+                    row[f"{leg}_{name}"] = st[name]
+        self.cdr.add(row)
 
     def _media_event(self, event: object) -> None:
         """DTMF and RTP timeouts from the media engine reach call control here."""
@@ -150,6 +169,7 @@ class Application:
                                 on_overload=on_overload)
         if self.engine is not None:
             self.engine.start(asyncio.get_running_loop())
+        self.cdr.start(asyncio.get_running_loop())
         await self.server.start(self.listeners)
         self._gc_task = asyncio.get_running_loop().create_task(self._collect_garbage())
 
@@ -177,6 +197,7 @@ class Application:
             await self.server.close()
         if self.engine is not None:
             self.engine.close()
+        await self.cdr.close()
 
     async def run_forever(self) -> None:
         await self.start()

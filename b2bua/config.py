@@ -80,6 +80,11 @@ class MediaConfig(Strict):
     symmetric_rtp: bool = True
 
 
+class StorageConfig(Strict):
+    #: SQLAlchemy URL; a relative SQLite path is relative to this file's directory
+    url: str = "sqlite:///../var/b2bua.sqlite3"
+
+
 class Credentials(Strict):
     username: str
     password: str
@@ -132,6 +137,7 @@ class LoggingConfig(Strict):
 class ProcessConfig(Strict):
     sip: SipConfig = SipConfig()
     media: MediaConfig = MediaConfig()
+    storage: StorageConfig = StorageConfig()
     routing_file: str = "routing.yaml"
     logging: LoggingConfig = LoggingConfig()
 

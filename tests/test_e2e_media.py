@@ -270,3 +270,21 @@ def test_malformed_sdp_is_refused_not_crashed(tmp_path: Path) -> None:
         assert proc.alive()
     finally:
         proc.stop()
+
+
+def test_cdr_row_written(tmp_path: Path) -> None:
+    """Every call leaves a CDR in the SQLite database with both legs' codec and packet counts."""
+    from b2bua.storage.cdr import CdrStore
+
+    with MediaCall(tmp_path, (0, "PCMU"), (8, "PCMA"), hold_ms=2500) as call:
+        _both_ways(call, 0, 8, seconds=1.0)
+        call.finish()
+    rows = CdrStore(f"sqlite:///{tmp_path / 'var' / 'b2bua.sqlite3'}").rows()
+    assert len(rows) == 1
+    row = rows[0]
+    assert row["status"] == 200 and row["end_cause"] == "normal" and row["ended_by"] == "a"
+    assert row["a_codec"] == 0 and row["b_codec"] == 8
+    assert row["a_packets_received"] >= 45 and row["b_packets_received"] >= 45
+    assert row["a_packets_sent"] >= 45 and row["b_packets_sent"] >= 45
+    assert 2.0 < row["duration"] < 10.0 and row["start"] <= row["answer"] <= row["end"]
+    assert row["to_uri"].startswith("sip:service@")

@@ -102,6 +102,7 @@ class CallRecord:
     status: int
     cause: str
     ended_by: str
+    media: dict[str, dict[str, float]] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
@@ -269,7 +270,7 @@ class B2BUA:
             _tag_to(route, a_tag)
             self._respond(txn, route)
             return
-        call_id = f"{next(self._call_ids)}"
+        call_id = f"c{self.stack.new_id()}"  # unique across restarts (random prefix + counter)
         media: MediaSession | None = None
         b_offer: bytes | None = None
         if self.engine is not None:
@@ -705,6 +706,7 @@ class B2BUA:
             from_uri=a_req.from_.uri, to_uri=a_req.to.uri, route=call.route.name,
             start=call.started, answer=call.answered, end=self.now,
             status=call.final_status, cause=call.cause or "normal", ended_by=call.ended_by,
+            media=call.media_stats,
         )
         media = " ".join(f"{leg}_{k}={int(v)}" for leg, st in sorted(call.media_stats.items())
                          for k, v in st.items() if k in ("packets_received", "packets_sent", "packets_lost",

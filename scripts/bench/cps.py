@@ -670,7 +670,8 @@ class Bench:
         self.procs.stop(proc)
         if not sut_alive:
             code = proc.returncode
-            how = f"killed by {signal.Signals(-code).name}" if code is not None and code < 0 else f"exit {code}"
+            killed = code is not None and code < 0
+            how = f"killed by {signal.Signals(-code).name}" if killed else f"exit {code}"
             res.notes.append(f"SUT exited during the run ({how}; see its log with --keep-logs)")
 
         # 5. Collect.
@@ -773,9 +774,11 @@ def best_sustained(results: list[RunResult]) -> dict[str, int | None]:
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--systems", default="ours,sippy", help="comma-separated: ours, sippy (default: %(default)s)")
+    p.add_argument("--systems", default="ours,sippy",
+                   help="comma-separated: ours, sippy (default: %(default)s)")
     p.add_argument("--rates", default=DEFAULT_RATES, help="target call rates, cps (default: %(default)s)")
-    p.add_argument("--duration", type=float, default=60.0, help="seconds of call generation per rate (default: 60)")
+    p.add_argument("--duration", type=float, default=60.0,
+                   help="seconds of call generation per rate (default: 60)")
     p.add_argument("--hold-ms", type=int, default=1000, help="call hold time, SIPp -d (default: 1000)")
     p.add_argument("--limit", type=int, default=0,
                    help="SIPp -l concurrent call limit; 0 = max(50, rate*(hold+3s)) (default: 0)")
@@ -808,7 +811,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--sippy-spec", default=DEFAULT_SIPPY_SPEC, help="pip requirement for sippy")
     p.add_argument("--json", metavar="PATH", help="also write results as JSON to PATH ('-' = stdout, "
                    "then the table goes to stderr)")
-    p.add_argument("--keep-logs", action="store_true", help="keep the per-run work dirs (SIPp/SUT logs, plus SIPp -trace_err error logs)")
+    p.add_argument("--keep-logs", action="store_true",
+                   help="keep the per-run work dirs (SIPp/SUT logs, plus SIPp -trace_err error logs)")
     p.add_argument("--quiet", action="store_true", help="no progress messages")
     args = p.parse_args(argv)
     try:
@@ -877,7 +881,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         doc = {
             "params": {k: v for k, v in vars(args).items() if k not in ("json",)},
-            "systems": {s.name: {"command": " ".join(s.argv_template), "version": s.version} for s in systems},
+            "systems": {s.name: {"command": " ".join(s.argv_template), "version": s.version}
+                        for s in systems},
             "cpu_count": os.cpu_count(),
             "results": [asdict(r) for r in results],
             "highest_sustained": best,
