@@ -522,15 +522,30 @@ def sippy_command(exe: Path) -> list[str]:
             "-s", f"{LOOPBACK}:{{uas_port}}", "-c", "{workdir}/b2bua.sock"]
 
 
+def signalling_only_config() -> Path:
+    """The shipped config with media anchoring off (SDP passed through), like sippy's -f -u -A 0 run."""
+    import yaml
+
+    folder = Path(tempfile.mkdtemp(prefix="cps-ours-signalling-"))
+    process = yaml.safe_load((REPO_ROOT / "config" / "b2bua.yaml").read_text())
+    process.setdefault("media", {})["enabled"] = False
+    (folder / "b2bua.yaml").write_text(yaml.safe_dump(process, allow_unicode=True))
+    shutil.copy(REPO_ROOT / "config" / "routing.yaml", folder / "routing.yaml")
+    return folder / "b2bua.yaml"
+
+
 def build_systems(args: argparse.Namespace, log) -> list[SystemUnderTest]:
     systems: list[SystemUnderTest] = []
     names = [s.strip() for s in args.systems.split(",") if s.strip()]
     for name in names:
-        if name == "ours":
+        if name in ("ours", "ours-signalling"):
             env = dict(os.environ)
             env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
+            cmd = args.ours_cmd
+            if name == "ours-signalling":
+                cmd = cmd.replace("config/b2bua.yaml", str(signalling_only_config()))
             systems.append(SystemUnderTest(
-                name="ours", argv_template=shlex.split(args.ours_cmd), cwd=REPO_ROOT, env=env,
+                name=name, argv_template=shlex.split(cmd), cwd=REPO_ROOT, env=env,
                 fixed_uas_port=args.ours_uas_port or None))
         elif name == "sippy":
             if args.no_sippy:
@@ -542,7 +557,7 @@ def build_systems(args: argparse.Namespace, log) -> list[SystemUnderTest]:
                 name="sippy", argv_template=sippy_command(exe), cwd=Path(tempfile.gettempdir()), env=env,
                 version=installed_version(venv, "sippy")))
         else:
-            raise SystemExit(f"unknown system {name!r} (known: ours, sippy)")
+            raise SystemExit(f"unknown system {name!r} (known: ours, ours-signalling, sippy)")
     return systems
 
 
@@ -774,8 +789,9 @@ def best_sustained(results: list[RunResult]) -> dict[str, int | None]:
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--systems", default="ours,sippy",
-                   help="comma-separated: ours, sippy (default: %(default)s)")
+    p.add_argument("--systems", default="ours-signalling,ours,sippy",
+                   help="comma-separated: ours-signalling (media off), ours (shipped config, RTP anchored), "
+                        "sippy (default: %(default)s)")
     p.add_argument("--rates", default=DEFAULT_RATES, help="target call rates, cps (default: %(default)s)")
     p.add_argument("--duration", type=float, default=60.0,
                    help="seconds of call generation per rate (default: 60)")
