@@ -13,6 +13,7 @@ from typing import Any
 from media.engine import EngineConfig, MediaEngine
 
 from .call.b2bua import B2BUA, B2BUAConfig, CallRecord, Route
+from .call.session import SessionTimerConfig
 from .config import Config
 from .storage.cdr import CdrStore, resolve_url
 from .sip.auth import DigestChallenger
@@ -83,7 +84,11 @@ class Application:
         self.b2bua = B2BUA(self.stack, lambda req, peer: self.router(req, peer, self.stack.now),
                            B2BUAConfig(response_map=dict(config.routing.response_map),
                                        ring_timeout=sip.ring_timeout_s, max_calls=sip.max_calls,
-                                       symmetric_rtp=mcfg.symmetric_rtp),
+                                       session_timer=SessionTimerConfig(sip.session_timer.enabled,
+                                                                        sip.session_timer.session_expires_s,
+                                                                        sip.session_timer.min_se_s),
+                                       symmetric_rtp=mcfg.symmetric_rtp,
+                                       max_duration=sip.max_call_duration_s),
                            engine=self.engine)
         self.b2bua.handlers["REGISTER"] = self._register
         self.cdr = CdrStore(resolve_url(config.process.storage.url, config.path.parent))

@@ -44,6 +44,15 @@ class TimersConfig(Strict):
     t4_ms: int = Field(5000, ge=0, le=600_000)
 
 
+class SessionTimerSettings(Strict):
+    """RFC 4028 per leg: asked for on the outbound leg, granted on the inbound leg."""
+
+    enabled: bool = True
+    session_expires_s: int = Field(1800, ge=1)
+    #: below this a request gets 422 with Min-SE (RFC 4028 says 90; lower only for labs)
+    min_se_s: int = Field(90, ge=1)
+
+
 class SipConfig(Strict):
     listen: list[str] = Field(default_factory=lambda: ["udp:127.0.0.1:5060", "tcp:127.0.0.1:5060"])
     #: Address written in Via and Contact when it differs from the listen address (behind NAT).
@@ -52,6 +61,9 @@ class SipConfig(Strict):
     timers: TimersConfig = TimersConfig()
     force_rport: bool = True
     ring_timeout_s: float = Field(180.0, gt=0)
+    #: end any answered call after this long (0 = no limit)
+    max_call_duration_s: float = Field(0.0, ge=0)
+    session_timer: SessionTimerSettings = SessionTimerSettings()
     overload_lag_ms: int = Field(250, ge=10)
     max_calls: int = Field(10_000, ge=1)
 

@@ -26,7 +26,7 @@ from typing import Callable
 import numpy as np
 
 from . import g711
-from .dtmf import Digit, TelephoneEventDetector
+from .dtmf import Digit, InbandDetector, TelephoneEventDetector
 from .rtp import InStats, RtpError, check, header_length, new_out_stream, rewrite_rtcp
 
 log = logging.getLogger("media.engine")
@@ -63,6 +63,8 @@ class EngineConfig:
     port_min: int = 20000
     port_max: int = 30000
     rtp_timeout: float = 30.0
+    #: look for DTMF tones in the audio of legs that did not negotiate telephone-event
+    inband_dtmf: bool = True
     #: silence allowed from a leg that put the call on hold (it may send nothing)
     hold_timeout: float = 3600.0
 
@@ -72,7 +74,7 @@ class _Leg:
 
     __slots__ = ("session", "name", "port", "rtp", "rtcp", "remote", "rtcp_remote", "latched",
                  "symmetric", "codec", "dtmf_pt", "send", "recv", "out", "stats", "dropped",
-                 "strangers", "last_rx", "detector", "other", "queue", "timed_out")
+                 "strangers", "last_rx", "detector", "other", "queue", "timed_out", "listen")
 
     def __init__(self, session: "_Session", name: str, port: int, rtp: socket.socket, rtcp: socket.socket):
         self.session = session
@@ -98,6 +100,8 @@ class _Leg:
         #: frames waiting for the tick (transcoding): payloads of the codec this leg sends
         self.queue: deque[bytes] = deque(maxlen=4)
         self.timed_out = False
+        #: in-band DTMF: copies of received frames for the tick's Goertzel (legs without telephone-event)
+        self.listen: deque[bytes] | None = None
 
 
 class _Session:
@@ -124,6 +128,8 @@ class MediaEngine:
         self._tick_next = 0.0
         self._watch: asyncio.TimerHandle | None = None
         self._processing: dict[int, _Leg] = {}  # legs whose media goes through the tick
+        self._listening: dict[int, _Leg] = {}  # legs whose frames the tick checks for in-band DTMF
+        self._inband = InbandDetector()
         self.counters = {"rtp_in": 0, "rtp_out": 0, "rtp_dropped": 0, "rtp_strangers": 0, "rtcp": 0}
 
     # -- lifecycle ---------------------------------------------------------------------
@@ -199,6 +205,8 @@ class MediaEngine:
         result = self._stats(sess)
         for lg in sess.legs.values():
             self._processing.pop(id(lg), None)
+            self._listening.pop(id(lg), None)
+            self._inband.forget(id(lg))
             for sock in (lg.rtp, lg.rtcp):
                 if self._loop is not None:
                     self._loop.remove_reader(sock.fileno())
@@ -239,7 +247,14 @@ class MediaEngine:
             else:
                 self._processing.pop(id(lg), None)
                 lg.queue.clear()
-        if self._processing and self._tick_handle is None and self._loop is not None:
+            if lg.codec is not None and lg.dtmf_pt is None and self.config.inband_dtmf:
+                lg.listen = lg.listen or deque(maxlen=4)
+                self._listening[id(lg)] = lg
+            else:
+                lg.listen = None
+                self._listening.pop(id(lg), None)
+                self._inband.forget(id(lg))
+        if (self._processing or self._listening) and self._tick_handle is None and self._loop is not None:
             self._tick_next = self._loop.time() + 0.02
             self._tick_handle = self._loop.call_at(self._tick_next, self._run_tick)
 
@@ -294,6 +309,8 @@ class MediaEngine:
             lg.last_rx = now
             other = lg.other
             if pt == lg.codec:
+                if lg.listen is not None:
+                    lg.listen.append(data[header_length(data):])
                 if other is None or other.remote is None or not other.send:
                     continue
                 if lg.session.transcode:
@@ -351,7 +368,7 @@ class MediaEngine:
         assert self._loop is not None
         self._tick_handle = None
         self.tick()
-        if self._processing:
+        if self._processing or self._listening:
             self._tick_next += 0.02
             now = self._loop.time()
             if self._tick_next < now - 0.1:
@@ -364,31 +381,45 @@ class MediaEngine:
         Frames are grouped by (source codec, destination codec) and converted with one
         table lookup per group; only the socket sends remain per stream.
         """
-        ready: dict[tuple[int, int], list[_Leg]] = {}
+        ready: dict[tuple[int, int, int], list[tuple[_Leg, bytes]]] = {}
         for lg in self._processing.values():
             if lg.queue and lg.other is not None and lg.other.remote is not None and lg.other.send \
                     and lg.codec is not None and lg.other.codec is not None:
-                ready.setdefault((lg.codec, lg.other.codec), []).append(lg)
+                payload = lg.queue.popleft()
+                ready.setdefault((lg.codec, lg.other.codec, len(payload)), []).append((lg, payload))
         sent = 0
-        for (src, dst), legs in ready.items():
-            payloads = [lg.queue.popleft() for lg in legs]
-            if any(len(p) != FRAME for p in payloads):
-                keep = [(lg, p) for lg, p in zip(legs, payloads) if len(p) == FRAME]
-                legs, payloads = [k[0] for k in keep], [k[1] for k in keep]
-                if not legs:
-                    continue
-            codes = np.frombuffer(b"".join(payloads), dtype=np.uint8).reshape(len(legs), FRAME)
+        for (src, dst, size), items in ready.items():
+            # one (streams, samples) block per codec pair and frame size (20 ms, 30 ms, ...)
+            codes = np.frombuffer(b"".join(p for _, p in items), dtype=np.uint8).reshape(len(items), size)
             out = g711.transcode_table(src, dst)[codes] if src != dst else codes
-            for lg, row in zip(legs, out):
+            for (lg, _), row in zip(items, out):
                 other = lg.other
                 assert other is not None and other.remote is not None
                 try:
-                    other.rtp.sendto(other.out.own(dst, row.tobytes(), FRAME), other.remote)
+                    other.rtp.sendto(other.out.own(dst, row.tobytes(), size), other.remote)
                     sent += 1
                 except OSError:
                     pass
         self.counters["rtp_out"] += sent
+        self._detect_inband()
         return sent
+
+    def _detect_inband(self) -> None:
+        """One Goertzel pass over this tick's frame of every listening leg (RFC 4733 absent)."""
+        keys: list[int] = []
+        frames: list[np.ndarray] = []
+        for key, lg in self._listening.items():
+            if lg.listen and lg.codec is not None:
+                payload = lg.listen.popleft()
+                if len(payload) == FRAME:
+                    keys.append(key)
+                    frames.append(g711.decode(np.frombuffer(payload, dtype=np.uint8), lg.codec))
+        if not keys:
+            return
+        for key, digit in self._inband.feed(keys, np.stack(frames)):
+            lg = self._listening.get(key)  # type: ignore[arg-type]
+            if lg is not None:
+                self._emit(DtmfEvent(lg.session.id, lg.name, digit.digit, digit.duration_ms, digit.source))
 
     # -- RTP timeout -----------------------------------------------------------------------
     def _watchdog(self) -> None:

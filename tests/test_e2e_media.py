@@ -288,3 +288,95 @@ def test_cdr_row_written(tmp_path: Path) -> None:
     assert row["a_packets_sent"] >= 45 and row["b_packets_sent"] >= 45
     assert 2.0 < row["duration"] < 10.0 and row["start"] <= row["answer"] <= row["end"]
     assert row["to_uri"].startswith("sip:service@")
+
+
+def test_session_timer_422_refresh_and_expiry(tmp_path: Path) -> None:
+    """RFC 4028 with real SIPp peers and lab intervals (Min-SE 2 s; the caller asks 4 s, we ask the
+    callee 6 s so our one refresh of its leg comes at 3 s): 422 with Min-SE,
+    a caller refresh answered by us, our re-INVITE refresh of the callee leg, expiry -> BYE + Reason."""
+    uas_port = free_port()
+    with sipp_background(["-sf", str(SCENARIOS / "uas_session_timer.xml"), "-i", "127.0.0.1", "-p", str(uas_port),
+                          "-trace_msg", "-message_file", str(tmp_path / "uas_msg.log")], tmp_path):
+        from harness import B2BUAProcess, write_config
+        import yaml
+
+        cfg = write_config(tmp_path / "config", routing={"routes": [{"name": "lab", "prefix": "",
+                                                                     "targets": [f"sip:127.0.0.1:{uas_port}"]}]},
+                           sip={"session_timer": {"enabled": True, "session_expires_s": 6, "min_se_s": 2}})
+        data = yaml.safe_load(cfg.read_text())
+        data["media"].update(MEDIA)
+        cfg.write_text(yaml.safe_dump(data))
+        port = free_port()
+        proc = B2BUAProcess(cfg, [f"udp:127.0.0.1:{port}"], tmp_path / "b2bua.log").start()
+        try:
+            res = sipp(["-sf", str(SCENARIOS / "uac_session_timer.xml"), f"127.0.0.1:{port}", "-i", "127.0.0.1",
+                        "-p", str(free_port()), "-m", "1", "-trace_err"], tmp_path, timeout=30)
+            assert res.returncode == 0, res.stdout.decode(errors="replace")[-3000:] + "".join(
+                p.read_text() for p in tmp_path.glob("*errors.log"))
+        finally:
+            proc.stop()
+    assert "cause=session_expired" in proc.log()
+    uas = (tmp_path / "uas_msg.log").read_text()
+    assert uas.count("INVITE sip:") >= 2  # the initial INVITE and our refresh
+    assert re.search(r'^Reason: SIP;cause=408;text="Session timer expired"', uas, re.M)
+
+
+def test_prack_on_both_legs(tmp_path: Path) -> None:
+    log = _plain_call(tmp_path, ["-sf", str(SCENARIOS / "uas_prack.xml")],
+                      ["-sf", str(SCENARIOS / "uac_prack.xml")], calls=2)
+    assert log.count("end status=200 cause=normal by=a") == 2
+    uas = (tmp_path / "uas_msg.log").read_text()
+    assert re.search(r"^PRACK sip:", uas, re.M) and re.search(r"^RAck: 1 \d+ INVITE", uas, re.M)
+    uac = (tmp_path / "uac_msg.log").read_text()
+    assert re.search(r"^RSeq: 1", uac, re.M)
+
+
+def test_sipp_streams_a_recording_and_the_callee_echoes_it(tmp_path: Path) -> None:
+    """SIPp's own media: the caller plays g711a.pcap (PCMA), the stock callee (PCMU only) echoes
+    it with -rtp_echo; the audio crosses our ports both ways, transcoded each way."""
+    uas_port = free_port()
+    with sipp_background(["-sn", "uas", "-i", "127.0.0.1", "-p", str(uas_port), "-rtp_echo", "-mp", str(free_port())],
+                         tmp_path):
+        proc, port = _start_with_media(tmp_path, uas_port, MEDIA, None)  # type: ignore[arg-type]
+        try:
+            res = sipp(["-sf", str(SCENARIOS / "uac_pcap_echo.xml"), f"127.0.0.1:{port}", "-i", "127.0.0.1",
+                        "-p", str(free_port()), "-m", "1", "-mp", str(free_port())], tmp_path, timeout=60)
+            assert res.returncode == 0, res.stdout.decode(errors="replace")[-2000:]
+        finally:
+            proc.stop()
+    line = [ln for ln in proc.log().splitlines() if " end status=" in ln][0]
+    stats = {k: int(v) for k, v in re.findall(r"(\w+)=(\d+)", line.split(" end ", 1)[1])}
+    assert stats["a_packets_received"] > 100, line  # the recording reached leg a
+    assert stats["b_packets_sent"] > 100, line  # ... went on to the callee (transcoded to PCMU)
+    assert stats["b_packets_received"] > 100, line  # the echo came back on leg b
+    assert stats["a_packets_sent"] > 100, line  # ... and went back to the caller
+
+
+def test_inband_dtmf_detected_when_no_telephone_event(tmp_path: Path) -> None:
+    scenario = tmp_path / "uac_no_te.xml"
+    scenario.write_text((SCENARIOS / "uac_rtp.xml").read_text()
+                        .replace(" 101\n", "\n").replace("      a=rtpmap:101 telephone-event/8000\n", "")
+                        .replace("      a=fmtp:101 0-15\n", ""))
+    a, b = RtpPeer(), RtpPeer()
+    uas_port = free_port()
+    try:
+        with sipp_background(["-sf", str(SCENARIOS / "uas_rtp.xml"), "-i", "127.0.0.1", "-p", str(uas_port),
+                              "-inf", str(_csv(tmp_path / "b.csv", b.port, 0, "PCMU"))], tmp_path):
+            proc, port = _start_with_media(tmp_path, uas_port, MEDIA, None)  # type: ignore[arg-type]
+            try:
+                uac = subprocess.Popen([SIPP, "-sf", str(scenario), f"127.0.0.1:{port}", "-i", "127.0.0.1",
+                                        "-p", str(free_port()), "-m", "1", "-d", "3000", "-nostdin", "-inf",
+                                        str(_csv(tmp_path / "a.csv", a.port, 0, "PCMU")), "-trace_msg",
+                                        "-message_file", str(tmp_path / "uac_msg.log")], cwd=tmp_path,
+                                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                target = ("127.0.0.1", sdp_port(tmp_path / "uac_msg.log", "SIP/2.0 200"))
+                t = np.arange(160 * 6) / 8000
+                key7 = (6000 * np.sin(2 * np.pi * 852 * t) + 6000 * np.sin(2 * np.pi * 1209 * t)).astype(np.int16)
+                a.send_audio(target, np.concatenate([speech_like(0.5), key7, np.zeros(480, np.int16),
+                                                     speech_like(0.5)]), 0)
+                assert uac.wait(30) == 0
+            finally:
+                proc.stop()
+    finally:
+        a.close(), b.close()
+    assert re.findall(r"dtmf leg=a digit=(\S) source=inband", proc.log()) == ["7"]

@@ -30,6 +30,10 @@ from ..sip.uas import UasPolicy, check_request, options_response
 from ..sip.sdp import find_sdp
 from ..sip.uri import Address, SipUri
 from .media import Engine, MediaSession
+from .session import (
+    LegTimer, ReliableProvisional, SessionTimerConfig, min_se, rack, rseq, session_expires,
+    supports,
+)
 
 log = logging.getLogger("b2bua.call")
 
@@ -84,6 +88,14 @@ class Leg:
     ended: bool = False
     #: Serialized ACK we last sent for a 2xx on this leg, resent on 2xx retransmission.
     last_ack: tuple[int, Request] | None = None
+    #: RFC 4028 state of this leg
+    timer: LegTimer | None = None
+    #: the peer listed UPDATE in Allow (refreshes use UPDATE then, RFC 4028 §7.4)
+    allows_update: bool = False
+    #: inbound leg: our reliable provisionals (RFC 3262), when the caller supports 100rel
+    reliable: ReliableProvisional | None = None
+    #: outbound leg: the highest RSeq we PRACKed
+    prack_rseq: int = 0
 
 
 @dataclass(slots=True)
@@ -139,18 +151,31 @@ class Call:
     #: legs whose ACK must carry the answer to an offer made in a relayed 2xx
     ack_answers: set[str] = field(default_factory=set)
     dtmf: list[tuple[float, str, str]] = field(default_factory=list)
+    #: our own session refresh transactions: id(txn) -> leg name
+    refreshes: dict[int, str] = field(default_factory=dict)
+    st_retries: int = 0
+    #: without media anchoring: the SDP body last forwarded to each leg
+    sdp_sent: dict[str, bytes] = field(default_factory=dict)
     media_stats: dict[str, dict[str, float]] = field(default_factory=dict)
     bye_reason: str | None = None
 
 
+def _policy() -> UasPolicy:
+    return UasPolicy(allow=("INVITE", "ACK", "BYE", "CANCEL", "OPTIONS", "INFO", "UPDATE", "PRACK", "REGISTER",
+                            "MESSAGE", "NOTIFY"), supported=("100rel", "timer"))
+
+
 @dataclass(slots=True)
 class B2BUAConfig:
-    policy: UasPolicy = field(default_factory=UasPolicy)
+    policy: UasPolicy = field(default_factory=_policy)
+    session_timer: SessionTimerConfig = field(default_factory=SessionTimerConfig)
     response_map: dict[int, int] = field(default_factory=lambda: dict(DEFAULT_RESPONSE_MAP))
     ring_timeout: float = 180.0
     max_calls: int = 100_000
     #: latch to the source of the first RTP packet (RFC 4961 symmetric RTP)
     symmetric_rtp: bool = True
+    #: end every answered call after this many seconds (0: no limit)
+    max_duration: float = 0.0
 
 
 class B2BUA:
@@ -264,6 +289,13 @@ class B2BUA:
                 _tag_to(challenge, a_tag)
                 self._respond(txn, challenge)
                 return
+        st = self.config.session_timer
+        se = session_expires(req)
+        if st.enabled and se is not None and se[0] < st.min_se:
+            resp = make_response(req, 422, to_tag=a_tag)  # RFC 4028 §9
+            resp.add("min-se", str(st.min_se))
+            self._respond(txn, resp)
+            return
         self._respond(txn, make_response(req, 100))
         route = self.router(req, peer)
         if isinstance(route, Response):
@@ -298,6 +330,9 @@ class B2BUA:
         call = Call(call_id, a_leg, Leg("b", peer), txn, a_tag, route, self.now)
         call.media = media
         call.late_offer = not req.body
+        call.a.allows_update = "UPDATE" in [m.upper() for m in req.get_all("allow")]
+        if supports(req, "100rel"):
+            call.a.reliable = ReliableProvisional()
         txn.user = call
         self.calls[call_id] = call
         self._legs[a_leg.dialog.key] = (call, a_leg)
@@ -358,10 +393,15 @@ class B2BUA:
         req.add("cseq", "1 INVITE")
         req.add("contact", self._contact(peer))
         req.add("allow", ", ".join(self.config.policy.allow))
+        req.add("supported", "100rel, timer" if self.config.session_timer.enabled else "100rel")
+        if self.config.session_timer.enabled:
+            st = self.config.session_timer
+            req.add("session-expires", str(st.session_expires))
+            req.add("min-se", str(st.min_se))
         if offer is not None:
             req.set_body(offer, "application/sdp")
         elif call.media is None:
-            self._copy_body(a_req, req)
+            self._carry_body(call, "a", a_req, req, None)
         call.state = CallState.PROCEEDING
         ctxn = self.stack.send_request(req, peer, self.now)
         ctxn.user = call
@@ -388,6 +428,8 @@ class B2BUA:
                 self._on_b_invite_response(user, resp, txn)
             elif txn.request.method == "BYE" and resp.status >= 200:
                 self._leg_done(user, user.b if self._is_b(user, txn) else user.a)
+            elif id(txn) in user.refreshes:
+                self._on_refresh_response(user, txn, resp)
             elif id(txn) in user.relays:
                 self._relay_response(user, txn, resp)
             elif txn.request.method == "INVITE" and 200 <= resp.status < 300:
@@ -409,6 +451,12 @@ class B2BUA:
             if resp.to_tag and call.b.dialog is None:
                 call.b.dialog = Dialog.from_uac(txn.request, resp)
                 self._legs[call.b.dialog.key] = (call, call.b)
+            if "100rel" in [t.lower() for t in resp.get_all("require")]:
+                r = rseq(resp)
+                if r is None or r <= call.b.prack_rseq:
+                    return  # a retransmission of a reliable provisional we already PRACKed
+                call.b.prack_rseq = r
+                self._send_prack(call, r, txn.request.cseq[0])
             if call.state in (CallState.PROCEEDING, CallState.EARLY):
                 call.state = CallState.EARLY
                 try:
@@ -416,7 +464,7 @@ class B2BUA:
                 except SipError as err:
                     log.info("call %s: SDP in %d ignored: %s", call.id, status, err)
                     a_resp = self._a_response(call, Response(status, resp.reason), status)
-                self._respond(call.a_invite, a_resp)
+                self._send_provisional(call, a_resp)
             return
         if status < 300:
             self._on_b_answer(call, resp, txn)
@@ -424,11 +472,28 @@ class B2BUA:
         # final error
         if status in (401, 407) and self._retry_with_credentials(call, resp, txn):
             return
+        if status == 422 and self._retry_session_interval(call, resp, txn):
+            return
         if call.state in (CallState.CANCELLING, CallState.TERMINATING, CallState.ENDED):
             call.b.ended = True
             self._maybe_finish(call)
             return
         self._fail_a(call, map_status(status, self.config.response_map), "rejected", resp)
+
+    def _retry_session_interval(self, call: Call, resp: Response, txn: ClientTransaction) -> bool:
+        """422: ask again with the far end's Min-SE (RFC 4028 §7.4), once."""
+        if call.st_retries >= 1 or call.state is not CallState.PROCEEDING:
+            return False
+        old = txn.request
+        retry = Request("INVITE", old.uri, [list(h) for h in old.headers if h[0] != "via"], old.body)
+        retry.set("cseq", f"{old.cseq[0] + 1} INVITE")
+        wanted = max(min_se(resp), self.config.session_timer.min_se)
+        retry.set("session-expires", str(max(wanted, session_expires(old)[0] if session_expires(old) else 0)))
+        retry.set("min-se", str(wanted))
+        call.st_retries += 1
+        call.b_invite = self.stack.send_request(retry, call.b.peer, self.now)
+        call.b_invite.user = call
+        return True
 
     def _retry_with_credentials(self, call: Call, resp: Response, txn: ClientTransaction) -> bool:
         """Answer the far end's digest challenge once with the route's credentials (§22.2)."""
@@ -455,6 +520,8 @@ class B2BUA:
         resp.add("contact", call.a.dialog.local_contact if call.a.dialog else self._contact(call.a.peer))
         if status >= 200:
             resp.add("allow", ", ".join(self.config.policy.allow))
+            if 200 <= status < 300:
+                self._inbound_session_timer(call, resp)
         if call.late_offer and status < 200:
             return resp  # an offer in an unreliable 1xx is only a preview: keep it for the 2xx
         self._carry_body(call, "b", src, resp, "offer" if call.late_offer else "answer", final=status >= 200)
@@ -467,6 +534,8 @@ class B2BUA:
         media = call.media
         if media is None or not src.body:
             self._copy_body(src, dst)
+            if src.body and src.content_type == "application/sdp":
+                call.sdp_sent["b" if from_leg == "a" else "a"] = src.body  # for session refreshes
             return
         sdp = find_sdp(src.get("content-type"), src.body)
         if sdp is None:
@@ -516,6 +585,12 @@ class B2BUA:
             call.state = CallState.ANSWERED
             call.answered = self.now
             call.final_status = 200
+            call.b.allows_update = "UPDATE" in [m.upper() for m in resp.get_all("allow")]
+            self._outbound_session_timer(call, resp)
+            if self.config.max_duration > 0:
+                self.stack.timers.call_at(self.now + self.config.max_duration, self._max_duration, call)
+            if call.a.reliable is not None:
+                call.a.reliable.cancel()
             self._respond(call.a_invite, a_resp)
             return
         dialog = call.b.dialog
@@ -596,6 +671,10 @@ class B2BUA:
         elif txn.request.method == "BYE":
             leg = call.b if self._is_b(call, txn) else call.a
             self._leg_done(call, leg)
+        elif id(txn) in call.refreshes:
+            name = call.refreshes.pop(id(txn))
+            call.bye_reason = 'SIP;cause=408;text="Session refresh failed"'
+            self._hangup(call, name, "session_refresh_failed")
         elif id(txn) in call.relays:
             stxn = call.relays.pop(id(txn))
             self._respond(stxn, make_response(stxn.request, status, to_tag=_leg_tag(call, stxn)))
@@ -694,6 +773,12 @@ class B2BUA:
         call.relays.clear()
         if call.media is not None:
             call.media_stats = call.media.close()
+        for leg in (call.a, call.b):
+            if leg.timer is not None:
+                leg.timer.cancel()
+            if leg.reliable is not None:
+                leg.reliable.cancel()
+        call.refreshes.clear()
         # Break call <-> transaction reference cycles so refcounting frees the call (no GC pass).
         call.a_invite.user = None
         if call.b_invite is not None:
@@ -715,6 +800,206 @@ class B2BUA:
                  f" {media}" if media else "")
         if self.on_call_end is not None:
             self.on_call_end(record)
+
+    # -- session timers (RFC 4028) -----------------------------------------------------
+    def _inbound_session_timer(self, call: Call, resp: Response) -> None:
+        """Grant the caller's Session-Expires (or ours) in the 2xx (§9) and start the leg's timer."""
+        st = self.config.session_timer
+        if not st.enabled:
+            return
+        req = call.a_invite.request
+        se = session_expires(req)
+        peer_supports = supports(req, "timer")
+        if se is not None:
+            interval, refresher = se[0], se[1] or ("uac" if peer_supports else "uas")
+        else:
+            interval, refresher = st.session_expires, "uac" if peer_supports else "uas"
+        if refresher == "uac" and not peer_supports:
+            refresher = "uas"
+        call.a.timer = LegTimer(interval, we_refresh=refresher == "uas", peer_supports=peer_supports)
+        resp.add("session-expires", f"{interval};refresher={refresher}")
+        if peer_supports:
+            resp.add("require", "timer")
+        self._arm_session_timer(call, call.a)
+
+    def _outbound_session_timer(self, call: Call, resp: Response) -> None:
+        """Adopt what the callee's 2xx says (§7.2); without Session-Expires we refresh ourselves."""
+        st = self.config.session_timer
+        if not st.enabled:
+            return
+        se = session_expires(resp)
+        if se is not None:
+            call.b.timer = LegTimer(se[0], we_refresh=se[1] != "uas", peer_supports=True)
+        else:
+            asked = session_expires(call.b_invite.request) if call.b_invite else None
+            call.b.timer = LegTimer(asked[0] if asked else st.session_expires, we_refresh=True,
+                                    peer_supports=supports(resp, "timer"))
+        self._arm_session_timer(call, call.b)
+
+    def _arm_session_timer(self, call: Call, leg: Leg) -> None:
+        timer = leg.timer
+        assert timer is not None
+        timer.cancel()
+        if timer.we_refresh:
+            timer.handle = self.stack.timers.call_at(self.now + timer.refresh_after, self._send_refresh, call, leg)
+        else:
+            timer.handle = self.stack.timers.call_at(self.now + timer.expire_after, self._session_expired, call, leg)
+
+    def _send_refresh(self, call: Call, leg: Leg) -> None:
+        """We are this leg's refresher: UPDATE when the peer allows it, else a re-INVITE
+        repeating our current SDP (§7.4, §9)."""
+        if call.state not in (CallState.ANSWERED, CallState.CONFIRMED) or leg.dialog is None or leg.timer is None:
+            return
+        body = call.media.last_sent.get(leg.name) if call.media is not None else call.sdp_sent.get(leg.name)
+        if leg.allows_update or body is None:
+            req = leg.dialog.create_request("UPDATE")
+        else:
+            req = leg.dialog.create_request("INVITE")
+            req.set_body(body, "application/sdp")
+        req.add("session-expires", leg.timer.header(we_are_uac=True))
+        req.add("supported", "timer")
+        txn = self.stack.send_request(req, leg.peer, self.now)
+        txn.user = call
+        call.refreshes[id(txn)] = leg.name
+        leg.timer.refreshes += 1
+
+    def _on_refresh_response(self, call: Call, txn: ClientTransaction, resp: Response) -> None:
+        if resp.status < 200:
+            return
+        name = call.refreshes.pop(id(txn), "")
+        leg = call.a if name == "a" else call.b
+        if 200 <= resp.status < 300:
+            if txn.request.method == "INVITE" and leg.dialog is not None:
+                self.stack.send_ack(leg.dialog.create_ack(txn.request.cseq[0]), leg.peer, self.now)
+            se = session_expires(resp)
+            if leg.timer is not None:
+                if se is not None:
+                    leg.timer.interval = se[0]
+                    leg.timer.we_refresh = se[1] != "uas"  # we were the UAC of this refresh
+                self._arm_session_timer(call, leg)
+        elif resp.status == 422 and leg.timer is not None:
+            leg.timer.interval = max(leg.timer.interval, min_se(resp))
+            self._send_refresh(call, leg)
+        elif resp.status in (408, 481) or resp.status >= 500 and resp.status != 503:
+            call.bye_reason = f'SIP;cause={resp.status};text="Session refresh failed"'
+            self._hangup(call, leg.name, "session_refresh_failed")
+        elif leg.timer is not None:  # 491 and the like: try again a little later
+            leg.timer.cancel()
+            leg.timer.handle = self.stack.timers.call_at(self.now + 5.0, self._send_refresh, call, leg)
+
+    def _max_duration(self, call: Call) -> None:
+        if call.state in (CallState.ANSWERED, CallState.CONFIRMED):
+            log.info("call %s: maximum duration reached", call.id)
+            call.bye_reason = 'SIP;cause=200;text="Maximum call duration"'
+            self._hangup(call, "b2bua", "max_duration")
+
+    def _session_expired(self, call: Call, leg: Leg) -> None:
+        """The peer should have refreshed and did not: end the call (§10)."""
+        if call.state in (CallState.ANSWERED, CallState.CONFIRMED):
+            log.info("call %s: session timer of leg %s expired", call.id, leg.name)
+            call.bye_reason = 'SIP;cause=408;text="Session timer expired"'
+            self._hangup(call, "timer", "session_expired")
+
+    def _session_refresh(self, call: Call, leg: Leg, req: Request, txn: ServerTransaction) -> bool:
+        """Answer a pure refresh (UPDATE without a body, or an SDP that did not change) on this leg
+        ourselves; 422 an interval below our Min-SE. True when handled here."""
+        st = self.config.session_timer
+        se = session_expires(req)
+        tag = leg.dialog.local_tag if leg.dialog else None
+        if st.enabled and se is not None and se[0] < st.min_se:
+            resp = make_response(req, 422, to_tag=tag)
+            resp.add("min-se", str(st.min_se))
+            self._respond(txn, resp)
+            return True
+        sdp = find_sdp(req.get("content-type"), req.body)
+        media = call.media
+        if sdp is None and req.method == "INVITE":
+            return False  # an offerless re-INVITE: the other side must make the offer
+        if sdp is not None and (media is None or not media.unchanged(leg.name, sdp)):
+            return False  # a real change: relay it
+        if leg.timer is None:
+            if sdp is None:
+                return False
+            leg.timer = LegTimer(se[0] if se else st.session_expires, we_refresh=False,
+                                 peer_supports=supports(req, "timer"))
+        elif se is not None:
+            leg.timer.interval = max(se[0], st.min_se)
+            leg.timer.we_refresh = se[1] == "uas"  # the sender is this transaction's UAC
+        resp = make_response(req, 200, to_tag=tag)
+        resp.add("contact", leg.dialog.local_contact if leg.dialog else self._contact(leg.peer))
+        resp.add("session-expires", leg.timer.header(we_are_uac=False))
+        if leg.timer.peer_supports and not leg.timer.we_refresh:
+            resp.add("require", "timer")
+        if req.method == "INVITE" and media is not None:
+            resp.set_body(media.last_sent.get(leg.name, b""), "application/sdp")
+        self._respond(txn, resp)
+        self._arm_session_timer(call, leg)
+        self.stats["session_refreshes"] += 1
+        return True
+
+    # -- reliable provisionals (RFC 3262) ------------------------------------------------
+    def _send_provisional(self, call: Call, resp: Response) -> None:
+        rel = call.a.reliable
+        if rel is None or resp.status == 100:
+            self._respond(call.a_invite, resp)
+            return
+        if rel.pending is not None:
+            rel.queue.append(resp)  # one unacknowledged reliable provisional at a time (§3)
+            return
+        resp.set("require", "100rel")
+        resp.set("rseq", str(rel.rseq))
+        rel.pending = (rel.rseq, resp)
+        rel.rseq += 1
+        rel.interval = self.stack.config.t1
+        self._respond(call.a_invite, resp)
+        rel.handle = self.stack.timers.call_at(self.now + rel.interval, self._resend_provisional, call,
+                                               self.now + self.stack.config.b)
+
+    def _resend_provisional(self, call: Call, give_up_at: float) -> None:
+        rel = call.a.reliable
+        if rel is None or rel.pending is None or call.state not in (CallState.PROCEEDING, CallState.EARLY):
+            return
+        if self.now >= give_up_at:
+            # never PRACKed: reject the INVITE (§3) and release the callee
+            rel.cancel()
+            self._cancel_ring(call)
+            call.state = CallState.CANCELLING
+            if call.b_invite is not None:
+                self.stack.cancel(call.b_invite, self.now)
+            self._respond(call.a_invite, make_response(call.a_invite.request, 504, to_tag=call.a_tag))
+            call.final_status, call.cause, call.ended_by, call.a.ended = 504, "prack_timeout", "a", True
+            self._arm_cleanup(call)
+            return
+        self.stack.send_stateless(rel.pending[1].serialize(), call.a_invite.peer)
+        rel.interval = min(rel.interval * 2, self.stack.config.t2)
+        rel.handle = self.stack.timers.call_at(min(self.now + rel.interval, give_up_at), self._resend_provisional,
+                                               call, give_up_at)
+
+    def _on_prack(self, call: Call, leg: Leg, req: Request, txn: ServerTransaction) -> None:
+        rel = leg.reliable
+        got = rack(req)
+        tag = leg.dialog.local_tag if leg.dialog else None
+        if leg is not call.a or rel is None or rel.pending is None or got is None \
+                or got != (rel.pending[0], call.a_invite.request.cseq[0], "INVITE"):
+            self._respond(txn, make_response(req, 481, to_tag=tag))  # §4: no matching provisional
+            return
+        if rel.handle is not None:
+            rel.handle.cancel()
+            rel.handle = None
+        rel.pending = None
+        self._respond(txn, make_response(req, 200, to_tag=tag))
+        if rel.queue and call.state in (CallState.PROCEEDING, CallState.EARLY):
+            self._send_provisional(call, rel.queue.pop(0))
+
+    def _send_prack(self, call: Call, r: int, cseq: int) -> None:
+        """PRACK the callee's reliable provisional in its early dialog (RFC 3262 §4)."""
+        dialog = call.b.dialog
+        if dialog is None:
+            return
+        req = dialog.create_request("PRACK")
+        req.add("rack", f"{r} {cseq} INVITE")
+        txn = self.stack.send_request(req, call.b.peer, self.now)
+        txn.user = call
 
     # -- media events -------------------------------------------------------------------
     def on_media_event(self, event: object) -> None:
@@ -786,8 +1071,13 @@ class B2BUA:
                 self._arm_cleanup(call)
             self._maybe_finish(call)
             return
+        if method == "PRACK":
+            self._on_prack(call, leg, req, txn)
+            return
         if call.state in (CallState.TERMINATING, CallState.ENDED, CallState.CANCELLING):
             self._respond(txn, make_response(req, 481))
+            return
+        if method in ("INVITE", "UPDATE") and self._session_refresh(call, leg, req, txn):
             return
         odialog = other.dialog
         if odialog is None or other.ended:
@@ -811,6 +1101,9 @@ class B2BUA:
         self._carry_body(call, leg.name, req, out, "offer" if offer else None)  # SdpError -> 400/488
         if method == "INVITE":
             self._respond(txn, make_response(req, 100))  # the far end may take its time (§17.2.1)
+        if method in ("INVITE", "UPDATE") and other.timer is not None:
+            out.add("session-expires", other.timer.header(we_are_uac=True))
+            out.add("supported", "timer")
         ctxn = self.stack.send_request(out, other.peer, self.now)
         ctxn.user = call
         call.relays[id(ctxn)] = txn
@@ -832,6 +1125,12 @@ class B2BUA:
             out.add("contact", from_leg.dialog.local_contact if from_leg.dialog else self._contact(from_leg.peer))
             if to_leg.dialog is not None:
                 to_leg.dialog.refresh_target(resp)
+            # a successful re-INVITE/UPDATE refreshes the session on both legs (RFC 4028 §10)
+            for leg in (from_leg, to_leg):
+                if leg.timer is not None:
+                    self._arm_session_timer(call, leg)
+            if from_leg.timer is not None:
+                out.add("session-expires", from_leg.timer.header(we_are_uac=False))
         carried_offer = id(ctxn) in call.relay_offers
         if status >= 200:
             call.relay_offers.discard(id(ctxn))

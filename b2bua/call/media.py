@@ -81,6 +81,10 @@ class MediaSession:
         self._pending: _Offer | None = None
         self._answers: dict[bytes, bytes] = {}  # answerer SDP -> the answer we gave (for repeated 18x/2xx)
         self.closed = False
+        #: the SDP we last sent to each leg (a session refresh repeats it unchanged)
+        self.last_sent: dict[str, bytes] = {}
+        #: o= (session id, version) we last got from each leg: equal means "no change" (RFC 3264 §8)
+        self._last_origin: dict[str, tuple[str, str]] = {}
 
     @staticmethod
     def other(leg: str) -> str:
@@ -117,10 +121,20 @@ class MediaSession:
                            symmetric=self.symmetric, codec=self.codec.get(from_leg))
         self._pending = _Offer(from_leg, sdp, index, codecs, dtmf.pt if dtmf else None, audio.direction)
         self._answers.clear()
+        self._last_origin[from_leg] = _origin(sdp)
         names = [c.key for c in codecs] + [k for k in SUPPORTED if k not in {c.key for c in codecs}]
         out_codecs = [Codec(SUPPORTED[n], n.upper(), 8000) for n in names]
         te_pt = dtmf.pt if dtmf else 101
-        return self._build(to_leg, host, port, out_codecs, te_pt, audio.direction, ptime=20).serialize()
+        out = self._build(to_leg, host, port, out_codecs, te_pt, audio.direction, ptime=20).serialize()
+        self.last_sent[to_leg] = out
+        return out
+
+    def unchanged(self, leg: str, body: bytes) -> bool:
+        """True when ``body`` repeats the last SDP from ``leg`` (same o= session id and version)."""
+        try:
+            return self._last_origin.get(leg) == _origin(SessionDescription.parse(body))
+        except SdpError:
+            return False
 
     # -- answer --------------------------------------------------------------------------
     def answer(self, from_leg: str, body: bytes) -> bytes:
@@ -158,6 +172,8 @@ class MediaSession:
                              template=pending, ptime=pending.sdp.media[pending.audio_index].ptime or 20)
         out = answer.serialize()
         self._answers[body] = out
+        self._last_origin[from_leg] = _origin(sdp)
+        self.last_sent[offerer] = out
         return out
 
     def complete(self) -> None:
@@ -208,6 +224,11 @@ class MediaSession:
             else:
                 sdp.media.append(Media(m.kind, 0, m.proto, m.formats[:1] or ["0"]))
         return sdp
+
+
+def _origin(sdp: SessionDescription) -> tuple[str, str]:
+    o = sdp.origin
+    return (o[1], o[2]) if len(o) >= 3 else ("", "")
 
 
 def _first_audio(sdp: SessionDescription, allow_rejected: bool = False) -> tuple[int, Media]:

@@ -28,6 +28,7 @@ CANONICAL = {
     "call-id": "Call-ID", "cseq": "CSeq", "www-authenticate": "WWW-Authenticate",
     "rseq": "RSeq", "rack": "RAck", "mime-version": "MIME-Version",
     "p-asserted-identity": "P-Asserted-Identity", "p-preferred-identity": "P-Preferred-Identity",
+    "min-se": "Min-SE", "rseq": "RSeq", "rack": "RAck", "sip-etag": "SIP-ETag", "sip-if-match": "SIP-If-Match",
 }
 
 #: Headers that may appear once only (§20; RFC 4475 §3.3.8, §3.3.9).
