@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import os
+
+for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")  # see __main__.py: no spinning BLAS pool next to the media tick
+
 import argparse
 import asyncio
 import json

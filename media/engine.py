@@ -391,7 +391,7 @@ class MediaEngine:
         for (src, dst, size), items in ready.items():
             # one (streams, samples) block per codec pair and frame size (20 ms, 30 ms, ...)
             codes = np.frombuffer(b"".join(p for _, p in items), dtype=np.uint8).reshape(len(items), size)
-            out = g711.transcode_table(src, dst)[codes] if src != dst else codes
+            out = np.take(g711.transcode_table(src, dst), codes) if src != dst else codes
             for (lg, _), row in zip(items, out):
                 other = lg.other
                 assert other is not None and other.remote is not None

@@ -7,6 +7,8 @@ with a single fancy-indexing operation and no Python loop per sample.
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import numpy as np
 
 _BIAS = 0x84
@@ -72,14 +74,33 @@ SILENCE = {PCMU: 0xFF, PCMA: 0xD5}
 
 def decode(codes: np.ndarray, pt: int) -> np.ndarray:
     """uint8 G.711 codes (any shape) -> int16 samples."""
-    return DECODE[pt][codes]
+    return np.take(DECODE[pt], codes)
 
 
 def encode(samples: np.ndarray, pt: int) -> np.ndarray:
     """int16 samples (any shape) -> uint8 G.711 codes."""
-    return ENCODE[pt][samples.view(np.uint16)]
+    return np.take(ENCODE[pt], samples.view(np.uint16))
 
 
+@lru_cache(maxsize=None)
 def transcode_table(src_pt: int, dst_pt: int) -> np.ndarray:
     """A 256-entry table mapping one law's codes to the other's directly."""
     return ENCODE[dst_pt][DECODE[src_pt].view(np.uint16)]
+
+
+@lru_cache(maxsize=None)
+def mix_table(pt: int, prompt_shift: int = 1) -> np.ndarray:
+    """A 65536-entry table: ``(voice_code << 8) | prompt_code`` -> the code of
+    ``voice + prompt / 2**prompt_shift`` (saturated), i.e. decode, mix and encode in one lookup.
+
+    Mixing a prompt into many streams of the same law is then one ``np.take`` per
+    direction, bit-identical to decoding, adding and re-encoding.
+    """
+    dec = DECODE[pt].astype(np.int32)
+    mixed = np.clip(dec[:, None] + (dec[None, :] >> prompt_shift), -32768, 32767).astype(np.int16)
+    return ENCODE[pt][mixed.view(np.uint16)].ravel()
+
+
+def mix_codes(voice: np.ndarray, prompt: np.ndarray, pt: int, prompt_shift: int = 1) -> np.ndarray:
+    """``voice`` (streams, samples) uint8 codes mixed with one ``prompt`` (samples,) of codes."""
+    return np.take(mix_table(pt, prompt_shift), (voice.astype(np.uint16) << 8) | prompt)

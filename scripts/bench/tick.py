@@ -3,9 +3,14 @@
 
 Work per call, both ways: decode the caller's and the callee's G.711 frame, mix one
 prompt frame into each direction at -6 dB, encode both back (the shape of the work
-prompts, announcements and recording add to every call). "numpy" does it for all calls
-at once with lookup tables (media/g711.py); "audioop loop" is the same work one call
-at a time with the C audioop module, the obvious per-call implementation.
+prompts and announcements add to every call). Three implementations, checked to give
+identical bytes before they are timed:
+
+* "fused LUT": decode+mix+encode as one 64 Ki-entry table lookup per direction for all
+  calls at once (``g711.mix_codes``),
+* "numpy linear": the same as arrays in the linear domain (decode, add, clip, encode),
+  what recording and level metering use,
+* "audioop loop": one call at a time with the C audioop module, the obvious per-call code.
 
     python scripts/bench/tick.py            # 1, 100, 1000, 5000 calls
 """
@@ -31,14 +36,20 @@ with warnings.catch_warnings():
 FRAME = 160
 
 
-def tick_numpy(caller: np.ndarray, callee: np.ndarray, prompt: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """caller/callee: (N, 160) uint8 PCMU; prompt: (160,) int16. Returns both encoded directions."""
-    a = g711.ULAW_DECODE[caller].astype(np.int32)
-    b = g711.ULAW_DECODE[callee].astype(np.int32)
+def tick_linear(caller: np.ndarray, callee: np.ndarray, prompt: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """caller/callee: (N, 160) uint8 PCMU; prompt: (160,) int16. Decode, mix, encode as arrays."""
     p = (prompt.astype(np.int32) >> 1)[None, :]
-    to_callee = np.clip(a + p, -32768, 32767).astype(np.int16)
-    to_caller = np.clip(b + p, -32768, 32767).astype(np.int16)
-    return g711.ULAW_ENCODE[to_callee.view(np.uint16)], g711.ULAW_ENCODE[to_caller.view(np.uint16)]
+    out = []
+    for codes in (caller, callee):
+        mixed = np.add(g711.decode(codes, 0), p, dtype=np.int32)
+        np.clip(mixed, -32768, 32767, out=mixed)
+        out.append(g711.encode(mixed.astype(np.int16), 0))
+    return out[0], out[1]
+
+
+def tick_fused(caller: np.ndarray, callee: np.ndarray, prompt_codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The same work as one 64 Ki-entry table lookup per direction (g711.mix_table)."""
+    return g711.mix_codes(caller, prompt_codes, 0), g711.mix_codes(callee, prompt_codes, 0)
 
 
 def tick_audioop(caller: list[bytes], callee: list[bytes], prompt: bytes) -> list[tuple[bytes, bytes]]:
@@ -66,22 +77,30 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=200)
     args = ap.parse_args()
     rng = np.random.default_rng(1)
-    prompt = (8000 * np.sin(np.arange(FRAME) * 2 * np.pi * 440 / 8000)).astype(np.int16)
+    # the prompt as it is stored: G.711 frames (so the linear path decodes it too)
+    prompt_codes = g711.encode((8000 * np.sin(np.arange(FRAME) * 2 * np.pi * 440 / 8000)).astype(np.int16), 0)
+    prompt = g711.decode(prompt_codes, 0)
     rows = []
     for n in [int(x) for x in args.calls.split(",")]:
         caller = rng.integers(0, 256, (n, FRAME), dtype=np.uint8)
         callee = rng.integers(0, 256, (n, FRAME), dtype=np.uint8)
-        # the two implementations must agree bit for bit before they are timed
+        # all implementations must agree bit for bit before they are timed
         ref = tick_audioop([r.tobytes() for r in caller[:8]], [r.tobytes() for r in callee[:8]], prompt.tobytes())
-        got = tick_numpy(caller[:8], callee[:8], prompt)
-        assert all(ref[i][0] == got[0][i].tobytes() and ref[i][1] == got[1][i].tobytes() for i in range(min(n, 8)))
-        np_p50, np_p99 = measure(lambda: tick_numpy(caller, callee, prompt), args.repeat)
+        lin = tick_linear(caller[:8], callee[:8], prompt)
+        fused = tick_fused(caller[:8], callee[:8], prompt_codes)
+        for i in range(min(n, 8)):
+            assert ref[i][0] == lin[0][i].tobytes() == fused[0][i].tobytes()
+            assert ref[i][1] == lin[1][i].tobytes() == fused[1][i].tobytes()
+        fu = measure(lambda: tick_fused(caller, callee, prompt_codes), args.repeat)
+        li = measure(lambda: tick_linear(caller, callee, prompt), args.repeat)
         cl, ce, pb = [r.tobytes() for r in caller], [r.tobytes() for r in callee], prompt.tobytes()
-        ao_p50, ao_p99 = measure(lambda: tick_audioop(cl, ce, pb), max(10, args.repeat // (1 + n // 500)))
-        rows.append((n, np_p50, np_p99, ao_p50, ao_p99, ao_p50 / np_p50))
-    print(f"{'calls':>6} {'numpy p50 ms':>13} {'numpy p99 ms':>13} {'audioop p50 ms':>15} {'audioop p99 ms':>15} {'speed-up':>9}")
-    for n, a, b, c, d, e in rows:
-        print(f"{n:>6} {a:>13.3f} {b:>13.3f} {c:>15.3f} {d:>15.3f} {e:>8.1f}x")
+        ao = measure(lambda: tick_audioop(cl, ce, pb), max(10, args.repeat // (1 + n // 500)))
+        rows.append((n, fu, li, ao))
+    print(f"{'calls':>6} {'fused LUT p50/p99 ms':>21} {'numpy linear p50/p99 ms':>24} "
+          f"{'audioop loop p50/p99 ms':>24} {'fused vs loop':>14}")
+    for n, fu, li, ao in rows:
+        print(f"{n:>6} {fu[0]:>10.3f}/{fu[1]:<10.3f} {li[0]:>11.3f}/{li[1]:<12.3f} {ao[0]:>11.3f}/{ao[1]:<12.3f} "
+              f"{ao[0] / fu[0]:>12.1f}x")
     print("(one tick = 20 ms of audio for every call; the budget is 20 ms per tick on one core)")
 
 
