@@ -5,16 +5,20 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+import os
 import time
 import signal
 import ssl
+from collections import Counter
+from pathlib import Path
 from typing import Any
 
 from media.engine import EngineConfig, MediaEngine
 
 from .call.b2bua import B2BUA, B2BUAConfig, CallRecord, Route
 from .call.session import SessionTimerConfig
-from .config import Config
+from .config import Config, ConfigError, load_config
+from .metrics import serve as serve_metrics
 from .storage.cdr import CdrStore, resolve_url
 from .sip.auth import DigestChallenger
 from .sip.events import Peer
@@ -91,10 +95,43 @@ class Application:
                                        max_duration=sip.max_call_duration_s),
                            engine=self.engine)
         self.b2bua.handlers["REGISTER"] = self._register
+        self._pid_file: Path | None = None
         self.cdr = CdrStore(resolve_url(config.process.storage.url, config.path.parent))
         self.b2bua.on_call_end = self._record
         self.b2bua.authorize = self._authorize_invite
         self.server: SipServer | None = None
+        self.reloads: Counter[str] = Counter()
+
+    # -- hot reload ---------------------------------------------------------------------
+    def reload(self) -> bool:
+        """Load the config files again; swap them in atomically if valid (SIGHUP, `b2bua reload`).
+
+        New calls use the new routing; calls in progress keep the route they started with.
+        An invalid config is refused with its ``file:line`` problems and the running one stays.
+        """
+        try:
+            new = load_config(self.config.path)
+        except ConfigError as exc:
+            self.reloads["failed"] += 1
+            for problem in exc.problems:
+                log.error("reload refused: %s", problem)
+            return False
+        if new.process != self.config.process:
+            log.warning("reload: changes to %s need a restart to apply (listeners, media, storage)",
+                        self.config.path.name)
+        self._apply_routing(new)
+        self.config = new
+        self.reloads["ok"] += 1
+        log.info("configuration reloaded: %d routes, %d staff devices", len(new.routing.routes),
+                 len(new.routing.devices))
+        return True
+
+    def _apply_routing(self, config: Config) -> None:
+        devices = {d.username: d.password for d in config.routing.devices}
+        self.devices = devices
+        self.auth.lookup = devices.get
+        self.router = Router(config, self.registrar)
+        self.b2bua.config.response_map = dict(config.routing.response_map)
 
     # -- staff devices: digest auth and registration (RFC 3261 §22, §10) ----------------
     def _challenge(self, req: Request, status: int, header: str, stale: bool = False) -> Response:
@@ -176,6 +213,19 @@ class Application:
             self.engine.start(asyncio.get_running_loop())
         self.cdr.start(asyncio.get_running_loop())
         await self.server.start(self.listeners)
+        metrics = self.config.process.metrics.address
+        if metrics:
+            try:
+                serve_metrics(self, metrics)
+            except OSError as exc:  # metrics must never keep calls from being served
+                log.warning("metrics on %s unavailable: %s", metrics, exc)
+        pid_file = (self.config.path.parent / self.config.process.pid_file).resolve()
+        try:
+            pid_file.parent.mkdir(parents=True, exist_ok=True)
+            pid_file.write_text(f"{os.getpid()}\n")
+            self._pid_file = pid_file
+        except OSError as exc:
+            log.warning("cannot write pid file %s: %s", pid_file, exc)
         self._gc_task = asyncio.get_running_loop().create_task(self._collect_garbage())
 
     async def _collect_garbage(self, young_every: float = 0.1, full_every: float = 600.0) -> None:
@@ -202,6 +252,12 @@ class Application:
                 log.info("full GC: %d unreachable objects, %.0f ms", found, (time.perf_counter() - start) * 1000)
 
     async def stop(self) -> None:
+        if self._pid_file is not None:
+            try:
+                if self._pid_file.read_text().strip() == str(os.getpid()):
+                    self._pid_file.unlink()
+            except OSError:
+                pass
         if getattr(self, "_gc_task", None) is not None:
             self._gc_task.cancel()
         if self.server is not None:
@@ -219,6 +275,10 @@ class Application:
                 loop.add_signal_handler(sig, stop.set)
             except (NotImplementedError, RuntimeError):
                 pass
+        try:
+            loop.add_signal_handler(signal.SIGHUP, self.reload)
+        except (NotImplementedError, RuntimeError):
+            pass
         log.info("b2bua ready")
         await stop.wait()
         await self.stop()

@@ -94,6 +94,29 @@ def cmd_check(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_reload(args: argparse.Namespace) -> int:
+    """Validate the config files, then tell the running process to load them (SIGHUP)."""
+    import signal
+    from pathlib import Path
+
+    try:
+        config = load_config(args.config)
+    except ConfigError as exc:
+        for p in exc.problems:
+            print(p)
+        print("not reloaded: the running configuration stays in force")
+        return 1
+    pid_file = (Path(args.config).resolve().parent / config.process.pid_file).resolve()
+    try:
+        pid = int(pid_file.read_text().split()[0])
+        os.kill(pid, signal.SIGHUP)
+    except (OSError, ValueError, IndexError) as exc:
+        print(f"{pid_file}: no running b2bua to reload ({exc})")
+        return 2
+    print(f"reload sent to pid {pid}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="b2bua", description="SIP back-to-back user agent")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -105,6 +128,9 @@ def main(argv: list[str] | None = None) -> int:
     check = sub.add_parser("check-config", help="validate the configuration files")
     check.add_argument("--config", default=str(DEFAULT_CONFIG))
     check.set_defaults(func=cmd_check)
+    reload = sub.add_parser("reload", help="validate the config and make the running B2BUA load it")
+    reload.add_argument("--config", default=str(DEFAULT_CONFIG))
+    reload.set_defaults(func=cmd_reload)
     args = parser.parse_args(argv)
     return args.func(args)
 

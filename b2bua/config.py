@@ -146,8 +146,16 @@ class LoggingConfig(Strict):
     format: Literal["text", "json"] = "text"
 
 
+class MetricsConfig(Strict):
+    #: HOST:PORT for Prometheus /metrics; null turns it off
+    address: str | None = "127.0.0.1:9090"
+
+
 class ProcessConfig(Strict):
     sip: SipConfig = SipConfig()
+    metrics: MetricsConfig = MetricsConfig()
+    #: where `b2bua run` writes its pid for `b2bua reload` (relative to this file's directory)
+    pid_file: str = "../var/b2bua.pid"
     media: MediaConfig = MediaConfig()
     storage: StorageConfig = StorageConfig()
     routing_file: str = "routing.yaml"

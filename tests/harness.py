@@ -44,6 +44,7 @@ def write_config(directory: Path, *, routing: dict | None = None, sip: dict | No
     base_routing = yaml.safe_load((ROOT / "config" / "routing.yaml").read_text())
     base["sip"].update(sip or {})
     base["logging"] = {"level": "info", "format": "text", **(logging or {})}
+    base["metrics"] = {"address": None}  # tests that scrape set their own port
     base_routing.update(routing or {})
     directory.mkdir(parents=True, exist_ok=True)
     (directory / "b2bua.yaml").write_text(yaml.safe_dump(base, allow_unicode=True))

@@ -193,6 +193,14 @@ class B2BUA:
         self.calls: dict[str, Call] = {}
         self._legs: dict[tuple[str, str], tuple[Call, Leg]] = {}
         self.stats: Counter[str] = Counter()
+        #: (route, what) -> count: attempts, answered, end:<cause>
+        self.by_route: Counter[tuple[str, str]] = Counter()
+        #: status code -> responses we sent
+        self.responses: Counter[int] = Counter()
+        #: call setup time (INVITE in -> 2xx out) histogram: bucket upper bounds, counts, sum
+        self.setup_buckets = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+        self.setup_counts = [0] * (len(self.setup_buckets) + 1)
+        self.setup_sum = 0.0
         self.records: list[CallRecord] = []
         self.on_call_end: Callable[[CallRecord], None] | None = None
         #: Set by the driver when the event loop runs late: new INVITEs get 503.
@@ -206,6 +214,14 @@ class B2BUA:
     @property
     def now(self) -> float:
         return self.stack.now
+
+    def _observe_setup(self, seconds: float) -> None:
+        self.setup_sum += seconds
+        for i, bound in enumerate(self.setup_buckets):
+            if seconds <= bound:
+                self.setup_counts[i] += 1
+                return
+        self.setup_counts[-1] += 1
 
     # -- event dispatch -----------------------------------------------------------------
     def handle_event(self, ev: Event, now: float) -> None:
@@ -267,7 +283,7 @@ class B2BUA:
             self._respond(txn, make_response(req, 481, to_tag=tag))
 
     def _respond(self, txn: ServerTransaction, resp: Response) -> None:
-        self.stats[f"sent_{resp.status}"] += 1
+        self.responses[resp.status] += 1
         self.stack.respond(txn, resp, self.now)
 
     def _new_call(self, req: Request, txn: ServerTransaction, peer: Peer) -> None:
@@ -337,6 +353,7 @@ class B2BUA:
         self.calls[call_id] = call
         self._legs[a_leg.dialog.key] = (call, a_leg)
         self.stats["calls_started"] += 1
+        self.by_route[(route.name, "attempts")] += 1
         log.info("call %s start from=%s to=%s", call_id, req.from_.uri, req.to.uri)
         self._send_b_invite(call, b_offer)
         call.ring_timer = self.stack.timers.call_at(self.now + self.config.ring_timeout, self._ring_timeout, call)
@@ -585,6 +602,7 @@ class B2BUA:
             call.state = CallState.ANSWERED
             call.answered = self.now
             call.final_status = 200
+            self._observe_setup(self.now - call.started)
             call.b.allows_update = "UPDATE" in [m.upper() for m in resp.get_all("allow")]
             self._outbound_session_timer(call, resp)
             if self.config.max_duration > 0:
@@ -784,6 +802,9 @@ class B2BUA:
         if call.b_invite is not None:
             call.b_invite = None  # its .user still finds the call for a late 2xx
         self.stats["calls_ended"] += 1
+        self.by_route[(call.route.name, f"end:{call.cause or 'normal'}")] += 1
+        if call.answered is not None:
+            self.by_route[(call.route.name, "answered")] += 1
         a_req = call.a_invite.request
         record = CallRecord(
             call_id=call.id, a_call_id=a_req.call_id,
