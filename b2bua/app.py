@@ -15,9 +15,10 @@ from typing import Any
 
 from media.engine import EngineConfig, MediaEngine
 
-from .call.b2bua import B2BUA, B2BUAConfig, CallRecord, Route
+from .call.b2bua import B2BUA, B2BUAConfig, CallRecord
 from .call.session import SessionTimerConfig
 from .config import Config, ConfigError, load_config
+from .routing.router import Router, dialled
 from .metrics import serve as serve_metrics
 from .storage.cdr import CdrStore, resolve_url
 from .sip.auth import DigestChallenger
@@ -30,35 +31,6 @@ from .sip.transaction import ServerTransaction
 from .transport.server import Listener, SipServer
 
 log = logging.getLogger("b2bua")
-
-
-class Router:
-    """Longest-prefix routing on the dialled number; registered staff devices first."""
-
-    def __init__(self, config: Config, registrar: Registrar):
-        self.routes = sorted(config.routing.routes, key=lambda r: len(r.prefix), reverse=True)
-        self.registrar = registrar
-
-    def __call__(self, req: Request, peer: Peer, now: float) -> Route | Response:
-        user = _dialled(req.uri)
-        bindings = self.registrar.lookup(user, now) if user else []
-        if bindings:
-            b = bindings[0]
-            target = b.contact
-            return Route([target], name=f"device:{user}", peer=b.source)
-        for r in self.routes:
-            if user.startswith(r.prefix):
-                creds = (r.credentials.username, r.credentials.password) if r.credentials else None
-                return Route(list(r.targets), name=r.name, credentials=creds)
-        return make_response(req, 404)
-
-
-def _dialled(uri: str) -> str:
-    scheme, _, rest = uri.partition(":")
-    if scheme.lower() == "tel":
-        return rest.split(";", 1)[0]
-    user, at, _ = rest.partition("@")
-    return user.split(";", 1)[0] if at else ""
 
 
 class Application:
@@ -130,7 +102,9 @@ class Application:
         devices = {d.username: d.password for d in config.routing.devices}
         self.devices = devices
         self.auth.lookup = devices.get
-        self.router = Router(config, self.registrar)
+        router = Router(config, self.registrar)
+        router.inherit(self.router)
+        self.router = router
         self.b2bua.config.response_map = dict(config.routing.response_map)
 
     # -- staff devices: digest auth and registration (RFC 3261 §22, §10) ----------------
@@ -144,14 +118,14 @@ class Application:
         result = self.auth.verify(req, now, header="authorization")
         if not result.ok:
             return self._challenge(req, 401, "www-authenticate", result.stale)
-        aor_user = _dialled(req.to.uri)
+        aor_user = dialled(req.to.uri)
         if result.username != aor_user:
             return make_response(req, 403, "Forbidden (credentials do not match the AoR)", to_tag=self.stack.new_id())
         return self.registrar.handle_register(req, now, peer)
 
     def _authorize_invite(self, req: Request, now: float) -> Response | None:
         """INVITEs claiming to come from a staff device must prove it (407)."""
-        user = _dialled(req.from_.uri)
+        user = dialled(req.from_.uri)
         if user not in self.devices:
             return None
         result = self.auth.verify(req, now, header="proxy-authorization")
@@ -160,7 +134,9 @@ class Application:
         return self._challenge(req, 407, "proxy-authenticate", result.stale)
 
     def _record(self, rec: CallRecord) -> None:
-        """Queue the CDR; times become wall-clock seconds."""
+        """Queue the CDR (times become wall-clock seconds) and free the trunk's call slot."""
+        if rec.route_obj is not None:
+            self.router.release(rec.route_obj)
         offset = time.time() - self.stack.now if self.server is None else time.time() - self.server.loop.time()
         row = {
             "call_id": rec.call_id, "a_call_id": rec.a_call_id, "b_call_id": rec.b_call_id,

@@ -8,24 +8,15 @@ value keeps its line number; schema errors are mapped back to those lines.
 from __future__ import annotations
 
 import difflib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, Field, ValidationError, field_validator
 
-
-class ConfigError(Exception):
-    """One or more ``file:line: problem`` messages."""
-
-    def __init__(self, problems: list[str]):
-        super().__init__("\n".join(problems))
-        self.problems = problems
-
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+from .routing.numbers import to_e164
+from .routing.schedule import Holidays, Schedule, load_holidays
+from .yamlconf import ConfigError, Strict, load_yaml
 
 
 class TlsConfig(Strict):
@@ -109,14 +100,76 @@ class Device(Strict):
     username: str
     password: str
     display_name: str | None = None
+    #: the department this device's calls present (caller ID, policies)
+    department: str | None = None
+
+
+class Gateway(Strict):
+    uri: str
+    #: share of calls for weighted routes
+    weight: int = Field(1, ge=0)
+
+    @field_validator("uri")
+    @classmethod
+    def _uri(cls, v: str) -> str:
+        from .sip.uri import SipUri
+
+        if SipUri.parse(v).scheme not in ("sip", "sips"):
+            raise ValueError(f"gateway {v!r} is not a sip: or sips: URI")
+        return v
+
+
+class OptionsPing(Strict):
+    """Mark a gateway down after ``threshold`` unanswered OPTIONS, up again on the next answer."""
+
+    interval_s: float = Field(30.0, gt=0)
+    threshold: int = Field(3, ge=1)
+
+
+class Trunk(Strict):
+    """A carrier trunk, the city PBX, or the lab: who may send us calls and where calls to it go."""
+
+    name: str
+    kind: Literal["carrier", "pbx"]
+    #: source addresses (CIDR) allowed to send requests; anything else gets 403
+    addresses: list[str] = Field(min_length=1)
+    gateways: list[Gateway] = Field(default_factory=list)
+    transport: Literal["udp", "tcp", "tls"] = "udp"
+    credentials: Credentials | None = None
+    #: how this trunk writes numbers: E.164 (+8221331234) or national (0221331234)
+    number_format: Literal["e164", "national"] = "national"
+    codecs: list[Literal["PCMU", "PCMA"]] = Field(default_factory=lambda: ["PCMA", "PCMU"])
+    max_calls: int = Field(1000, ge=1)
+    max_cps: float = Field(50.0, gt=0)
+    symmetric_rtp: bool = True
+    options_ping: OptionsPing | None = None
+    #: send RFC 9796 Call-Info (branding) to this trunk
+    call_info: bool = True
+    #: headers forwarded to this trunk besides our own (an allow-list; none by default)
+    forward_headers: list[str] = Field(default_factory=list)
+
+    @field_validator("addresses")
+    @classmethod
+    def _cidrs(cls, v: list[str]) -> list[str]:
+        import ipaddress
+
+        for a in v:
+            ipaddress.ip_network(a, strict=False)
+        return v
 
 
 class RouteConfig(Strict):
-    """Calls whose dialled number starts with ``prefix`` go to ``targets`` in order."""
+    """Outbound: calls whose dialled number (national form) starts with ``prefix`` go to ``trunks``
+    (or directly to ``targets``), ordered or weighted, failing over on ``failover_codes``."""
 
     name: str
     prefix: str = ""
-    targets: list[str] = Field(min_length=1)
+    trunks: list[str] = Field(default_factory=list)
+    targets: list[str] = Field(default_factory=list)
+    strategy: Literal["ordered", "weighted"] = "ordered"
+    failover_codes: list[int] = Field(default_factory=lambda: [408, 480, 500, 502, 503, 504])
+    #: give up on a gateway that has not answered (no final response) after this long
+    no_answer_timeout_s: float | None = None
     credentials: Credentials | None = None
 
     @field_validator("targets")
@@ -131,11 +184,94 @@ class RouteConfig(Strict):
         return v
 
 
+class LongCall(Strict):
+    """The long-call key: after ``limit_min`` the staff key ends the call with an announcement."""
+
+    limit_min: float = Field(20.0, gt=0)
+    key: str = "*9"
+    #: end any call after this long regardless (with the same announcement)
+    hard_max_min: float | None = None
+
+
+class CallerId(Strict):
+    """What citizens see when staff call out (RFC 3325 PAI, RFC 9796 Call-Info)."""
+
+    public_number: str | None = None
+    display_name: str | None = None
+    privacy: Literal["none", "id", "header", "user"] = "none"
+    logo_url: str | None = None
+    jcard_url: str | None = None
+    call_reason: str | None = None
+
+
+class Abuse(Strict):
+    enabled: bool = False
+    warn_prompt: str = "abuse_warning"
+    end_prompt: str = "abuse_termination"
+    #: end the call at this many detections
+    end_after: int = Field(2, ge=1)
+    #: shouting: level above this (dBFS) for ``shout_seconds``
+    shout_dbfs: float = -8.0
+    shout_seconds: float = Field(2.0, gt=0)
+
+
+class ClosedAction(Strict):
+    """What happens to a call in a closed situation after its prompt: release or go elsewhere."""
+
+    release_status: int = Field(480, ge=400, le=699)
+    fallback: str | None = None  # a department name or a number
+
+
+class DepartmentPolicy(Strict):
+    recording: Literal["full", "on_demand", "off"] = "on_demand"
+    recording_key: str = "*1"
+    #: situation (default, lunch, after_hours, holiday, moved, construction, ...) -> prompt name
+    ringback: dict[str, str] = Field(default_factory=lambda: {"default": "city_notice"})
+    #: situations in which the call is not put through, and what happens instead
+    closed: dict[str, ClosedAction] = Field(default_factory=lambda: {"after_hours": ClosedAction(),
+                                                                     "holiday": ClosedAction()})
+    long_call: LongCall = LongCall()
+    caller_id: CallerId = CallerId()
+    abuse: Abuse = Abuse()
+
+
+class Department(Strict):
+    name: str
+    display_name: str
+    #: public numbers (DIDs) citizens dial, any spelling (02-2133-2200, +8221332200)
+    numbers: list[str] = Field(min_length=1)
+    #: where the staff phones are: a PBX trunk and the extension (hunt group) on it
+    trunk: str
+    extension: str
+    schedule: str | None = None
+    policy: DepartmentPolicy = DepartmentPolicy()
+
+    @field_validator("numbers")
+    @classmethod
+    def _numbers(cls, v: list[str]) -> list[str]:
+        from .routing.numbers import to_e164
+
+        for n in v:
+            to_e164(n)
+        return v
+
+
+class UnknownNumber(Strict):
+    status: int = Field(404, ge=400, le=699)
+    prompt: str | None = None
+
+
 class RoutingConfig(Strict):
     realm: str = "b2bua.local"
     #: Digest algorithms offered to staff devices, most preferred first (RFC 8760 §2.4).
     digest_algorithms: list[Literal["SHA-256", "MD5"]] = Field(default_factory=lambda: ["SHA-256", "MD5"], min_length=1)
+    #: public holidays data file (relative to this file), for schedules
+    holidays_file: str | None = None
+    trunks: list[Trunk] = Field(default_factory=list)
     routes: list[RouteConfig] = Field(default_factory=lambda: [RouteConfig(name="lab", targets=["sip:127.0.0.1:5080"])])
+    schedules: list[Schedule] = Field(default_factory=list)
+    departments: list[Department] = Field(default_factory=list)
+    unknown_number: UnknownNumber = UnknownNumber()
     devices: list[Device] = Field(default_factory=list)
     #: Status codes mapped before a B-leg final response reaches the A leg.
     response_map: dict[int, int] = Field(default_factory=lambda: {401: 403, 407: 403, 503: 500})
@@ -169,50 +305,7 @@ class Config:
     process: ProcessConfig
     routing: RoutingConfig
     path: Path
-
-
-# -- YAML with line numbers -----------------------------------------------------------
-
-def _to_python(node: yaml.Node, lines: dict[tuple, int], path: tuple) -> Any:
-    lines[path] = node.start_mark.line + 1
-    if isinstance(node, yaml.MappingNode):
-        out: dict[Any, Any] = {}
-        for k, v in node.value:
-            key = yaml.safe_load(yaml.serialize(k)) if not isinstance(k, yaml.ScalarNode) else k.value
-            lines[path + (key,)] = k.start_mark.line + 1
-            out[key] = _to_python(v, lines, path + (key,))
-        return out
-    if isinstance(node, yaml.SequenceNode):
-        return [_to_python(v, lines, path + (i,)) for i, v in enumerate(node.value)]
-    return _scalar(node)
-
-
-def _scalar(node: yaml.ScalarNode) -> Any:
-    loader = yaml.SafeLoader("")
-    try:
-        return loader.construct_object(node, deep=True)
-    finally:
-        loader.dispose()
-
-
-def load_yaml(path: Path) -> tuple[Any, dict[tuple, int]]:
-    """Load one YAML file; returns the data and a ``path -> line`` map."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError([f"{path}:1: file not found"]) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError([f"{path}:1: cannot read: {exc}"]) from None
-    try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        line = mark.line + 1 if mark else 1
-        raise ConfigError([f"{path}:{line}: YAML syntax error: {exc.problem or exc}"]) from None
-    lines: dict[tuple, int] = {}
-    if node is None:
-        return {}, lines
-    return _to_python(node, lines, ()), lines
+    holidays: Holidays = field(default_factory=Holidays)
 
 
 def _problems(exc: ValidationError, path: Path, lines: dict[tuple, int], model: type[BaseModel],
@@ -296,9 +389,15 @@ def load_config(path: str | Path) -> Config:
             problems.extend(_cross_check(routing, routing_path, rlines))
     except ConfigError as exc:
         problems.extend(exc.problems)
+    holidays = Holidays()
+    if routing is not None and routing.holidays_file:
+        try:
+            holidays = load_holidays(routing_path.parent / routing.holidays_file)
+        except ConfigError as exc:
+            problems.extend(exc.problems)
     if problems or process is None or routing is None:
         raise ConfigError(problems)
-    return Config(process, routing, path)
+    return Config(process, routing, path, holidays)
 
 
 def _cross_check(routing: RoutingConfig, path: Path, lines: dict[tuple, int]) -> list[str]:
@@ -315,4 +414,64 @@ def _cross_check(routing: RoutingConfig, path: Path, lines: dict[tuple, int]) ->
             out.append(f"{path}:{lines.get(('devices', i, 'username'), 1)}: devices.{i}.username: "
                        f"duplicate device {d.username!r}")
         users.add(d.username)
+
+    def at(*key: object) -> str:
+        for n in range(len(key), 0, -1):
+            if key[:n] in lines:
+                return f"{path}:{lines[key[:n]]}: {'.'.join(str(k) for k in key)}"
+        return f"{path}:1: {'.'.join(str(k) for k in key)}"
+
+    def dangling(kind: str, name: str, known: list[str]) -> str:
+        hint = difflib.get_close_matches(name, known, n=1)
+        return f"no {kind} named {name!r}" + (f" (did you mean {hint[0]!r}?)" if hint else
+                                               f" (known: {', '.join(known) or 'none'})")
+
+    trunks = {t.name: t for t in routing.trunks}
+    departments = [d.name for d in routing.departments]
+    schedules = [sc.name for sc in routing.schedules]
+    for kind, names in (("trunk", [t.name for t in routing.trunks]), ("schedule", schedules),
+                        ("department", departments)):
+        for i, name in enumerate(names):
+            if names.index(name) != i:
+                key = {"trunk": "trunks", "schedule": "schedules", "department": "departments"}[kind]
+                out.append(f"{at(key, i, 'name')}: duplicate {kind} name {name!r}")
+    for i, r in enumerate(routing.routes):
+        if not r.trunks and not r.targets:
+            out.append(f"{at('routes', i)}: a route needs trunks or targets")
+        for j, t in enumerate(r.trunks):
+            if t not in trunks:
+                out.append(f"{at('routes', i, 'trunks', j)}: {dangling('trunk', t, list(trunks))}")
+            elif not trunks[t].gateways:
+                out.append(f"{at('routes', i, 'trunks', j)}: trunk {t!r} has no gateways to send calls to")
+    prefixes: dict[str, int] = {}
+    for i, r in enumerate(routing.routes):
+        if r.prefix in prefixes:
+            out.append(f"{at('routes', i, 'prefix')}: prefix {r.prefix!r} is already routed by route "
+                       f"{routing.routes[prefixes[r.prefix]].name!r}")
+        prefixes.setdefault(r.prefix, i)
+    owner: dict[str, tuple[int, str]] = {}
+    for i, d in enumerate(routing.departments):
+        if d.trunk not in trunks:
+            out.append(f"{at('departments', i, 'trunk')}: {dangling('trunk', d.trunk, list(trunks))}")
+        elif trunks[d.trunk].kind != "pbx":
+            out.append(f"{at('departments', i, 'trunk')}: staff phones sit behind a pbx trunk, "
+                       f"{d.trunk!r} is a {trunks[d.trunk].kind}")
+        if d.schedule is not None and d.schedule not in schedules:
+            out.append(f"{at('departments', i, 'schedule')}: {dangling('schedule', d.schedule, schedules)}")
+        for j, number in enumerate(d.numbers):
+            e164 = to_e164(number)
+            if e164 in owner and owner[e164][1] != d.name:
+                out.append(f"{at('departments', i, 'numbers', j)}: {number!r} is also a number of department "
+                           f"{owner[e164][1]!r}")
+            owner.setdefault(e164, (i, d.name))
+        for situation, action in d.policy.closed.items():
+            if action.fallback and action.fallback not in departments:
+                try:
+                    to_e164(action.fallback)
+                except ValueError:
+                    out.append(f"{at('departments', i, 'policy', 'closed', situation, 'fallback')}: "
+                               f"{dangling('department', action.fallback, departments)} and not a number")
+    for i, dev in enumerate(routing.devices):
+        if dev.department is not None and dev.department not in departments:
+            out.append(f"{at('devices', i, 'department')}: {dangling('department', dev.department, departments)}")
     return out

@@ -15,6 +15,7 @@ from harness import ROOT
 def _write(tmp: Path, b2bua: str | None = None, routing: str | None = None) -> Path:
     (tmp / "b2bua.yaml").write_text(b2bua if b2bua is not None else (ROOT / "config" / "b2bua.yaml").read_text())
     (tmp / "routing.yaml").write_text(routing if routing is not None else (ROOT / "config" / "routing.yaml").read_text())
+    (tmp / "holidays.yaml").write_text((ROOT / "config" / "holidays.yaml").read_text())
     return tmp / "b2bua.yaml"
 
 
@@ -27,7 +28,11 @@ def _problems(path: Path) -> list[str]:
 def test_shipped_config_is_valid() -> None:
     cfg = load_config(ROOT / "config" / "b2bua.yaml")
     assert cfg.process.sip.listen == ["udp:127.0.0.1:5060", "tcp:127.0.0.1:5060"]
-    assert cfg.routing.routes[0].targets == ["sip:127.0.0.1:5080"]
+    lab = [r for r in cfg.routing.routes if r.prefix == ""]
+    assert lab and lab[0].targets == ["sip:127.0.0.1:5080"]
+    assert {d.name for d in cfg.routing.departments} >= {"교통정책과", "주택정책과", "민원여권과", "총무과"}
+    assert [t.kind for t in cfg.routing.trunks].count("carrier") == 2
+    assert cfg.holidays.is_holiday(__import__("datetime").date(2026, 9, 25))
 
 
 def test_yaml_syntax_error_names_file_and_line(tmp_path: Path) -> None:
@@ -75,8 +80,10 @@ def test_problems_in_both_files_are_reported_together(tmp_path: Path) -> None:
 def test_duplicate_route_names(tmp_path: Path) -> None:
     path = _write(tmp_path, routing="routes:\n  - name: a\n    targets: [sip:127.0.0.1]\n"
                                     "  - name: a\n    targets: [sip:127.0.0.2]\n")
-    (problem,) = _problems(path)
-    assert problem.startswith(f"{tmp_path / 'routing.yaml'}:4: routes.1.name: duplicate route name 'a'")
+    problems = _problems(path)
+    assert any(p.startswith(f"{tmp_path / 'routing.yaml'}:4: routes.1.name: duplicate route name 'a'") for p in problems)
+    assert any(p.startswith(f"{tmp_path / 'routing.yaml'}:4: routes.1.prefix: prefix '' is already routed by route 'a'")
+               for p in problems), problems
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess:

@@ -76,6 +76,12 @@ class Route:
     peer: Peer | None = None
     #: Digest credentials for the far end's 401/407 (username, password).
     credentials: tuple[str, str] | None = None
+    #: final statuses after which the next target is tried (no provisional seen yet)
+    failover: tuple[int, ...] = ()
+    #: the trunk the call came in on (for per-trunk call counting)
+    source: str | None = None
+    #: the department a citizen's call is for
+    department: str | None = None
 
 
 @dataclass(slots=True)
@@ -115,6 +121,7 @@ class CallRecord:
     cause: str
     ended_by: str
     media: dict[str, dict[str, float]] = field(default_factory=dict)
+    route_obj: Route | None = None
 
 
 @dataclass(slots=True)
@@ -134,6 +141,8 @@ class Call:
     ended_by: str = ""
     target_index: int = 0
     auth_tries: int = 0
+    #: the SDP offer sent to the callee, sent again to the next target on failover
+    b_offer: bytes | None = None
     ring_timer: TimerHandle | None = None
     cleanup_timer: TimerHandle | None = None
     #: relayed in-dialog transactions: client txn on one leg -> server txn on the other
@@ -355,6 +364,7 @@ class B2BUA:
         self.stats["calls_started"] += 1
         self.by_route[(route.name, "attempts")] += 1
         log.info("call %s start from=%s to=%s", call_id, req.from_.uri, req.to.uri)
+        call.b_offer = b_offer
         self._send_b_invite(call, b_offer)
         call.ring_timer = self.stack.timers.call_at(self.now + self.config.ring_timeout, self._ring_timeout, call)
 
@@ -491,11 +501,27 @@ class B2BUA:
             return
         if status == 422 and self._retry_session_interval(call, resp, txn):
             return
+        if status in call.route.failover and self._next_target(call):
+            return
         if call.state in (CallState.CANCELLING, CallState.TERMINATING, CallState.ENDED):
             call.b.ended = True
             self._maybe_finish(call)
             return
         self._fail_a(call, map_status(status, self.config.response_map), "rejected", resp)
+
+    def _next_target(self, call: Call) -> bool:
+        """Fail over to the route's next gateway: a fresh outbound leg (new Call-ID and tags)."""
+        if call.state is not CallState.PROCEEDING or call.target_index + 1 >= len(call.route.targets):
+            return False
+        if call.b.dialog is not None:
+            self._legs.pop(call.b.dialog.key, None)
+        call.target_index += 1
+        call.b = Leg("b", call.b.peer)
+        call.auth_tries = call.st_retries = 0
+        self.stats["failovers"] += 1
+        log.info("call %s: failing over to %s", call.id, call.route.targets[call.target_index])
+        self._send_b_invite(call, call.b_offer)
+        return True
 
     def _retry_session_interval(self, call: Call, resp: Response, txn: ClientTransaction) -> bool:
         """422: ask again with the far end's Min-SE (RFC 4028 §7.4), once."""
@@ -681,6 +707,8 @@ class B2BUA:
         if not isinstance(call, Call):
             return
         if txn is call.b_invite:
+            if call.state is CallState.PROCEEDING and self._next_target(call):
+                return
             if call.state in (CallState.PROCEEDING, CallState.EARLY):
                 self._fail_a(call, status, cause)
             else:
@@ -809,7 +837,7 @@ class B2BUA:
         record = CallRecord(
             call_id=call.id, a_call_id=a_req.call_id,
             b_call_id=call.b.dialog.call_id if call.b.dialog else "",
-            from_uri=a_req.from_.uri, to_uri=a_req.to.uri, route=call.route.name,
+            from_uri=a_req.from_.uri, to_uri=a_req.to.uri, route=call.route.name, route_obj=call.route,
             start=call.started, answer=call.answered, end=self.now,
             status=call.final_status, cause=call.cause or "normal", ended_by=call.ended_by,
             media=call.media_stats,

@@ -32,15 +32,7 @@ from typing import Annotated, Any
 import yaml
 from pydantic import AfterValidator, ConfigDict, Field, field_validator, model_validator
 
-from b2bua.config import ConfigError, load_yaml
-
-try:
-    from b2bua.config import Strict
-except ImportError:  # pragma: no cover - the same base as b2bua.config's
-    from pydantic import BaseModel
-
-    class Strict(BaseModel):  # type: ignore[no-redef]
-        model_config = ConfigDict(extra="forbid", frozen=True)
+from b2bua.yamlconf import ConfigError, Strict, load_yaml
 
 
 __all__ = [

@@ -1,0 +1,194 @@
+"""Call routing: which trunk a request came from, where the call goes, and per-trunk limits.
+
+- A request's source address selects its trunk (CIDR allow-lists); an unknown source is refused
+  with 403 unless it is an authenticated staff device.
+- From a carrier, the dialled number (DID) selects a department, whose phones sit behind a PBX
+  trunk; an unknown number gets the configured answer.
+- From the PBX, the lab or a staff device, the dialled number in national form selects an outbound
+  route by longest prefix; its trunks' gateways are tried in order (or weighted), numbers written
+  the way each trunk wants them.
+- Each source trunk has a concurrent-call limit and a calls-per-second limit (503 + Retry-After).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import random
+from collections import Counter
+from dataclasses import dataclass, field
+
+from ..call.b2bua import Route
+from ..config import Config, Department, RouteConfig, Trunk
+from ..sip.events import Peer
+from ..sip.message import Request, Response
+from ..sip.registrar import Registrar
+from ..sip.stack import make_response
+from .numbers import to_e164, to_national
+
+
+@dataclass
+class TokenBucket:
+    """``rate`` tokens per second, at most ``burst`` stored."""
+
+    rate: float
+    burst: float
+    tokens: float = -1.0
+    stamp: float = 0.0
+
+    def take(self, now: float) -> bool:
+        if self.tokens < 0:
+            self.tokens, self.stamp = self.burst, now
+        self.tokens = min(self.burst, self.tokens + (now - self.stamp) * self.rate)
+        self.stamp = now
+        if self.tokens >= 1.0:
+            self.tokens -= 1.0
+            return True
+        return False
+
+
+def dialled(uri: str) -> str:
+    """The user part of a sip:/sips: Request-URI, or a tel: URI's number."""
+    scheme, _, rest = uri.partition(":")
+    if scheme.lower() == "tel":
+        return rest.split(";", 1)[0]
+    user, at, _ = rest.partition("@")
+    return user.split(";", 1)[0] if at else ""
+
+
+def _national(number: str) -> str:
+    try:
+        return to_national(number)
+    except ValueError:
+        return number  # "service", an extension with letters: routed by its text
+
+
+def _for_trunk(number: str, trunk: Trunk) -> str:
+    try:
+        return to_e164(number) if trunk.number_format == "e164" else to_national(number)
+    except ValueError:
+        return number
+
+
+@dataclass
+class Router:
+    config: Config
+    registrar: Registrar
+    #: calls in progress per source trunk, maintained by :meth:`release`
+    active: Counter[str] = field(default_factory=Counter)
+    rejected: Counter[str] = field(default_factory=Counter)
+
+    def __post_init__(self) -> None:
+        r = self.config.routing
+        self.trunks = {t.name: t for t in r.trunks}
+        self._nets = [(ipaddress.ip_network(a, strict=False), t) for t in r.trunks for a in t.addresses]
+        self.routes = sorted(r.routes, key=lambda x: len(x.prefix), reverse=True)
+        self.departments: dict[str, Department] = {}
+        for d in r.departments:
+            for n in d.numbers:
+                self.departments[to_e164(n)] = d
+        self.devices = {d.username for d in r.devices}
+        self.buckets = {t.name: TokenBucket(t.max_cps, max(1.0, t.max_cps)) for t in r.trunks}
+
+    def inherit(self, old: "Router") -> None:
+        """Keep counts of calls in progress across a reload."""
+        self.active = old.active
+        self.rejected = old.rejected
+        for name, bucket in old.buckets.items():
+            if name in self.buckets:
+                self.buckets[name].tokens, self.buckets[name].stamp = bucket.tokens, bucket.stamp
+
+    def source_trunk(self, host: str) -> Trunk | None:
+        try:
+            ip = ipaddress.ip_address(host)
+        except ValueError:
+            return None
+        for net, trunk in self._nets:
+            if ip in net:
+                return trunk
+        return None
+
+    def release(self, route: Route) -> None:
+        if route.source and self.active[route.source] > 0:
+            self.active[route.source] -= 1
+
+    # -- the decision --------------------------------------------------------------------
+    def __call__(self, req: Request, peer: Peer, now: float) -> Route | Response:
+        trunk = self.source_trunk(peer.host)
+        number = dialled(req.uri)
+        if trunk is None:
+            from_user = dialled(req.from_.uri)
+            if from_user not in self.devices:  # authenticated by the INVITE challenge already
+                self.rejected["unknown_source"] += 1
+                return make_response(req, 403, "Forbidden (unknown source)")
+            return self._outbound(req, number, None, f"device:{from_user}")
+        if self.active[trunk.name] >= trunk.max_calls or not self.buckets[trunk.name].take(now):
+            self.rejected[f"limit:{trunk.name}"] += 1
+            resp = make_response(req, 503, "Service Unavailable (trunk limit)")
+            resp.add("retry-after", "2")
+            return resp
+        if trunk.kind == "carrier":
+            route = self._inbound(req, number, trunk)
+        else:
+            route = self._outbound(req, number, trunk, trunk.name)
+        if isinstance(route, Route):
+            route.source = trunk.name
+            self.active[trunk.name] += 1
+        return route
+
+    def _inbound(self, req: Request, number: str, trunk: Trunk) -> Route | Response:
+        try:
+            dept = self.departments.get(to_e164(number))
+        except ValueError:
+            dept = None
+        if dept is None:
+            return make_response(req, self.config.routing.unknown_number.status)
+        pbx = self.trunks[dept.trunk]
+        targets = [_with_user(g.uri, dept.extension) for g in _ordered(pbx.gateways, "ordered")]
+        return Route(targets, name=f"dept:{dept.name}", department=dept.name)
+
+    def _outbound(self, req: Request, number: str, trunk: Trunk | None, source: str) -> Route | Response:
+        bindings = self.registrar.lookup(number, 0.0) if number else []
+        if bindings:  # a registered staff device
+            b = bindings[0]
+            return Route([b.target], name=f"device:{number}", peer=b.source)
+        national = _national(number)
+        for rc in self.routes:
+            if national.startswith(rc.prefix):
+                return self._route(rc, number)
+        return make_response(req, 404)
+
+    def _route(self, rc: RouteConfig, number: str) -> Route:
+        targets: list[str] = []
+        creds = (rc.credentials.username, rc.credentials.password) if rc.credentials else None
+        for name in rc.trunks:
+            t = self.trunks[name]
+            creds = creds or ((t.credentials.username, t.credentials.password) if t.credentials else None)
+            targets += [_with_user(g.uri, _for_trunk(number, t)) for g in _ordered(t.gateways, rc.strategy)]
+        targets += rc.targets
+        return Route(targets, name=rc.name, credentials=creds, failover=tuple(rc.failover_codes))
+
+
+def _ordered(gateways: list, strategy: str) -> list:
+    if strategy != "weighted" or len(gateways) < 2:
+        return list(gateways)
+    pool, out = list(gateways), []
+    while pool:
+        total = sum(max(g.weight, 0) for g in pool) or len(pool)
+        pick = random.uniform(0, total)
+        for g in pool:
+            pick -= max(g.weight, 0) or 1
+            if pick <= 0:
+                break
+        out.append(g)
+        pool.remove(g)
+    return out
+
+
+def _with_user(uri: str, user: str) -> str:
+    """``sip:203.0.113.10:5060`` + ``0101234`` -> ``sip:0101234@203.0.113.10:5060``."""
+    from ..sip.uri import SipUri
+
+    u = SipUri.parse(uri)
+    if user and not u.user:
+        u.user = user
+    return str(u)
