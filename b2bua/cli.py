@@ -85,12 +85,24 @@ def cmd_check(args: argparse.Namespace) -> int:
         for p in exc.problems:
             print(p)
         return 1
+    from datetime import datetime
+
+    from .routing.schedule import SEOUL, situation
+
     r = config.routing
+    now = datetime.now(SEOUL)
+    schedules = {sc.name: sc for sc in r.schedules}
     print(f"{config.path}: ok")
     print(f"  listen: {', '.join(config.process.sip.listen)}")
+    print(f"  trunks: {len(r.trunks)} ({', '.join(f'{t.name}[{t.kind}]' for t in r.trunks)})")
     names = ", ".join(f"{x.name}[{x.prefix or '*'}]" for x in r.routes)
     print(f"  routes: {len(r.routes)} ({names})")
-    print(f"  staff devices: {len(r.devices)}")
+    print(f"  departments: {len(r.departments)} (situation at {now:%Y-%m-%d %H:%M} KST)")
+    for d in r.departments:
+        sc = schedules.get(d.schedule or "")
+        where = situation(sc, config.holidays, now) if sc else "open (no schedule)"
+        print(f"    {d.name:<10} {', '.join(d.numbers):<28} recording={d.policy.recording:<9} {where}")
+    print(f"  holidays: {len(config.holidays)} days  staff devices: {len(r.devices)}")
     return 0
 
 

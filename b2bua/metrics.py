@@ -83,6 +83,17 @@ class B2buaCollector:
             ports = GaugeMetricFamily("b2bua_rtp_free_port_pairs", "Free RTP/RTCP port pairs")
             ports.add_metric([], app.engine.free_ports)
             yield ports
+        router = app.router
+        refused = CounterMetricFamily("b2bua_routing_rejections", "Calls refused by routing",
+                                      labels=["reason"])
+        for reason, n in sorted(router.rejected.items()):
+            refused.add_metric([reason], n)
+        yield refused
+        trunk_calls = GaugeMetricFamily("b2bua_trunk_active_calls", "Calls in progress per source trunk",
+                                        labels=["trunk"])
+        for trunk in router.trunks:
+            trunk_calls.add_metric([trunk], router.active[trunk])
+        yield trunk_calls
         reloads = CounterMetricFamily("b2bua_config_reloads", "Configuration reloads", labels=["result"])
         reloads.add_metric(["ok"], app.reloads["ok"])
         reloads.add_metric(["failed"], app.reloads["failed"])

@@ -105,3 +105,29 @@ def test_run_refuses_a_bad_config_without_traceback(tmp_path: Path) -> None:
     res = _cli("run", "--config", str(bad))
     assert res.returncode == 2
     assert res.stderr.startswith(f"{bad}:") and "Traceback" not in res.stderr
+
+
+def test_dangling_references_suggest_the_right_name(tmp_path: Path) -> None:
+    routing = (ROOT / "config" / "routing.yaml").read_text()
+    routing = routing.replace("trunks: [carrier-a, carrier-b]", "trunks: [carrier-a, carier-b]")
+    routing = routing.replace("    schedule: passport-office\n", "    schedule: pasport-office\n")
+    path = _write(tmp_path, routing=routing)
+    problems = _problems(path)
+    rpath = tmp_path / "routing.yaml"
+    line_trunk = routing.splitlines().index("    trunks: [carrier-a, carier-b]") + 1
+    assert f"{rpath}:{line_trunk}: routes.0.trunks.1: no trunk named 'carier-b' (did you mean 'carrier-b'?)" in problems
+    assert any("schedule: no schedule named 'pasport-office' (did you mean 'passport-office'?)" in p for p in problems)
+
+
+def test_department_number_claimed_twice(tmp_path: Path) -> None:
+    routing = (ROOT / "config" / "routing.yaml").read_text().replace('numbers: ["02-2133-5000"]',
+                                                                      'numbers: ["+82 2 2133 2200"]')
+    problems = _problems(_write(tmp_path, routing=routing))
+    assert any("is also a number of department '교통정책과'" in p for p in problems), problems
+
+
+def test_bad_schedule_hours(tmp_path: Path) -> None:
+    routing = (ROOT / "config" / "routing.yaml").read_text().replace('thu: ["09:00-20:00"]', 'thu: ["09:00-25:00"]')
+    (problem,) = _problems(_write(tmp_path, routing=routing))
+    line = routing.splitlines().index('      thu: ["09:00-25:00"]') + 1
+    assert problem.startswith(f"{tmp_path / 'routing.yaml'}:{line}: schedules.1.hours.thu.0:") and "25:00" in problem

@@ -181,6 +181,9 @@ class SipServer:
     # -- the pump -----------------------------------------------------------------------
     def receive(self, data: bytes, peer: Peer) -> None:
         now = self.loop.time()
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("recv %s:%s:%d %d bytes\n%s", peer.transport, peer.host, peer.port, len(data),
+                      data[:4096].decode("utf-8", "replace"))
         self.stack.receive(data, peer, now)
         self._run(now)
 
@@ -210,6 +213,9 @@ class SipServer:
             self._timer_when = when
 
     def send(self, data: bytes, peer: Peer) -> None:
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("send %s:%s:%d %d bytes\n%s", peer.transport, peer.host, peer.port, len(data),
+                      data[:4096].decode("utf-8", "replace"))
         if peer.transport == "udp":
             host = peer.host
             if host not in self._ips:
