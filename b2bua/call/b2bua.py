@@ -736,13 +736,18 @@ class B2BUA:
     # -- CANCEL, timeouts, teardown -----------------------------------------------------
     def _on_cancel(self, txn: ServerTransaction) -> None:
         call = txn.user
-        self._respond(txn, make_response(txn.request, 487, to_tag=txn.to_tag))
         if not isinstance(call, Call):
+            self._respond(txn, make_response(txn.request, 487, to_tag=txn.to_tag))
             return
+        self._abandon(call, 487, "cancelled", "a")
+
+    def _abandon(self, call: Call, status: int, cause: str, by: str) -> None:
+        """End a call that was never answered: ``status`` to the caller, CANCEL to the callee."""
         self._cancel_ring(call)
-        call.final_status = 487
-        call.cause = "cancelled"
-        call.ended_by = "a"
+        if call.a.reliable is not None:
+            call.a.reliable.cancel()
+        self._respond(call.a_invite, make_response(call.a_invite.request, status, to_tag=call.a_tag))
+        call.final_status, call.cause, call.ended_by = status, cause, by
         call.a.ended = True
         call.state = CallState.CANCELLING
         if call.b_invite is not None:
@@ -754,15 +759,7 @@ class B2BUA:
 
     def _ring_timeout(self, call: Call) -> None:
         if call.state in (CallState.PROCEEDING, CallState.EARLY):
-            self._respond(call.a_invite, make_response(call.a_invite.request, 480, to_tag=call.a_tag))
-            call.final_status = 480
-            call.cause = "no_answer"
-            call.ended_by = "b"
-            call.a.ended = True
-            call.state = CallState.CANCELLING
-            if call.b_invite is not None:
-                self.stack.cancel(call.b_invite, self.now)
-            self._arm_cleanup(call)
+            self._abandon(call, 480, "no_answer", "b")
 
     def _cancel_ring(self, call: Call) -> None:
         if call.ring_timer is not None:
@@ -1009,15 +1006,7 @@ class B2BUA:
         if rel is None or rel.pending is None or call.state not in (CallState.PROCEEDING, CallState.EARLY):
             return
         if self.now >= give_up_at:
-            # never PRACKed: reject the INVITE (§3) and release the callee
-            rel.cancel()
-            self._cancel_ring(call)
-            call.state = CallState.CANCELLING
-            if call.b_invite is not None:
-                self.stack.cancel(call.b_invite, self.now)
-            self._respond(call.a_invite, make_response(call.a_invite.request, 504, to_tag=call.a_tag))
-            call.final_status, call.cause, call.ended_by, call.a.ended = 504, "prack_timeout", "a", True
-            self._arm_cleanup(call)
+            self._abandon(call, 504, "prack_timeout", "a")  # never PRACKed: reject the INVITE (§3)
             return
         self.stack.send_stateless(rel.pending[1].serialize(), call.a_invite.peer)
         rel.interval = min(rel.interval * 2, self.stack.config.t2)
@@ -1063,14 +1052,7 @@ class B2BUA:
             log.info("call %s: no RTP from leg %s for %.0f s", call.id, getattr(event, "leg"), getattr(event, "idle"))
             call.bye_reason = 'SIP;cause=408;text="RTP timeout"'
             if call.state is CallState.EARLY:
-                self._cancel_ring(call)
-                call.state = CallState.CANCELLING
-                if call.b_invite is not None:
-                    self.stack.cancel(call.b_invite, self.now)
-                self._respond(call.a_invite, make_response(call.a_invite.request, 408, to_tag=call.a_tag))
-                call.final_status, call.cause, call.ended_by = 408, "rtp_timeout", "media"
-                call.a.ended = True
-                self._arm_cleanup(call)
+                self._abandon(call, 408, "rtp_timeout", "media")
             else:
                 self._hangup(call, "media", "rtp_timeout")
 

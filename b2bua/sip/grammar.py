@@ -30,6 +30,33 @@ def unescape(text: str) -> str:
     return _PCT.sub(lambda m: chr(int(m.group(1), 16)), text)
 
 
+def _split_top_level(text: str, sep: str, angles: bool) -> list[str]:
+    """Split at ``sep`` outside quoted strings (and outside ``<...>`` when ``angles``)."""
+    parts: list[str] = []
+    start = 0
+    in_quote = in_angle = False
+    i, n = 0, len(text)
+    while i < n:
+        c = text[i]
+        if in_quote:
+            if c == "\\":
+                i += 1
+            elif c == '"':
+                in_quote = False
+        elif c == '"':
+            in_quote = True
+        elif angles and c == "<":
+            in_angle = True
+        elif angles and c == ">":
+            in_angle = False
+        elif c == sep and not in_angle:
+            parts.append(text[start:i])
+            start = i + 1
+        i += 1
+    parts.append(text[start:])
+    return parts
+
+
 def split_commas(value: str) -> list[str]:
     """Split a multi-value header at top-level commas (§7.3.1).
 
@@ -38,31 +65,7 @@ def split_commas(value: str) -> list[str]:
     """
     if "," not in value:
         return [value.strip()]
-    parts: list[str] = []
-    start = 0
-    in_quote = False
-    in_angle = False
-    i = 0
-    n = len(value)
-    while i < n:
-        c = value[i]
-        if in_quote:
-            if c == "\\":
-                i += 1
-            elif c == '"':
-                in_quote = False
-        elif c == '"':
-            in_quote = True
-        elif c == "<":
-            in_angle = True
-        elif c == ">":
-            in_angle = False
-        elif c == "," and not in_angle:
-            parts.append(value[start:i].strip())
-            start = i + 1
-        i += 1
-    parts.append(value[start:].strip())
-    return parts
+    return [p.strip() for p in _split_top_level(value, ",", angles=True)]
 
 
 def read_quoted(value: str, start: int) -> tuple[str, int]:
@@ -130,25 +133,7 @@ def parse_params(text: str) -> dict[str, str | None]:
 def _split_semicolons(text: str) -> list[str]:
     if '"' not in text:
         return text.split(";")
-    parts: list[str] = []
-    start = 0
-    in_quote = False
-    i = 0
-    while i < len(text):
-        c = text[i]
-        if in_quote:
-            if c == "\\":
-                i += 1
-            elif c == '"':
-                in_quote = False
-        elif c == '"':
-            in_quote = True
-        elif c == ";":
-            parts.append(text[start:i])
-            start = i + 1
-        i += 1
-    parts.append(text[start:])
-    return parts
+    return _split_top_level(text, ";", angles=False)
 
 
 def format_params(params: dict[str, str | None]) -> str:

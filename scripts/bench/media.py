@@ -169,29 +169,13 @@ def run(calls: int, seconds: float, flood_pps: int, workdir: Path) -> Result:
                 if seq == int(seconds * 25):
                     rss_mid = rss_kib(b2b.pid)
             for fd, _ in poller.poll(max(0.0, next_tick - time.monotonic())):
-                s = by_fd[fd]
-                while True:
-                    try:
-                        data = s.recv(2048)
-                    except BlockingIOError:
-                        break
-                    if len(data) >= 20:
-                        received += 1
-                        delays.append((time.perf_counter_ns() - struct.unpack_from("!Q", data, 12)[0]) / 2e6)
+                received += _drain(by_fd[fd], delays)
         cpu1, t1 = cpu_seconds(b2b.pid), time.monotonic()
         # collect stragglers for 200 ms
         stop = time.monotonic() + 0.2
         while time.monotonic() < stop:
             for fd, _ in poller.poll(0.05):
-                s = by_fd[fd]
-                while True:
-                    try:
-                        data = s.recv(2048)
-                    except BlockingIOError:
-                        break
-                    if len(data) >= 20:
-                        received += 1
-                        delays.append((time.perf_counter_ns() - struct.unpack_from("!Q", data, 12)[0]) / 2e6)
+                received += _drain(by_fd[fd], delays)
         delays.sort()
         elapsed = t1 - t0
         return Result(calls, bool(flood_pps), received * 2 * 2 / elapsed, (cpu1 - cpu0) / elapsed * 100,
@@ -210,6 +194,19 @@ def run(calls: int, seconds: float, flood_pps: int, workdir: Path) -> Result:
                 p.kill()
         for s in socks:
             s.close()
+
+
+def _drain(sock: socket.socket, delays: list[float]) -> int:
+    """Read every echoed packet waiting on ``sock``; record its one-way delay (round trip / 2)."""
+    got = 0
+    while True:
+        try:
+            data = sock.recv(2048)
+        except BlockingIOError:
+            return got
+        if len(data) >= 20:
+            got += 1
+            delays.append((time.perf_counter_ns() - struct.unpack_from("!Q", data, 12)[0]) / 2e6)
 
 
 def flood_worker(port: int, pps: int, seconds: float) -> None:
