@@ -18,6 +18,7 @@ from media.engine import EngineConfig, MediaEngine
 from .call.b2bua import B2BUA, B2BUAConfig, CallRecord
 from .call.session import SessionTimerConfig
 from .config import Config, ConfigError, load_config
+from .routing.health import GatewayMonitor
 from .routing.router import Router, dialled
 from .metrics import serve as serve_metrics
 from .storage.cdr import CdrStore, resolve_url
@@ -67,6 +68,8 @@ class Application:
                                        max_duration=sip.max_call_duration_s),
                            engine=self.engine)
         self.b2bua.handlers["REGISTER"] = self._register
+        self.health = GatewayMonitor(self.stack, self.router.down, lambda: self.config.routing.trunks)
+        self.b2bua.on_other_result = self.health.result
         self._pid_file: Path | None = None
         self.cdr = CdrStore(resolve_url(config.process.storage.url, config.path.parent))
         self.b2bua.on_call_end = self._record
@@ -105,6 +108,8 @@ class Application:
         router = Router(config, self.registrar)
         router.inherit(self.router)
         self.router = router
+        if hasattr(self, "health"):
+            self.health.start()  # pings for gateways the new config added
         self.b2bua.config.response_map = dict(config.routing.response_map)
 
     # -- staff devices: digest auth and registration (RFC 3261 §22, §10) ----------------
@@ -189,6 +194,8 @@ class Application:
             self.engine.start(asyncio.get_running_loop())
         self.cdr.start(asyncio.get_running_loop())
         await self.server.start(self.listeners)
+        self.health.start()
+        self.server.kick()
         metrics = self.config.process.metrics.address
         if metrics:
             try:

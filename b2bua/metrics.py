@@ -94,6 +94,12 @@ class B2buaCollector:
         for trunk in router.trunks:
             trunk_calls.add_metric([trunk], router.active[trunk])
         yield trunk_calls
+        gw = GaugeMetricFamily("b2bua_gateway_up", "1 when the gateway answers OPTIONS pings", labels=["gateway"])
+        for trunk in app.config.routing.trunks:
+            if trunk.options_ping is not None:
+                for g in trunk.gateways:
+                    gw.add_metric([g.uri], 0 if g.uri in router.down else 1)
+        yield gw
         reloads = CounterMetricFamily("b2bua_config_reloads", "Configuration reloads", labels=["result"])
         reloads.add_metric(["ok"], app.reloads["ok"])
         reloads.add_metric(["failed"], app.reloads["failed"])

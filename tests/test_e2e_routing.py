@@ -134,3 +134,41 @@ def test_outbound_failover_to_the_next_trunk_with_its_number_format(tmp_path: Pa
     assert re.search(r"^INVITE sip:\+821012345678@127\.0\.1\.1:", (tmp_path / "first.log").read_text(), re.M)
     assert re.search(r"^INVITE sip:01012345678@127\.0\.1\.2:", (tmp_path / "second.log").read_text(), re.M)
     assert proc.log().count("end status=200") == 2 and proc.log().count("failing over") == 2
+
+
+def test_gateway_down_by_options_is_skipped(tmp_path: Path) -> None:
+    """Nothing answers the first carrier's OPTIONS: after `threshold` misses it is marked down and
+    calls go straight to the second carrier (no failover attempt); metrics show it."""
+    import urllib.request
+
+    import yaml
+
+    dead, alive = free_port("127.0.1.1"), free_port("127.0.1.2")
+    with sipp_background(["-sn", "uas", "-i", "127.0.1.2", "-p", str(alive)], tmp_path):
+        pbx_port = free_port(PBX)
+        cfg = _config(tmp_path, pbx_port, gateways=[("127.0.1.1", dead, "e164"), ("127.0.1.2", alive, "national")])
+        process = yaml.safe_load(cfg.read_text())
+        metrics = free_port()
+        process["metrics"] = {"address": f"127.0.0.1:{metrics}"}
+        process["sip"]["timers"] = {"t1_ms": 20, "t2_ms": 160, "t4_ms": 200}  # OPTIONS time out in 64*T1 = 1.28 s
+        cfg.write_text(yaml.safe_dump(process))
+        routing_path = cfg.parent / "routing.yaml"
+        routing = yaml.safe_load(routing_path.read_text())
+        for trunk in routing["trunks"]:
+            if trunk["name"] == "out0":
+                trunk["options_ping"] = {"interval_s": 0.3, "threshold": 2}
+        routing_path.write_text(yaml.safe_dump(routing, allow_unicode=True))
+        proc, port = _start(tmp_path, cfg)
+        try:
+            deadline = __import__("time").monotonic() + 10
+            while "is down" not in proc.log() and __import__("time").monotonic() < deadline:
+                __import__("time").sleep(0.1)
+            assert "gateway sip:127.0.1.1:%d is down" % dead in proc.log()
+            _uac(tmp_path, port, PBX, "01012345678", calls=2)
+            proc.settle()
+            body = urllib.request.urlopen(f"http://127.0.0.1:{metrics}/metrics", timeout=5).read().decode()
+        finally:
+            proc.stop()
+    assert proc.log().count("end status=200") == 2
+    assert "failing over" not in proc.log()
+    assert f'b2bua_gateway_up{{gateway="sip:127.0.1.1:{dead}"}} 0.0' in body

@@ -216,6 +216,8 @@ class B2BUA:
         self.overloaded = False
         #: Extra request handlers by method (REGISTER -> registrar), out of dialog only.
         self.handlers: dict[str, Callable[[Request, ServerTransaction, Peer, float], Response | None]] = {}
+        #: Transactions call control did not start for a call (OPTIONS pings): (txn, response or None)
+        self.on_other_result: Callable[[ClientTransaction, Response | None], None] | None = None
         #: Checks a new INVITE (digest auth of staff devices); a Response rejects it.
         self.authorize: Callable[[Request, float], Response | None] | None = None
         self._call_ids = itertools.count(1)
@@ -446,6 +448,10 @@ class B2BUA:
     # -- responses ----------------------------------------------------------------------
     def _on_response(self, resp: Response, txn: ClientTransaction) -> None:
         user = txn.user
+        if user is not None and not isinstance(user, Call):
+            if resp.status >= 200 and self.on_other_result is not None:
+                self.on_other_result(txn, resp)
+            return
         if isinstance(user, Call):
             if user.state is CallState.ENDED:
                 if txn.request.method == "INVITE" and 200 <= resp.status < 300:
@@ -705,6 +711,8 @@ class B2BUA:
     def _on_client_failure(self, txn: ClientTransaction, status: int, cause: str) -> None:
         call = txn.user
         if not isinstance(call, Call):
+            if call is not None and self.on_other_result is not None:
+                self.on_other_result(txn, None)
             return
         if txn is call.b_invite:
             if call.state is CallState.PROCEEDING and self._next_target(call):

@@ -75,6 +75,8 @@ class Router:
     registrar: Registrar
     #: calls in progress per source trunk, maintained by :meth:`release`
     active: Counter[str] = field(default_factory=Counter)
+    #: gateway URIs that stopped answering OPTIONS (see :class:`GatewayMonitor`)
+    down: set[str] = field(default_factory=set)
     rejected: Counter[str] = field(default_factory=Counter)
 
     def __post_init__(self) -> None:
@@ -93,6 +95,7 @@ class Router:
         """Keep counts of calls in progress across a reload."""
         self.active = old.active
         self.rejected = old.rejected
+        self.down = old.down
         for name, bucket in old.buckets.items():
             if name in self.buckets:
                 self.buckets[name].tokens, self.buckets[name].stamp = bucket.tokens, bucket.stamp
@@ -158,13 +161,16 @@ class Router:
         return make_response(req, 404)
 
     def _route(self, rc: RouteConfig, number: str) -> Route:
-        targets: list[str] = []
+        up: list[str] = []
+        down: list[str] = []
         creds = (rc.credentials.username, rc.credentials.password) if rc.credentials else None
         for name in rc.trunks:
             t = self.trunks[name]
             creds = creds or ((t.credentials.username, t.credentials.password) if t.credentials else None)
-            targets += [_with_user(g.uri, _for_trunk(number, t)) for g in _ordered(t.gateways, rc.strategy)]
-        targets += rc.targets
+            for g in _ordered(t.gateways, rc.strategy):
+                (down if g.uri in self.down else up).append(_with_user(g.uri, _for_trunk(number, t)))
+        # gateways that OPTIONS pings found down go last, not away (better late than no route)
+        targets = up + down + list(rc.targets)
         return Route(targets, name=rc.name, credentials=creds, failover=tuple(rc.failover_codes))
 
 

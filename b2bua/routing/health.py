@@ -1,0 +1,71 @@
+"""Gateway health by OPTIONS pings (RFC 3261 §11): down after ``threshold`` unanswered pings,
+up again at the first answer. Sans-I/O: pings go through the stack, timers through its queue."""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from typing import Callable
+
+from ..config import Trunk
+from ..sip.dialog import uri_to_peer
+from ..sip.message import Request, Response
+from ..sip.stack import SipStack
+from ..sip.transaction import ClientTransaction
+
+log = logging.getLogger("b2bua.health")
+
+
+class GatewayMonitor:
+    def __init__(self, stack: SipStack, down: set[str], trunks: Callable[[], list[Trunk]]):
+        self.stack = stack
+        self.down = down
+        self.trunks = trunks
+        self.misses: Counter[str] = Counter()
+        self.pings = 0
+        self._handles: dict[str, object] = {}
+
+    def start(self) -> None:
+        for trunk in self.trunks():
+            if trunk.options_ping is None:
+                continue
+            for gw in trunk.gateways:
+                if gw.uri not in self._handles:
+                    self._schedule(gw.uri, trunk.options_ping.interval_s, trunk.options_ping.threshold, first=True)
+
+    def _schedule(self, uri: str, interval: float, threshold: int, first: bool = False) -> None:
+        delay = 0.0 if first else interval
+        self._handles[uri] = self.stack.timers.call_at(self.stack.now + delay, self._ping, uri, interval, threshold)
+
+    def _ping(self, uri: str, interval: float, threshold: int) -> None:
+        if not any(g.uri == uri for t in self.trunks() if t.options_ping for g in t.gateways):
+            self._handles.pop(uri, None)
+            self.down.discard(uri)  # no longer configured
+            return
+        req = Request("OPTIONS", uri)
+        req.add("max-forwards", "70")
+        req.add("from", f"<sip:ping@{self.stack.config.local.get('udp', ('127.0.0.1', 5060))[0]}>;tag={self.stack.new_id()}")
+        req.add("to", f"<{uri}>")
+        req.add("call-id", f"{self.stack.new_id()}@ping")
+        req.add("cseq", "1 OPTIONS")
+        txn = self.stack.send_request(req, uri_to_peer(uri), self.stack.now)
+        txn.user = ("ping", uri, threshold)
+        self.pings += 1
+        self._schedule(uri, interval, threshold)
+
+    def result(self, txn: ClientTransaction, resp: Response | None) -> None:
+        """A ping's final response (any answer means alive), or None for a timeout."""
+        user = txn.user
+        if not (isinstance(user, tuple) and user and user[0] == "ping"):
+            return
+        _, uri, threshold = user
+        if resp is not None:
+            self.misses[uri] = 0
+            if uri in self.down:
+                self.down.discard(uri)
+                log.warning("gateway %s is up again", uri)
+        else:
+            self.misses[uri] += 1
+            if self.misses[uri] >= threshold and uri not in self.down:
+                self.down.add(uri)
+                log.warning("gateway %s is down (%d OPTIONS unanswered)", uri, self.misses[uri])
