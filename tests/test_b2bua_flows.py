@@ -1090,3 +1090,25 @@ def test_reinvite_gets_100_trying(h: Harness) -> None:
     h.advance(200)
     trying = h.take_a()
     assert [x.status for x in trying] == [100]
+
+
+def test_no_answer_timeout_moves_to_the_next_target() -> None:
+    h = Harness()
+    h.route = lambda req, peer: Route(["sip:127.0.0.1:5080", "sip:127.0.0.1:5090"], name="two",
+                                      no_answer_timeout=20.0)
+    h.b2bua.router = h.route
+    h.from_a(a_request(h, "INVITE", cseq=A_CSEQ, body=SDP_A))
+    h.take_a()
+    first = h.one(B)
+    h.from_b(reply(first, 180, "Ringing", to_tag=B_TAG, contact=B_CONTACT))
+    h.take_a()
+    h.advance(20_100)
+    assert [x.method for x in h.take_b()] == ["CANCEL"]
+    second = h.one(Peer("udp", "127.0.0.1", 5090))
+    assert second.method == "INVITE" and second.msg.call_id != first.msg.call_id
+    # the first target answers anyway: ACKed and hung up, the caller's call goes on with the second
+    h.from_b(reply(first, 200, "OK", to_tag=B_TAG, contact=B_CONTACT, body=SDP_B))
+    assert [x.method for x in h.take_b()] == ["ACK", "BYE"]
+    h.deliver(reply(second, 200, "OK", to_tag="t2", contact="<sip:carol@127.0.0.1:5090>", body=SDP_B),
+              Peer("udp", "127.0.0.1", 5090))
+    assert [x.status for x in h.take_a()] == [200]

@@ -82,6 +82,8 @@ class Route:
     source: str | None = None
     #: the department a citizen's call is for
     department: str | None = None
+    #: move on to the next target when one has not answered after this long (seconds)
+    no_answer_timeout: float | None = None
 
 
 @dataclass(slots=True)
@@ -435,6 +437,8 @@ class B2BUA:
         ctxn = self.stack.send_request(req, peer, self.now)
         ctxn.user = call
         call.b_invite = ctxn
+        if call.route.no_answer_timeout and call.target_index + 1 < len(call.route.targets):
+            self.stack.timers.call_at(self.now + call.route.no_answer_timeout, self._no_answer, call, ctxn)
 
     @staticmethod
     def _copy_body(src: Request | Response, dst: Request | Response) -> None:
@@ -459,6 +463,8 @@ class B2BUA:
                 return
             if txn.request.method == "INVITE" and txn is user.b_invite:
                 self._on_b_invite_response(user, resp, txn)
+            elif txn.request.method == "INVITE" and txn.request.to_tag is None and 200 <= resp.status < 300:
+                self._ack_and_bye(user, txn, resp)  # a target we gave up on answered after all
             elif txn.request.method == "BYE" and resp.status >= 200:
                 self._leg_done(user, user.b if self._is_b(user, txn) else user.a)
             elif id(txn) in user.refreshes:
@@ -514,6 +520,14 @@ class B2BUA:
             self._maybe_finish(call)
             return
         self._fail_a(call, map_status(status, self.config.response_map), "rejected", resp)
+
+    def _no_answer(self, call: Call, txn: ClientTransaction) -> None:
+        """This target rang too long: CANCEL it and try the next one (the caller keeps waiting)."""
+        if txn is not call.b_invite or call.state not in (CallState.PROCEEDING, CallState.EARLY):
+            return
+        self.stack.cancel(txn, self.now)
+        call.state = CallState.PROCEEDING  # the next target starts from scratch
+        self._next_target(call)
 
     def _next_target(self, call: Call) -> bool:
         """Fail over to the route's next gateway: a fresh outbound leg (new Call-ID and tags)."""

@@ -168,10 +168,14 @@ class Router:
             t = self.trunks[name]
             creds = creds or ((t.credentials.username, t.credentials.password) if t.credentials else None)
             for g in _ordered(t.gateways, rc.strategy):
-                (down if g.uri in self.down else up).append(_with_user(g.uri, _for_trunk(number, t)))
+                uri = _with_user(g.uri, _for_trunk(number, t))
+                if t.transport != "udp" and ";transport=" not in uri:
+                    uri += f";transport={t.transport}"
+                (down if g.uri in self.down else up).append(uri)
         # gateways that OPTIONS pings found down go last, not away (better late than no route)
         targets = up + down + list(rc.targets)
-        return Route(targets, name=rc.name, credentials=creds, failover=tuple(rc.failover_codes))
+        return Route(targets, name=rc.name, credentials=creds, failover=tuple(rc.failover_codes),
+                     no_answer_timeout=rc.no_answer_timeout_s)
 
 
 def _ordered(gateways: list, strategy: str) -> list:
