@@ -172,3 +172,28 @@ def test_gateway_down_by_options_is_skipped(tmp_path: Path) -> None:
     assert proc.log().count("end status=200") == 2
     assert "failing over" not in proc.log()
     assert f'b2bua_gateway_up{{gateway="sip:127.0.1.1:{dead}"}} 0.0' in body
+
+
+def test_trunk_codec_preference_orders_our_offer(tmp_path: Path) -> None:
+    """The carrier trunk lists PCMA only: our offer to it carries PCMA alone, the PCMU caller is transcoded."""
+    import yaml
+
+    gw = free_port("127.0.1.1")
+    with sipp_background(["-sn", "uas", "-i", "127.0.1.1", "-p", str(gw), "-trace_msg", "-message_file",
+                          str(tmp_path / "carrier.log")], tmp_path):
+        pbx_port = free_port(PBX)
+        cfg = _config(tmp_path, pbx_port, gateways=[("127.0.1.1", gw, "national")])
+        routing_path = cfg.parent / "routing.yaml"
+        routing = yaml.safe_load(routing_path.read_text())
+        for trunk in routing["trunks"]:
+            if trunk["name"] == "out0":
+                trunk["codecs"] = ["PCMA"]
+        routing_path.write_text(yaml.safe_dump(routing, allow_unicode=True))
+        proc, port = _start(tmp_path, cfg)
+        try:
+            _uac(tmp_path, port, PBX, "01012345678")
+            proc.settle()
+        finally:
+            proc.stop()
+    offer = (tmp_path / "carrier.log").read_text()
+    assert re.search(r"^m=audio \d+ RTP/AVP 8 101\s*$", offer, re.M), offer[:1500]

@@ -84,6 +84,11 @@ class Route:
     department: str | None = None
     #: move on to the next target when one has not answered after this long (seconds)
     no_answer_timeout: float | None = None
+    #: the destination trunk's codec preference (offer order, only these)
+    codecs: tuple[str, ...] = ()
+    #: latch RTP per leg (None: the global media setting)
+    symmetric_a: bool | None = None
+    symmetric_b: bool | None = None
 
 
 @dataclass(slots=True)
@@ -335,7 +340,10 @@ class B2BUA:
         media: MediaSession | None = None
         b_offer: bytes | None = None
         if self.engine is not None:
-            media = MediaSession(self.engine, call_id, self.config.symmetric_rtp)
+            media = MediaSession(self.engine, call_id,
+                                 {"a": route.symmetric_a if route.symmetric_a is not None else self.config.symmetric_rtp,
+                                  "b": route.symmetric_b if route.symmetric_b is not None else self.config.symmetric_rtp},
+                                 {"b": list(route.codecs)} if route.codecs else None)
             try:
                 media.allocate()
                 sdp = find_sdp(req.get("content-type"), req.body)

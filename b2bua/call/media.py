@@ -71,10 +71,14 @@ _session_ids = itertools.count(int.from_bytes(os.urandom(3), "big"))
 class MediaSession:
     """The signalling side of one call's media."""
 
-    def __init__(self, engine: Engine, session_id: str, symmetric: bool = True):
+    def __init__(self, engine: Engine, session_id: str, symmetric: bool | dict[str, bool] = True,
+                 prefer: dict[str, list[str]] | None = None):
         self.engine = engine
         self.id = session_id
-        self.symmetric = symmetric
+        #: latch to the real RTP source, per leg (a trunk's symmetric_rtp setting)
+        self.symmetric = symmetric if isinstance(symmetric, dict) else {"a": symmetric, "b": symmetric}
+        #: codec preference per leg (a trunk's codecs), e.g. {"b": ["PCMA", "PCMU"]}
+        self.prefer = {leg: [c.lower() for c in names] for leg, names in (prefer or {}).items()}
         self.ports: dict[str, tuple[str, int]] = {}
         self.codec: dict[str, int] = {}
         self._origin = {leg: [str(next(_session_ids)), 0] for leg in ("a", "b")}
@@ -118,11 +122,14 @@ class MediaSession:
         host, port = self._port(to_leg)
         send, recv = _flags(audio.direction)
         self.engine.update(self.id, from_leg, remote=_remote(sdp, audio), send=send, recv=recv,
-                           symmetric=self.symmetric, codec=self.codec.get(from_leg))
+                           symmetric=self.symmetric.get(from_leg, True), codec=self.codec.get(from_leg))
         self._pending = _Offer(from_leg, sdp, index, codecs, dtmf.pt if dtmf else None, audio.direction)
         self._answers.clear()
         self._last_origin[from_leg] = _origin(sdp)
         names = [c.key for c in codecs] + [k for k in SUPPORTED if k not in {c.key for c in codecs}]
+        wanted = self.prefer.get(to_leg)
+        if wanted:  # the receiving trunk's codec preference: its order, only its codecs
+            names = [n for n in wanted if n in SUPPORTED] or names
         out_codecs = [Codec(SUPPORTED[n], n.upper(), 8000) for n in names]
         te_pt = dtmf.pt if dtmf else 101
         out = self._build(to_leg, host, port, out_codecs, te_pt, audio.direction, ptime=20).serialize()
@@ -159,14 +166,15 @@ class MediaSession:
         send, recv = _flags(audio.direction)
         self.codec[from_leg] = SUPPORTED[chosen.key]
         self.engine.update(self.id, from_leg, remote=_remote(sdp, audio), codec=SUPPORTED[chosen.key],
-                           dtmf_pt=dtmf.pt if dtmf else None, send=send, recv=recv, symmetric=self.symmetric)
+                           dtmf_pt=dtmf.pt if dtmf else None, send=send, recv=recv,
+                           symmetric=self.symmetric.get(from_leg, True))
         same = next((c for c in pending.codecs if c.key == chosen.key), None)
         offerer_codec = same or pending.codecs[0]
         direction = answer_direction(pending.direction, audio.direction)
         o_send, o_recv = _flags(_reverse(direction))
         self.codec[offerer] = SUPPORTED[offerer_codec.key]
         self.engine.update(self.id, offerer, codec=SUPPORTED[offerer_codec.key], dtmf_pt=pending.dtmf_pt,
-                           send=o_send, recv=o_recv, symmetric=self.symmetric)
+                           send=o_send, recv=o_recv, symmetric=self.symmetric.get(offerer, True))
         codecs = [offerer_codec]
         answer = self._build(offerer, host, port, codecs, pending.dtmf_pt, direction,
                              template=pending, ptime=pending.sdp.media[pending.audio_index].ptime or 20)

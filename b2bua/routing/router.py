@@ -135,6 +135,7 @@ class Router:
             route = self._outbound(req, number, trunk, trunk.name)
         if isinstance(route, Route):
             route.source = trunk.name
+            route.symmetric_a = trunk.symmetric_rtp
             self.active[trunk.name] += 1
         return route
 
@@ -147,7 +148,8 @@ class Router:
             return make_response(req, self.config.routing.unknown_number.status)
         pbx = self.trunks[dept.trunk]
         targets = [_with_user(g.uri, dept.extension) for g in _ordered(pbx.gateways, "ordered")]
-        return Route(targets, name=f"dept:{dept.name}", department=dept.name)
+        return Route(targets, name=f"dept:{dept.name}", department=dept.name, codecs=tuple(pbx.codecs),
+                     symmetric_b=pbx.symmetric_rtp)
 
     def _outbound(self, req: Request, number: str, trunk: Trunk | None, source: str) -> Route | Response:
         bindings = self.registrar.lookup(number, 0.0) if number else []
@@ -174,8 +176,11 @@ class Router:
                 (down if g.uri in self.down else up).append(uri)
         # gateways that OPTIONS pings found down go last, not away (better late than no route)
         targets = up + down + list(rc.targets)
+        first = self.trunks[rc.trunks[0]] if rc.trunks else None
         return Route(targets, name=rc.name, credentials=creds, failover=tuple(rc.failover_codes),
-                     no_answer_timeout=rc.no_answer_timeout_s)
+                     no_answer_timeout=rc.no_answer_timeout_s,
+                     codecs=tuple(first.codecs) if first else (),
+                     symmetric_b=first.symmetric_rtp if first else None)
 
 
 def _ordered(gateways: list, strategy: str) -> list:
