@@ -15,7 +15,7 @@ import sys
 import time
 from pathlib import Path
 
-from .config import ConfigError, load_config
+from .config import Config, ConfigError, load_config
 
 DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "config" / "b2bua.yaml"
 
@@ -78,12 +78,19 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_check(args: argparse.Namespace) -> int:
+def _load_or_report(path: str) -> Config | None:
+    """The config, or None after printing every ``file:line: problem``."""
     try:
-        config = load_config(args.config)
+        return load_config(path)
     except ConfigError as exc:
         for p in exc.problems:
             print(p)
+        return None
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    config = _load_or_report(args.config)
+    if config is None:
         return 1
     from datetime import datetime
 
@@ -111,11 +118,8 @@ def cmd_reload(args: argparse.Namespace) -> int:
     import signal
     from pathlib import Path
 
-    try:
-        config = load_config(args.config)
-    except ConfigError as exc:
-        for p in exc.problems:
-            print(p)
+    config = _load_or_report(args.config)
+    if config is None:
         print("not reloaded: the running configuration stays in force")
         return 1
     pid_file = (Path(args.config).resolve().parent / config.process.pid_file).resolve()
@@ -144,7 +148,11 @@ def main(argv: list[str] | None = None) -> int:
     reload.add_argument("--config", default=str(DEFAULT_CONFIG))
     reload.set_defaults(func=cmd_reload)
     args = parser.parse_args(argv)
-    return args.func(args)
+    try:
+        return args.func(args)
+    except BrokenPipeError:  # `b2bua check-config | head`: the reader left, nothing is wrong
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
 
 
 if __name__ == "__main__":

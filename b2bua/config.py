@@ -401,20 +401,7 @@ def load_config(path: str | Path) -> Config:
 
 
 def _cross_check(routing: RoutingConfig, path: Path, lines: dict[tuple, int]) -> list[str]:
-    out = []
-    seen: dict[str, int] = {}
-    for i, r in enumerate(routing.routes):
-        if r.name in seen:
-            out.append(f"{path}:{lines.get(('routes', i, 'name'), 1)}: routes.{i}.name: "
-                       f"duplicate route name {r.name!r} (first at route {seen[r.name]})")
-        seen.setdefault(r.name, i)
-    users: set[str] = set()
-    for i, d in enumerate(routing.devices):
-        if d.username in users:
-            out.append(f"{path}:{lines.get(('devices', i, 'username'), 1)}: devices.{i}.username: "
-                       f"duplicate device {d.username!r}")
-        users.add(d.username)
-
+    out: list[str] = []
     def at(*key: object) -> str:
         for n in range(len(key), 0, -1):
             if key[:n] in lines:
@@ -429,12 +416,15 @@ def _cross_check(routing: RoutingConfig, path: Path, lines: dict[tuple, int]) ->
     trunks = {t.name: t for t in routing.trunks}
     departments = [d.name for d in routing.departments]
     schedules = [sc.name for sc in routing.schedules]
-    for kind, names in (("trunk", [t.name for t in routing.trunks]), ("schedule", schedules),
-                        ("department", departments)):
+    for kind, key, attr, names in (
+            ("route", "routes", "name", [r.name for r in routing.routes]),
+            ("trunk", "trunks", "name", [t.name for t in routing.trunks]),
+            ("schedule", "schedules", "name", schedules),
+            ("department", "departments", "name", departments),
+            ("device", "devices", "username", [d.username for d in routing.devices])):
         for i, name in enumerate(names):
             if names.index(name) != i:
-                key = {"trunk": "trunks", "schedule": "schedules", "department": "departments"}[kind]
-                out.append(f"{at(key, i, 'name')}: duplicate {kind} name {name!r}")
+                out.append(f"{at(key, i, attr)}: duplicate {kind} name {name!r} (first at {key}.{names.index(name)})")
     for i, r in enumerate(routing.routes):
         if not r.trunks and not r.targets:
             out.append(f"{at('routes', i)}: a route needs trunks or targets")
