@@ -94,6 +94,11 @@ class B2buaCollector:
         for trunk in router.trunks:
             trunk_calls.add_metric([trunk], router.active[trunk])
         yield trunk_calls
+        trunk_attempts = CounterMetricFamily("b2bua_trunk_call_attempts", "New calls accepted per source trunk",
+                                             labels=["trunk"])
+        for trunk in router.trunks:
+            trunk_attempts.add_metric([trunk], router.attempts[trunk])
+        yield trunk_attempts
         gw = GaugeMetricFamily("b2bua_gateway_up", "1 when the gateway answers OPTIONS pings", labels=["gateway"])
         for trunk in app.config.routing.trunks:
             if trunk.options_ping is not None:

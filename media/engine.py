@@ -130,7 +130,7 @@ class MediaEngine:
         self._processing: dict[int, _Leg] = {}  # legs whose media goes through the tick
         self._listening: dict[int, _Leg] = {}  # legs whose frames the tick checks for in-band DTMF
         self._inband = InbandDetector()
-        self.counters = {"rtp_in": 0, "rtp_out": 0, "rtp_dropped": 0, "rtp_strangers": 0, "rtcp": 0}
+        self.counters = {"rtp_in": 0, "rtp_out": 0, "rtp_dropped": 0, "rtp_strangers": 0, "rtp_lost": 0, "rtcp": 0}
 
     # -- lifecycle ---------------------------------------------------------------------
     def start(self, loop: asyncio.AbstractEventLoop | None = None) -> None:
@@ -204,6 +204,7 @@ class MediaEngine:
             return {}
         result = self._stats(sess)
         for lg in sess.legs.values():
+            self.counters["rtp_lost"] += lg.stats.lost
             self._processing.pop(id(lg), None)
             self._listening.pop(id(lg), None)
             self._inband.forget(id(lg))

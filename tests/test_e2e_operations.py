@@ -83,3 +83,5 @@ def test_reload_swaps_routing_for_new_calls_and_keeps_live_ones(tmp_path: Path) 
     assert "b2bua_call_setup_seconds_count 3.0" in body
     assert "b2bua_active_calls 0.0" in body
     assert 'b2bua_responses_sent_total{code="200"}' in body
+    assert 'b2bua_trunk_call_attempts_total{trunk="lab"} 3.0' in body
+    assert 'b2bua_rtp_packets_total{what="rtp_lost"} 0.0' in body

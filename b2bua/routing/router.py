@@ -75,6 +75,8 @@ class Router:
     registrar: Registrar
     #: calls in progress per source trunk, maintained by :meth:`release`
     active: Counter[str] = field(default_factory=Counter)
+    #: new calls accepted per source trunk
+    attempts: Counter[str] = field(default_factory=Counter)
     #: gateway URIs that stopped answering OPTIONS (see :class:`GatewayMonitor`)
     down: set[str] = field(default_factory=set)
     rejected: Counter[str] = field(default_factory=Counter)
@@ -94,6 +96,7 @@ class Router:
     def inherit(self, old: "Router") -> None:
         """Keep counts of calls in progress across a reload."""
         self.active = old.active
+        self.attempts = old.attempts
         self.rejected = old.rejected
         self.down = old.down
         for name, bucket in old.buckets.items():
@@ -137,6 +140,7 @@ class Router:
             route.source = trunk.name
             route.symmetric_a = trunk.symmetric_rtp
             self.active[trunk.name] += 1
+            self.attempts[trunk.name] += 1
         return route
 
     def _inbound(self, req: Request, number: str, trunk: Trunk) -> Route | Response:
