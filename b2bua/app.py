@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from media.engine import EngineConfig, MediaEngine
+from media.worker import WorkerEngine
 
 from .call.b2bua import B2BUA, B2BUAConfig, CallRecord
 from .call.session import SessionTimerConfig
@@ -55,9 +56,12 @@ class Application:
         mcfg = config.process.media
         self.engine: MediaEngine | None = None
         if mcfg.enabled:
-            self.engine = MediaEngine(EngineConfig(host=mcfg.address, port_min=mcfg.port_min,
-                                                   port_max=mcfg.port_max, rtp_timeout=mcfg.rtp_timeout_s),
-                                      on_event=self._media_event)
+            ecfg = EngineConfig(host=mcfg.address, port_min=mcfg.port_min, port_max=mcfg.port_max,
+                                rtp_timeout=mcfg.rtp_timeout_s)
+            if mcfg.workers:
+                self.engine = WorkerEngine(ecfg, mcfg.workers, on_event=self._media_event)  # type: ignore[assignment]
+            else:
+                self.engine = MediaEngine(ecfg, on_event=self._media_event)
         self.b2bua = B2BUA(self.stack, lambda req, peer: self.router(req, peer, self.stack.now),
                            B2BUAConfig(response_map=dict(config.routing.response_map),
                                        ring_timeout=sip.ring_timeout_s, max_calls=sip.max_calls,

@@ -81,6 +81,8 @@ class MediaConfig(Strict):
     rtp_timeout_s: float = Field(30.0, gt=0)
     #: latch to where RTP really comes from (symmetric RTP for endpoints behind NAT)
     symmetric_rtp: bool = True
+    #: 0: the engine runs in the B2BUA process; N: N worker processes (one per core is the idea)
+    workers: int = Field(0, ge=0, le=64)
 
 
 class StorageConfig(Strict):

@@ -150,14 +150,23 @@ class MediaEngine:
         return len(self._free)
 
     # -- commands ----------------------------------------------------------------------
-    def allocate(self, session: str, leg: str) -> tuple[str, int]:
-        """Open the RTP/RTCP socket pair for ``leg`` of ``session``; returns (address, port)."""
+    def allocate(self, session: str, leg: str, port: int | None = None) -> tuple[str, int]:
+        """Open the RTP/RTCP socket pair for ``leg`` of ``session``; returns (address, port).
+
+        ``port`` asks for that pair (the worker-process mode: the controller hands out ports).
+        """
         sess = self.sessions.get(session)
         if sess is None:
             sess = self.sessions[session] = _Session(session)
         existing = sess.legs.get(leg)
         if existing is not None:
             return self.config.host, existing.port
+        if port is not None:
+            try:
+                self._free.remove(port)
+            except ValueError:
+                pass
+            self._free.appendleft(port)
         for _ in range(len(self._free)):
             port = self._free.popleft()
             try:

@@ -90,8 +90,9 @@ def _both_ways(call: MediaCall, a_pt: int, b_pt: int, seconds: float = 2.0) -> t
     return up, down
 
 
-def test_sdp_each_side_sees_only_our_ports_and_audio_flows_both_ways(tmp_path: Path) -> None:
-    with MediaCall(tmp_path, (0, "PCMU"), (0, "PCMU")) as call:
+@pytest.mark.parametrize("workers", [0, 2], ids=["in-process", "2-workers"])
+def test_sdp_each_side_sees_only_our_ports_and_audio_flows_both_ways(tmp_path: Path, workers: int) -> None:
+    with MediaCall(tmp_path, (0, "PCMU"), (0, "PCMU"), media={"workers": workers}) as call:
         assert MEDIA["port_min"] <= call.a_target[1] < MEDIA["port_max"]
         assert MEDIA["port_min"] <= call.b_target[1] < MEDIA["port_max"]
         assert call.a_target != call.b_target
@@ -113,9 +114,11 @@ def test_sdp_each_side_sees_only_our_ports_and_audio_flows_both_ways(tmp_path: P
         assert {r.source for r in peer.received} == {call.a_target if peer is call.a else call.b_target}
 
 
-@pytest.mark.parametrize("caller,callee", [((0, "PCMU"), (8, "PCMA")), ((8, "PCMA"), (0, "PCMU"))])
-def test_transcoding_between_pcmu_and_pcma(tmp_path: Path, caller: tuple[int, str], callee: tuple[int, str]) -> None:
-    with MediaCall(tmp_path, caller, callee) as call:
+@pytest.mark.parametrize("caller,callee,workers", [((0, "PCMU"), (8, "PCMA"), 0), ((8, "PCMA"), (0, "PCMU"), 0),
+                                                    ((0, "PCMU"), (8, "PCMA"), 2)])
+def test_transcoding_between_pcmu_and_pcma(tmp_path: Path, caller: tuple[int, str], callee: tuple[int, str],
+                                           workers: int) -> None:
+    with MediaCall(tmp_path, caller, callee, media={"workers": workers}) as call:
         up, down = _both_ways(call, caller[0], callee[0])
         call.finish()
     assert not [r for r in call.b.received if r.pt != callee[0]]  # the callee only ever gets its codec

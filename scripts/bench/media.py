@@ -10,13 +10,14 @@ SIPp places the N calls (``uac_rtp.xml``: each call's SDP names one of our socke
 echoes the RTP it receives, so every packet crosses the B2BUA twice: caller->callee and back. The
 generator stamps each payload with its send time and reports, per run:
 
-* calls, packets/s through the B2BUA (both directions), B2BUA CPU % (utime+stime over the window),
+* calls, packets/s through the B2BUA (both directions), B2BUA CPU % (utime+stime over the window, the
+  media worker processes included; 100 % = one core),
 * loss (sent vs echoed back), added delay p50/p99 for one traversal (round trip / 2),
 * B2BUA RSS per call (RSS during the run minus RSS before the calls, divided by N),
 * with ``--flood``: one stranger sends ``--flood-pps`` packets/s at one call's port for the whole
   window, to show a flood does not slow the other calls (its packets are dropped and counted).
 
-    python scripts/bench/media.py --calls 100,250,500 --seconds 20
+    python scripts/bench/media.py --calls 100,250,500 --seconds 20 --workers 0,2
 """
 
 from __future__ import annotations
@@ -53,6 +54,20 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / CLK
 
 
+def tree_cpu(pid: int) -> float:
+    """CPU seconds of a process and its children (the media workers)."""
+    total = cpu_seconds(pid)
+    for child in Path("/proc").iterdir():
+        if child.name.isdigit():
+            try:
+                fields = (child / "stat").read_text().rsplit(")", 1)[1].split()
+                if int(fields[1]) == pid:
+                    total += cpu_seconds(int(child.name))
+            except (OSError, ValueError, IndexError):
+                continue
+    return total
+
+
 def rss_kib(pid: int) -> int:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
@@ -62,6 +77,7 @@ def rss_kib(pid: int) -> int:
 
 @dataclass
 class Result:
+    workers: int
     calls: int
     flood: bool
     pps: float
@@ -74,14 +90,15 @@ class Result:
     received: int
 
 
-def run(calls: int, seconds: float, flood_pps: int, workdir: Path) -> Result:
+def run(calls: int, seconds: float, flood_pps: int, workdir: Path, workers: int = 0) -> Result:
     port, uas_port = free_port(), free_port()
-    cfgdir = workdir / f"cfg-{calls}-{flood_pps}"
+    cfgdir = workdir / f"cfg-{calls}-{flood_pps}-{workers}"
     cfgdir.mkdir()
     import yaml
 
     proc_cfg = yaml.safe_load((REPO / "config" / "b2bua.yaml").read_text())
-    proc_cfg["media"].update({"port_min": 32000, "port_max": 32000 + 8 * calls + 64, "rtp_timeout_s": 600})
+    proc_cfg["media"].update({"port_min": 32000, "port_max": 32000 + 8 * calls + 64, "rtp_timeout_s": 600,
+                              "workers": workers})
     proc_cfg["logging"] = {"level": "warning", "format": "text"}
     proc_cfg["storage"] = {"url": f"sqlite:///{cfgdir / 'cdr.sqlite3'}"}
     routing = yaml.safe_load((REPO / "config" / "routing.yaml").read_text())
@@ -142,7 +159,7 @@ def run(calls: int, seconds: float, flood_pps: int, workdir: Path) -> Result:
         delays: list[float] = []
         header = struct.Struct("!BBHII")
         payload_pad = b"\xff" * 152
-        cpu0, t0 = cpu_seconds(b2b.pid), time.monotonic()
+        cpu0, t0 = tree_cpu(b2b.pid), time.monotonic()
         by_fd = {s.fileno(): s for s in socks}
         poller = select.epoll()
         for s in socks:
@@ -170,7 +187,7 @@ def run(calls: int, seconds: float, flood_pps: int, workdir: Path) -> Result:
                     rss_mid = rss_kib(b2b.pid)
             for fd, _ in poller.poll(max(0.0, next_tick - time.monotonic())):
                 received += _drain(by_fd[fd], delays)
-        cpu1, t1 = cpu_seconds(b2b.pid), time.monotonic()
+        cpu1, t1 = tree_cpu(b2b.pid), time.monotonic()
         # collect stragglers for 200 ms
         stop = time.monotonic() + 0.2
         while time.monotonic() < stop:
@@ -178,7 +195,7 @@ def run(calls: int, seconds: float, flood_pps: int, workdir: Path) -> Result:
                 received += _drain(by_fd[fd], delays)
         delays.sort()
         elapsed = t1 - t0
-        return Result(calls, bool(flood_pps), received * 2 * 2 / elapsed, (cpu1 - cpu0) / elapsed * 100,
+        return Result(workers, calls, bool(flood_pps), received * 2 * 2 / elapsed, (cpu1 - cpu0) / elapsed * 100,
                       max(0.0, (sent - received) / max(sent, 1) * 100),
                       delays[len(delays) // 2] if delays else float("nan"),
                       delays[int(len(delays) * 0.99)] if delays else float("nan"),
@@ -229,20 +246,22 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=20.0)
     ap.add_argument("--flood", action="store_true", help="also run the largest N with a stranger flooding one port")
     ap.add_argument("--flood-pps", type=int, default=20000)
+    ap.add_argument("--workers", default="0", help="media worker processes to compare, e.g. 0,2")
     args = ap.parse_args()
     workdir = Path(tempfile.mkdtemp(prefix="media-bench-"))
     results = []
-    for n in [int(x) for x in args.calls.split(",")]:
-        results.append(run(n, args.seconds, 0, workdir))
-        print(f"[media] {n} calls done", file=sys.stderr)
-    if args.flood:
-        n = int(args.calls.split(",")[-1])
-        results.append(run(n, args.seconds, args.flood_pps, workdir))
-    print(f"{'calls':>6} {'flood':>6} {'pkts/s':>8} {'cpu %':>6} {'loss %':>7} {'delay p50 ms':>13} "
+    for workers in [int(w) for w in args.workers.split(",")]:
+        for n in [int(x) for x in args.calls.split(",")]:
+            results.append(run(n, args.seconds, 0, workdir, workers))
+            print(f"[media] {workers} workers, {n} calls done", file=sys.stderr)
+        if args.flood:
+            n = int(args.calls.split(",")[-1])
+            results.append(run(n, args.seconds, args.flood_pps, workdir, workers))
+    print(f"{'workers':>7} {'calls':>6} {'flood':>6} {'pkts/s':>8} {'cpu %':>6} {'loss %':>7} {'delay p50 ms':>13} "
           f"{'delay p99 ms':>13} {'RSS/call KiB':>13}")
     for r in results:
-        print(f"{r.calls:>6} {'yes' if r.flood else 'no':>6} {r.pps:>8.0f} {r.cpu:>6.1f} {r.loss:>7.3f} "
-              f"{r.p50:>13.2f} {r.p99:>13.2f} {r.rss_per_call:>13.1f}")
+        print(f"{r.workers:>7} {r.calls:>6} {'yes' if r.flood else 'no':>6} {r.pps:>8.0f} {r.cpu:>6.1f} "
+              f"{r.loss:>7.3f} {r.p50:>13.2f} {r.p99:>13.2f} {r.rss_per_call:>13.1f}")
     print("pkts/s counts every packet the B2BUA received and sent (caller->callee and the echo back);")
     print("delay is one traversal (round trip through B2BUA -> SIPp echo -> B2BUA, halved).")
 

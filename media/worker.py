@@ -1,0 +1,187 @@
+"""The media engine as worker processes, one per core, behind the same command interface.
+
+:class:`WorkerEngine` looks like :class:`~media.engine.MediaEngine` to call control (``allocate``,
+``update``, ``delete``, ``stats``, ``counters``, ``free_ports``, events through ``on_event``), but
+each session lives in one of N child processes, chosen by the session id. Every worker owns a slice
+of the port range; the controller hands out ports from that slice, so ``allocate`` answers at once
+and the command is sent on without waiting. Commands and events travel over a pipe per worker, in
+order, so a port freed by ``delete`` is never reopened before the worker has closed it.
+
+Statistics come back with a report every second; ``delete`` returns the last report of the session
+(at most a second old), which is what the CDR records in this mode.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import multiprocessing as mp
+import os
+import zlib
+from collections import deque
+from dataclasses import replace
+from multiprocessing.connection import Connection
+from typing import Any, Callable
+
+from .engine import EngineConfig, MediaEngine, PortsExhausted
+
+log = logging.getLogger("media.worker")
+
+REPORT_EVERY = 1.0
+
+
+def _worker_main(conn: Connection, config: EngineConfig) -> None:
+    """A child process: one MediaEngine on its own event loop, driven by the pipe."""
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+    try:
+        import uvloop
+
+        uvloop.install()
+    except ImportError:
+        pass
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    engine = MediaEngine(config, on_event=lambda ev: conn.send(("event", ev)))
+    engine.start(loop)
+
+    def on_command() -> None:
+        while conn.poll():
+            try:
+                msg = conn.recv()
+            except (EOFError, OSError):
+                loop.stop()
+                return
+            kind = msg[0]
+            try:
+                if kind == "allocate":
+                    engine.allocate(msg[1], msg[2], msg[3])
+                elif kind == "update":
+                    engine.update(msg[1], msg[2], **msg[3])
+                elif kind == "delete":
+                    conn.send(("final", msg[1], engine.delete(msg[1])))
+                elif kind == "stop":
+                    loop.stop()
+                    return
+            except (KeyError, OSError, PortsExhausted) as exc:
+                conn.send(("error", msg[1] if len(msg) > 1 else "", f"{kind}: {exc}"))
+
+    def report() -> None:
+        conn.send(("report", dict(engine.counters), {sid: engine.stats(sid) for sid in engine.sessions}))
+        loop.call_later(REPORT_EVERY, report)
+
+    loop.add_reader(conn.fileno(), on_command)
+    loop.call_later(REPORT_EVERY, report)
+    try:
+        loop.run_forever()
+    finally:
+        engine.close()
+        conn.close()
+
+
+class WorkerEngine:
+    """N media worker processes behind the engine's command interface."""
+
+    def __init__(self, config: EngineConfig, workers: int, on_event: Callable[[object], None] | None = None):
+        self.config = config
+        self.on_event = on_event
+        self.workers = max(1, workers)
+        lo = config.port_min + (config.port_min & 1)
+        pairs = list(range(lo, config.port_max - 1, 2))
+        size = len(pairs) // self.workers
+        self._slices = [pairs[i * size:(i + 1) * size] for i in range(self.workers)]
+        self._free = [deque(s) for s in self._slices]
+        self._configs = [replace(config, port_min=s[0], port_max=s[-1] + 2) if s else config for s in self._slices]
+        self._conns: list[Connection] = []
+        self._procs: list[Any] = []
+        self._ports: dict[str, list[int]] = {}
+        self._reports: list[dict[str, int]] = [{} for _ in range(self.workers)]
+        self._stats: dict[str, dict[str, dict[str, float]]] = {}
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def start(self, loop: asyncio.AbstractEventLoop | None = None) -> None:
+        self._loop = loop or asyncio.get_event_loop()
+        ctx = mp.get_context("spawn")  # a clean child: no copy of the signalling state
+        for i in range(self.workers):
+            parent, child = ctx.Pipe()
+            proc = ctx.Process(target=_worker_main, args=(child, self._configs[i]), daemon=True,
+                               name=f"media-worker-{i}")
+            proc.start()
+            child.close()
+            self._conns.append(parent)
+            self._procs.append(proc)
+            self._loop.add_reader(parent.fileno(), self._on_message, i)
+        log.info("media: %d worker processes", self.workers)
+
+    def close(self) -> None:
+        for i, conn in enumerate(self._conns):
+            try:
+                if self._loop is not None:
+                    self._loop.remove_reader(conn.fileno())
+                conn.send(("stop",))
+            except (OSError, ValueError):
+                pass
+        for proc in self._procs:
+            proc.join(5)
+            if proc.is_alive():
+                proc.kill()
+
+    # -- the command interface ---------------------------------------------------------------
+    def _worker(self, session: str) -> int:
+        return zlib.crc32(session.encode()) % self.workers
+
+    def allocate(self, session: str, leg: str) -> tuple[str, int]:
+        w = self._worker(session)
+        if not self._free[w]:
+            raise PortsExhausted(f"no free RTP ports in worker {w}")
+        port = self._free[w].popleft()
+        self._ports.setdefault(session, []).append(port)
+        self._conns[w].send(("allocate", session, leg, port))
+        return self.config.host, port
+
+    def update(self, session: str, leg: str, **kwargs: Any) -> None:
+        self._conns[self._worker(session)].send(("update", session, leg, kwargs))
+
+    def delete(self, session: str) -> dict[str, dict[str, float]]:
+        w = self._worker(session)
+        self._conns[w].send(("delete", session))
+        self._free[w].extend(self._ports.pop(session, []))  # reopened only after the worker closed them
+        return self._stats.pop(session, {})
+
+    def stats(self, session: str) -> dict[str, dict[str, float]]:
+        return self._stats.get(session, {})
+
+    @property
+    def counters(self) -> dict[str, int]:
+        total: dict[str, int] = {}
+        for report in self._reports:
+            for k, v in report.items():
+                total[k] = total.get(k, 0) + v
+        return total
+
+    @property
+    def free_ports(self) -> int:
+        return sum(len(f) for f in self._free)
+
+    # -- what the workers say ----------------------------------------------------------------
+    def _on_message(self, w: int) -> None:
+        conn = self._conns[w]
+        while True:
+            try:
+                if not conn.poll():
+                    return
+                msg = conn.recv()
+            except (EOFError, OSError):
+                log.error("media worker %d is gone", w)
+                if self._loop is not None:
+                    self._loop.remove_reader(conn.fileno())
+                return
+            kind = msg[0]
+            if kind == "event" and self.on_event is not None:
+                self.on_event(msg[1])
+            elif kind == "report":
+                self._reports[w] = msg[1]
+                for sid, st in msg[2].items():
+                    if sid in self._ports:
+                        self._stats[sid] = st
+            elif kind == "error":
+                log.warning("media worker %d: %s (%s)", w, msg[2], msg[1])
