@@ -531,6 +531,7 @@ def signalling_only_config() -> Path:
     process.setdefault("media", {})["enabled"] = False
     (folder / "b2bua.yaml").write_text(yaml.safe_dump(process, allow_unicode=True))
     shutil.copy(REPO_ROOT / "config" / "routing.yaml", folder / "routing.yaml")
+    shutil.copy(REPO_ROOT / "config" / "holidays.yaml", folder / "holidays.yaml")
     return folder / "b2bua.yaml"
 
 

@@ -104,7 +104,8 @@ def run(calls: int, seconds: float, flood_pps: int, workdir: Path, workers: int 
     routing = yaml.safe_load((REPO / "config" / "routing.yaml").read_text())
     routing["routes"] = [{"name": "bench", "prefix": "", "targets": [f"sip:127.0.0.1:{uas_port}"]}]
     (cfgdir / "b2bua.yaml").write_text(yaml.safe_dump(proc_cfg))
-    (cfgdir / "routing.yaml").write_text(yaml.safe_dump(routing))
+    (cfgdir / "routing.yaml").write_text(yaml.safe_dump(routing, allow_unicode=True))
+    shutil.copy(REPO / "config" / "holidays.yaml", cfgdir / "holidays.yaml")
 
     socks = []
     for _ in range(calls):
