@@ -147,13 +147,14 @@ def test_bad_packets_and_strangers_are_dropped_and_counted(tmp_path: Path) -> No
     assert len(call.b.received) == 2  # only the two good packets went on
 
 
-def test_rtp_timeout_ends_the_call_with_a_reason(tmp_path: Path) -> None:
+@pytest.mark.parametrize("workers", [0, 2], ids=["in-process", "2-workers"])
+def test_rtp_timeout_ends_the_call_with_a_reason(tmp_path: Path, workers: int) -> None:
     uas_port = free_port()
     with sipp_background(["-sf", str(SCENARIOS / "uas_rtp.xml"), "-i", "127.0.0.1", "-p", str(uas_port),
                           "-inf", str(_csv(tmp_path / "b.csv", 9, 0, "PCMU")), "-trace_msg",
                           "-message_file", str(tmp_path / "uas_msg.log")], tmp_path):
         call = MediaCall.__new__(MediaCall)
-        proc, port = _start_with_media(tmp_path, uas_port, {**MEDIA, "rtp_timeout_s": 2}, call)
+        proc, port = _start_with_media(tmp_path, uas_port, {**MEDIA, "rtp_timeout_s": 2, "workers": workers}, call)
         try:
             res = sipp(["-sf", str(SCENARIOS / "uac_remote_bye.xml"), f"127.0.0.1:{port}", "-i", "127.0.0.1",
                         "-p", str(free_port()), "-m", "1", "-trace_msg", "-message_file",
@@ -168,11 +169,12 @@ def test_rtp_timeout_ends_the_call_with_a_reason(tmp_path: Path) -> None:
     assert "BYE sip:" in (tmp_path / "uas_msg.log").read_text()
 
 
-def test_rfc4733_digits_reported_once_each(tmp_path: Path) -> None:
+@pytest.mark.parametrize("workers", [0, 2], ids=["in-process", "2-workers"])
+def test_rfc4733_digits_reported_once_each(tmp_path: Path, workers: int) -> None:
     uas_port = free_port()
     with sipp_background(["-sn", "uas", "-i", "127.0.0.1", "-p", str(uas_port)], tmp_path):
         call = MediaCall.__new__(MediaCall)
-        proc, port = _start_with_media(tmp_path, uas_port, MEDIA, call)
+        proc, port = _start_with_media(tmp_path, uas_port, {**MEDIA, "workers": workers}, call)
         try:
             res = sipp(["-sf", str(SCENARIOS / "uac_dtmf.xml"), f"127.0.0.1:{port}", "-i", "127.0.0.1",
                         "-p", str(free_port()), "-m", "1", "-mp", str(free_port())], tmp_path, timeout=60)
