@@ -10,7 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from harness import SCENARIOS, SIPP, b2bua, free_port, sipp, sipp_background
+import yaml
+
+from harness import SCENARIOS, SIPP, B2BUAProcess, free_port, sipp, sipp_background, write_config
 from rtp_peer import RtpPeer, best_correlation, sdp_port, speech_like
 
 pytestmark = pytest.mark.skipif(SIPP is None, reason="sipp not installed (apt install sip-tester)")
@@ -41,9 +43,7 @@ class MediaCall:
                                      "-inf", str(_csv(tmp / "b.csv", self.b.port, *self.callee)), "-trace_msg",
                                      "-message_file", str(tmp / "uas_msg.log")], tmp)
         self._uas.__enter__()
-        self._b2b = b2bua(tmp, uas_port=uas_port, sip={}, routing=None)
-        # the media section lives in b2bua.yaml: patch it through the harness' sip dict hook
-        self.proc, self.port = _start_with_media(tmp, uas_port, self.media, self)
+        self.proc, self.port = _start_with_media(tmp, uas_port, self.media)
         self.uac = subprocess.Popen(
             [SIPP, "-sf", str(SCENARIOS / "uac_rtp.xml"), f"127.0.0.1:{self.port}", "-i", "127.0.0.1",
              "-p", str(free_port()), "-m", "1", "-d", str(self.hold_ms), "-nostdin",
@@ -67,13 +67,11 @@ class MediaCall:
         self.b.close()
 
 
-def _start_with_media(tmp: Path, uas_port: int, media: dict, call: MediaCall):
-    from harness import B2BUAProcess, write_config
-
+def _start_with_media(tmp: Path, uas_port: int, media: dict) -> tuple[B2BUAProcess, int]:
+    """A B2BUA routing to ``uas_port`` with the ``media:`` settings overridden."""
     port = free_port()
     cfg = write_config(tmp / "config", routing={"routes": [{"name": "lab", "prefix": "",
                                                             "targets": [f"sip:127.0.0.1:{uas_port}"]}]})
-    import yaml
     data = yaml.safe_load(cfg.read_text())
     data["media"] = {**data.get("media", {}), **media}
     cfg.write_text(yaml.safe_dump(data))
@@ -153,8 +151,7 @@ def test_rtp_timeout_ends_the_call_with_a_reason(tmp_path: Path, workers: int) -
     with sipp_background(["-sf", str(SCENARIOS / "uas_rtp.xml"), "-i", "127.0.0.1", "-p", str(uas_port),
                           "-inf", str(_csv(tmp_path / "b.csv", 9, 0, "PCMU")), "-trace_msg",
                           "-message_file", str(tmp_path / "uas_msg.log")], tmp_path):
-        call = MediaCall.__new__(MediaCall)
-        proc, port = _start_with_media(tmp_path, uas_port, {**MEDIA, "rtp_timeout_s": 2, "workers": workers}, call)
+        proc, port = _start_with_media(tmp_path, uas_port, {**MEDIA, "rtp_timeout_s": 2, "workers": workers})
         try:
             res = sipp(["-sf", str(SCENARIOS / "uac_remote_bye.xml"), f"127.0.0.1:{port}", "-i", "127.0.0.1",
                         "-p", str(free_port()), "-m", "1", "-trace_msg", "-message_file",
@@ -173,8 +170,7 @@ def test_rtp_timeout_ends_the_call_with_a_reason(tmp_path: Path, workers: int) -
 def test_rfc4733_digits_reported_once_each(tmp_path: Path, workers: int) -> None:
     uas_port = free_port()
     with sipp_background(["-sn", "uas", "-i", "127.0.0.1", "-p", str(uas_port)], tmp_path):
-        call = MediaCall.__new__(MediaCall)
-        proc, port = _start_with_media(tmp_path, uas_port, {**MEDIA, "workers": workers}, call)
+        proc, port = _start_with_media(tmp_path, uas_port, {**MEDIA, "workers": workers})
         try:
             res = sipp(["-sf", str(SCENARIOS / "uac_dtmf.xml"), f"127.0.0.1:{port}", "-i", "127.0.0.1",
                         "-p", str(free_port()), "-m", "1", "-mp", str(free_port())], tmp_path, timeout=60)
@@ -202,7 +198,7 @@ def _plain_call(tmp: Path, uas: list[str], uac: list[str], media: dict | None = 
     uas_port = free_port()
     with sipp_background([*uas, "-i", "127.0.0.1", "-p", str(uas_port), "-trace_msg",
                           "-message_file", str(tmp / "uas_msg.log")], tmp):
-        proc, port = _start_with_media(tmp, uas_port, {**MEDIA, **(media or {})}, None)  # type: ignore[arg-type]
+        proc, port = _start_with_media(tmp, uas_port, {**MEDIA, **(media or {})})
         try:
             res = sipp([*uac, f"127.0.0.1:{port}", "-i", "127.0.0.1", "-p", str(free_port()), "-m", str(calls),
                         "-r", "10", "-trace_err", "-trace_msg", "-message_file", str(tmp / "uac_msg.log")],
@@ -222,7 +218,7 @@ def test_hold_offer_is_never_answered_sendrecv(tmp_path: Path, callee: str) -> N
     uas = (tmp_path / "uas_msg.log").read_text()
     held = [b for b in re.split(r"-{20,}", uas) if "INVITE sip:" in b and "a=sendonly" in b]
     assert held, "the callee never saw the hold offer"
-    assert all(re.search(rf"m=audio (3[01]\d\d\d) ", b) for b in held)  # our port in the relayed offer
+    assert all(re.search(r"m=audio (3[01]\d\d\d) ", b) for b in held)  # our port in the relayed offer
 
 
 def test_late_offer(tmp_path: Path) -> None:
@@ -250,7 +246,7 @@ def test_malformed_sdp_is_refused_not_crashed(tmp_path: Path) -> None:
     import socket as so
 
     uas_port = free_port()
-    proc, port = _start_with_media(tmp_path, uas_port, MEDIA, None)  # type: ignore[arg-type]
+    proc, port = _start_with_media(tmp_path, uas_port, MEDIA)
     try:
         sock = so.socket(so.AF_INET, so.SOCK_DGRAM)
         sock.bind(("127.0.0.1", 0))
@@ -302,9 +298,6 @@ def test_session_timer_422_refresh_and_expiry(tmp_path: Path) -> None:
     uas_port = free_port()
     with sipp_background(["-sf", str(SCENARIOS / "uas_session_timer.xml"), "-i", "127.0.0.1", "-p", str(uas_port),
                           "-trace_msg", "-message_file", str(tmp_path / "uas_msg.log")], tmp_path):
-        from harness import B2BUAProcess, write_config
-        import yaml
-
         cfg = write_config(tmp_path / "config", routing={"routes": [{"name": "lab", "prefix": "",
                                                                      "targets": [f"sip:127.0.0.1:{uas_port}"]}]},
                            sip={"session_timer": {"enabled": True, "session_expires_s": 6, "min_se_s": 2}})
@@ -342,7 +335,7 @@ def test_sipp_streams_a_recording_and_the_callee_echoes_it(tmp_path: Path) -> No
     uas_port = free_port()
     with sipp_background(["-sn", "uas", "-i", "127.0.0.1", "-p", str(uas_port), "-rtp_echo", "-mp", str(free_port())],
                          tmp_path):
-        proc, port = _start_with_media(tmp_path, uas_port, MEDIA, None)  # type: ignore[arg-type]
+        proc, port = _start_with_media(tmp_path, uas_port, MEDIA)
         try:
             res = sipp(["-sf", str(SCENARIOS / "uac_pcap_echo.xml"), f"127.0.0.1:{port}", "-i", "127.0.0.1",
                         "-p", str(free_port()), "-m", "1", "-mp", str(free_port())], tmp_path, timeout=60)
@@ -367,7 +360,7 @@ def test_inband_dtmf_detected_when_no_telephone_event(tmp_path: Path) -> None:
     try:
         with sipp_background(["-sf", str(SCENARIOS / "uas_rtp.xml"), "-i", "127.0.0.1", "-p", str(uas_port),
                               "-inf", str(_csv(tmp_path / "b.csv", b.port, 0, "PCMU"))], tmp_path):
-            proc, port = _start_with_media(tmp_path, uas_port, MEDIA, None)  # type: ignore[arg-type]
+            proc, port = _start_with_media(tmp_path, uas_port, MEDIA)
             try:
                 uac = subprocess.Popen([SIPP, "-sf", str(scenario), f"127.0.0.1:{port}", "-i", "127.0.0.1",
                                         "-p", str(free_port()), "-m", "1", "-d", "3000", "-nostdin", "-inf",

@@ -9,7 +9,6 @@ import socket
 import time
 from pathlib import Path
 
-import pytest
 
 from harness import b2bua, free_port
 

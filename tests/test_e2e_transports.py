@@ -122,7 +122,7 @@ class TlsUas(threading.Thread):
                             continue
                         self.received.append(msg)
                         if msg.method in ("INVITE", "BYE"):
-                            resp = [f"SIP/2.0 200 OK"] + [f"{h[1]}: {h[2]}" for h in msg.headers
+                            resp = ["SIP/2.0 200 OK"] + [f"{h[1]}: {h[2]}" for h in msg.headers
                                                          if h[0] in ("via", "from", "call-id", "cseq")]
                             resp.append(f"To: {msg.get('to')}" + (";tag=uas1" if msg.method == "INVITE" else ""))
                             resp.append(f"Contact: <sip:uas@127.0.0.1:{self.port};transport=tls>")
