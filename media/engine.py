@@ -49,6 +49,15 @@ class DtmfEvent:
 
 
 @dataclass(slots=True)
+class PlayDone:
+    """A prompt finished playing to a leg (not sent for looped prompts until stopped)."""
+
+    session: str
+    leg: str
+    prompt: str
+
+
+@dataclass(slots=True)
 class MediaTimeout:
     """No RTP from a leg for ``rtp_timeout`` seconds."""
 
@@ -74,7 +83,8 @@ class _Leg:
 
     __slots__ = ("session", "name", "port", "rtp", "rtcp", "remote", "rtcp_remote", "latched",
                  "symmetric", "codec", "dtmf_pt", "send", "recv", "out", "stats", "dropped",
-                 "strangers", "last_rx", "detector", "other", "queue", "timed_out", "listen")
+                 "strangers", "last_rx", "detector", "other", "queue", "timed_out", "listen",
+                 "prompt", "prompt_pos", "prompt_loop", "prompt_mix", "prompt_id")
 
     def __init__(self, session: "_Session", name: str, port: int, rtp: socket.socket, rtcp: socket.socket):
         self.session = session
@@ -102,6 +112,12 @@ class _Leg:
         self.timed_out = False
         #: in-band DTMF: copies of received frames for the tick's Goertzel (legs without telephone-event)
         self.listen: deque[bytes] | None = None
+        #: what this endpoint hears from us instead of (or mixed into) the other side: int16 at 8 kHz
+        self.prompt: np.ndarray | None = None
+        self.prompt_pos = 0
+        self.prompt_loop = False
+        self.prompt_mix = False
+        self.prompt_id = ""
 
 
 class _Session:
@@ -129,6 +145,7 @@ class MediaEngine:
         self._watch: asyncio.TimerHandle | None = None
         self._processing: dict[int, _Leg] = {}  # legs whose media goes through the tick
         self._listening: dict[int, _Leg] = {}  # legs whose frames the tick checks for in-band DTMF
+        self._playing: dict[int, _Leg] = {}  # legs hearing a prompt
         self._inband = InbandDetector()
         self.counters = {"rtp_in": 0, "rtp_out": 0, "rtp_dropped": 0, "rtp_strangers": 0, "rtp_lost": 0, "rtcp": 0}
 
@@ -206,6 +223,34 @@ class MediaEngine:
         lg.send, lg.recv, lg.symmetric = send, recv, symmetric
         self._reconsider(self.sessions[session])
 
+    def play(self, session: str, leg: str, samples: np.ndarray, *, prompt: str = "", loop: bool = False,
+             mix: bool = False) -> None:
+        """Play 8 kHz int16 ``samples`` to ``leg``'s endpoint from the next tick on.
+
+        ``mix=False`` replaces what the other side says (ringback, notices); ``mix=True`` adds the
+        prompt at -6 dB to it (announcements both parties hear). Numbering stays continuous.
+        """
+        lg = self.sessions[session].legs[leg]
+        lg.prompt = np.ascontiguousarray(samples, dtype=np.int16)
+        lg.prompt_pos, lg.prompt_loop, lg.prompt_mix, lg.prompt_id = 0, loop, mix, prompt
+        self._playing[id(lg)] = lg
+        self._ensure_tick()
+
+    def stop_play(self, session: str, leg: str) -> None:
+        lg = self.sessions[session].legs[leg]
+        self._stop_prompt(lg)
+
+    def _stop_prompt(self, lg: _Leg) -> None:
+        lg.prompt = None
+        self._playing.pop(id(lg), None)
+        if lg.other is not None and not lg.session.transcode:
+            lg.other.queue.clear()
+
+    def _ensure_tick(self) -> None:
+        if self._tick_handle is None and self._loop is not None:
+            self._tick_next = self._loop.time() + 0.02
+            self._tick_handle = self._loop.call_at(self._tick_next, self._run_tick)
+
     def delete(self, session: str) -> dict[str, dict[str, float]]:
         """Close a session's sockets and return its per-leg statistics."""
         sess = self.sessions.pop(session, None)
@@ -216,6 +261,7 @@ class MediaEngine:
             self.counters["rtp_lost"] += lg.stats.lost
             self._processing.pop(id(lg), None)
             self._listening.pop(id(lg), None)
+            self._playing.pop(id(lg), None)
             self._inband.forget(id(lg))
             for sock in (lg.rtp, lg.rtcp):
                 if self._loop is not None:
@@ -323,6 +369,10 @@ class MediaEngine:
                     lg.listen.append(data[header_length(data):])
                 if other is None or other.remote is None or not other.send:
                     continue
+                if other.prompt is not None:
+                    if other.prompt_mix:
+                        lg.queue.append(data[header_length(data):])  # mixed with the prompt by the tick
+                    continue  # else the prompt replaces this side's audio
                 if lg.session.transcode:
                     lg.queue.append(data[header_length(data):])
                     continue
@@ -378,7 +428,7 @@ class MediaEngine:
         assert self._loop is not None
         self._tick_handle = None
         self.tick()
-        if self._processing or self._listening:
+        if self._processing or self._listening or self._playing:
             self._tick_next += 0.02
             now = self._loop.time()
             if self._tick_next < now - 0.1:
@@ -391,13 +441,15 @@ class MediaEngine:
         Frames are grouped by (source codec, destination codec) and converted with one
         table lookup per group; only the socket sends remain per stream.
         """
+        sent = self._play_prompts()
         ready: dict[tuple[int, int, int], list[tuple[_Leg, bytes]]] = {}
         for lg in self._processing.values():
+            if lg.other is not None and lg.other.prompt is not None:
+                continue  # its frames were used by the prompt mix
             if lg.queue and lg.other is not None and lg.other.remote is not None and lg.other.send \
                     and lg.codec is not None and lg.other.codec is not None:
                 payload = lg.queue.popleft()
                 ready.setdefault((lg.codec, lg.other.codec, len(payload)), []).append((lg, payload))
-        sent = 0
         for (src, dst, size), items in ready.items():
             # one (streams, samples) block per codec pair and frame size (20 ms, 30 ms, ...)
             codes = np.frombuffer(b"".join(p for _, p in items), dtype=np.uint8).reshape(len(items), size)
@@ -412,6 +464,53 @@ class MediaEngine:
                     pass
         self.counters["rtp_out"] += sent
         self._detect_inband()
+        return sent
+
+    def _play_prompts(self) -> int:
+        """Next 20 ms of every prompt: replace, or mix with the other side's frame, as arrays."""
+        if not self._playing:
+            return 0
+        legs, frames, voice, has_voice = [], [], [], []
+        for lg in list(self._playing.values()):
+            if lg.prompt is None or lg.codec is None or lg.remote is None or not lg.send:
+                continue
+            pos, remaining = lg.prompt_pos, len(lg.prompt) - lg.prompt_pos
+            if remaining >= FRAME:
+                chunk, lg.prompt_pos = lg.prompt[pos:pos + FRAME], pos + FRAME
+            elif lg.prompt_loop and len(lg.prompt) >= FRAME:
+                chunk = np.concatenate([lg.prompt[pos:], lg.prompt[:FRAME - remaining]])
+                lg.prompt_pos = FRAME - remaining
+            else:
+                chunk = np.concatenate([lg.prompt[pos:], np.zeros(FRAME - remaining, np.int16)])
+                lg.prompt_pos = len(lg.prompt)
+            other = lg.other
+            frame = None
+            if lg.prompt_mix and other is not None and other.queue and other.codec is not None:
+                payload = other.queue.popleft()
+                if len(payload) == FRAME:
+                    frame = g711.decode(np.frombuffer(payload, dtype=np.uint8), other.codec)
+            legs.append(lg)
+            frames.append(chunk)
+            voice.append(frame if frame is not None else np.zeros(FRAME, np.int16))
+            has_voice.append(frame is not None)
+            if lg.prompt_pos >= len(lg.prompt) and not lg.prompt_loop:
+                self._emit(PlayDone(lg.session.id, lg.name, lg.prompt_id))
+                self._stop_prompt(lg)
+        if not legs:
+            return 0
+        prompt = np.stack(frames).astype(np.int32)
+        mixed = np.stack(voice).astype(np.int32)
+        mixed += np.where(np.array(has_voice)[:, None], prompt >> 1, prompt)  # -6 dB when mixed
+        np.clip(mixed, -32768, 32767, out=mixed)
+        mixed16 = mixed.astype(np.int16)
+        sent = 0
+        for lg, row in zip(legs, mixed16):
+            assert lg.codec is not None and lg.remote is not None
+            try:
+                lg.rtp.sendto(lg.out.own(lg.codec, g711.encode(row, lg.codec).tobytes(), FRAME), lg.remote)
+                sent += 1
+            except OSError:
+                pass
         return sent
 
     def _detect_inband(self) -> None:

@@ -57,6 +57,10 @@ def _worker_main(conn: Connection, config: EngineConfig) -> None:
                     engine.allocate(msg[1], msg[2], msg[3])
                 elif kind == "update":
                     engine.update(msg[1], msg[2], **msg[3])
+                elif kind == "play":
+                    engine.play(msg[1], msg[2], msg[3], **msg[4])
+                elif kind == "stop_play":
+                    engine.stop_play(msg[1], msg[2])
                 elif kind == "delete":
                     conn.send(("final", msg[1], engine.delete(msg[1])))
                 elif kind == "stop":
@@ -140,6 +144,12 @@ class WorkerEngine:
 
     def update(self, session: str, leg: str, **kwargs: Any) -> None:
         self._conns[self._worker(session)].send(("update", session, leg, kwargs))
+
+    def play(self, session: str, leg: str, samples: Any, **kwargs: Any) -> None:
+        self._conns[self._worker(session)].send(("play", session, leg, samples, kwargs))
+
+    def stop_play(self, session: str, leg: str) -> None:
+        self._conns[self._worker(session)].send(("stop_play", session, leg))
 
     def delete(self, session: str) -> dict[str, dict[str, float]]:
         w = self._worker(session)
