@@ -80,6 +80,10 @@ class B2buaCollector:
             for key, n in app.engine.counters.items():
                 rtp.add_metric([key], n)
             yield rtp
+            rec = CounterMetricFamily("b2bua_recordings", "Call recordings", labels=["result"])
+            for key, n in getattr(app.engine, "recording_stats", {}).items():
+                rec.add_metric([key], n)
+            yield rec
             ports = GaugeMetricFamily("b2bua_rtp_free_port_pairs", "Free RTP/RTCP port pairs")
             ports.add_metric([], app.engine.free_ports)
             yield ports

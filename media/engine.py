@@ -27,6 +27,7 @@ import numpy as np
 
 from . import g711
 from .dtmf import Digit, InbandDetector, TelephoneEventDetector
+from .recorder import Finished, RecordingWriter
 from .rtp import InStats, RtpError, check, header_length, new_out_stream, rewrite_rtcp
 
 log = logging.getLogger("media.engine")
@@ -55,6 +56,17 @@ class PlayDone:
     session: str
     leg: str
     prompt: str
+
+
+@dataclass(slots=True)
+class RecordingDone:
+    """A recording was closed (``error`` set when the disk failed; the call went on regardless)."""
+
+    session: str
+    path: str
+    seconds: float
+    size: int
+    error: str | None = None
 
 
 @dataclass(slots=True)
@@ -121,13 +133,17 @@ class _Leg:
 
 
 class _Session:
-    __slots__ = ("id", "legs", "created", "transcode")
+    __slots__ = ("id", "legs", "created", "transcode", "recording", "rec_in", "rec_out")
 
     def __init__(self, sid: str):
         self.id = sid
         self.legs: dict[str, _Leg] = {}
         self.created = time.monotonic()
         self.transcode = False
+        #: recording: what the caller (leg "a") sends, and what it hears, as that leg's codec
+        self.recording = False
+        self.rec_in: deque[bytes] = deque(maxlen=8)
+        self.rec_out: deque[bytes] = deque(maxlen=8)
 
 
 class MediaEngine:
@@ -146,6 +162,8 @@ class MediaEngine:
         self._processing: dict[int, _Leg] = {}  # legs whose media goes through the tick
         self._listening: dict[int, _Leg] = {}  # legs whose frames the tick checks for in-band DTMF
         self._playing: dict[int, _Leg] = {}  # legs hearing a prompt
+        self._recorded: dict[str, _Session] = {}
+        self._writer: RecordingWriter | None = None
         self._inband = InbandDetector()
         self.counters = {"rtp_in": 0, "rtp_out": 0, "rtp_dropped": 0, "rtp_strangers": 0, "rtp_lost": 0, "rtcp": 0}
 
@@ -157,6 +175,8 @@ class MediaEngine:
     def close(self) -> None:
         for sid in list(self.sessions):
             self.delete(sid)
+        if self._writer is not None:
+            self._writer.stop()
         if self._tick_handle:
             self._tick_handle.cancel()
         if self._watch:
@@ -246,6 +266,36 @@ class MediaEngine:
         if lg.other is not None and not lg.session.transcode:
             lg.other.queue.clear()
 
+    def record(self, session: str, path: str) -> None:
+        """Record the call in stereo to ``path`` (WAV): the caller (leg a) left, what it hears right.
+
+        Written by a separate thread that never blocks the tick; ``RecordingDone`` follows the stop.
+        """
+        sess = self.sessions[session]
+        if self._writer is None:
+            self._writer = RecordingWriter(self._recording_finished)
+        sess.recording = True
+        self._recorded[session] = sess
+        self._writer.open(session, path)
+        self._ensure_tick()
+
+    def stop_record(self, session: str) -> None:
+        sess = self._recorded.pop(session, None)
+        if sess is not None and self._writer is not None:
+            sess.recording = False
+            self._writer.close(session)
+
+    def _recording_finished(self, done: Finished) -> None:
+        event = RecordingDone(done.key, done.path, round(done.seconds, 3), done.size, done.error)
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(self._emit, event)
+
+    @property
+    def recording_stats(self) -> dict[str, int]:
+        w = self._writer
+        return {"written": w.written, "failures": w.failures, "dropped": w.dropped} if w else \
+            {"written": 0, "failures": 0, "dropped": 0}
+
     def _ensure_tick(self) -> None:
         if self._tick_handle is None and self._loop is not None:
             self._tick_next = self._loop.time() + 0.02
@@ -253,6 +303,7 @@ class MediaEngine:
 
     def delete(self, session: str) -> dict[str, dict[str, float]]:
         """Close a session's sockets and return its per-leg statistics."""
+        self.stop_record(session)
         sess = self.sessions.pop(session, None)
         if sess is None:
             return {}
@@ -367,6 +418,8 @@ class MediaEngine:
             if pt == lg.codec:
                 if lg.listen is not None:
                     lg.listen.append(data[header_length(data):])
+                if lg.session.recording and lg.name == "a":
+                    lg.session.rec_in.append(data[header_length(data):])
                 if other is None or other.remote is None or not other.send:
                     continue
                 if other.prompt is not None:
@@ -381,6 +434,8 @@ class MediaEngine:
                     counters["rtp_out"] += 1
                 except OSError:
                     pass
+                if other.session.recording and other.name == "a":
+                    other.session.rec_out.append(data[header_length(data):])
             elif pt == lg.dtmf_pt and pt is not None:
                 for digit in lg.detector.feed(ts, data[header_length(data):]):
                     self._emit(DtmfEvent(lg.session.id, lg.name, digit.digit, digit.duration_ms, digit.source))
@@ -428,7 +483,7 @@ class MediaEngine:
         assert self._loop is not None
         self._tick_handle = None
         self.tick()
-        if self._processing or self._listening or self._playing:
+        if self._processing or self._listening or self._playing or self._recorded:
             self._tick_next += 0.02
             now = self._loop.time()
             if self._tick_next < now - 0.1:
@@ -462,8 +517,11 @@ class MediaEngine:
                     sent += 1
                 except OSError:
                     pass
+                if other.session.recording and other.name == "a":
+                    other.session.rec_out.append(row.tobytes())
         self.counters["rtp_out"] += sent
         self._detect_inband()
+        self._record_frames()
         return sent
 
     def _play_prompts(self) -> int:
@@ -506,12 +564,43 @@ class MediaEngine:
         sent = 0
         for lg, row in zip(legs, mixed16):
             assert lg.codec is not None and lg.remote is not None
+            payload = g711.encode(row, lg.codec).tobytes()
             try:
-                lg.rtp.sendto(lg.out.own(lg.codec, g711.encode(row, lg.codec).tobytes(), FRAME), lg.remote)
+                lg.rtp.sendto(lg.out.own(lg.codec, payload, FRAME), lg.remote)
                 sent += 1
             except OSError:
                 pass
+            if lg.session.recording and lg.name == "a":
+                lg.session.rec_out.append(payload)
         return sent
+
+    def _record_frames(self) -> None:
+        """One 20 ms stereo frame per recorded call, decoded as one array each way."""
+        if not self._recorded or self._writer is None:
+            return
+        keys, codecs, left, right = [], [], [], []
+        for sid, sess in self._recorded.items():
+            a = sess.legs.get("a")
+            if a is None or a.codec is None:
+                continue
+            silence = bytes([g711.SILENCE[a.codec]]) * FRAME
+            inp = sess.rec_in.popleft() if sess.rec_in else silence
+            out = sess.rec_out.popleft() if sess.rec_out else silence
+            keys.append(sid)
+            codecs.append(a.codec)
+            left.append(inp if len(inp) == FRAME else silence)
+            right.append(out if len(out) == FRAME else silence)
+        if not keys:
+            return
+        l_codes = np.frombuffer(b"".join(left), dtype=np.uint8).reshape(-1, FRAME)
+        r_codes = np.frombuffer(b"".join(right), dtype=np.uint8).reshape(-1, FRAME)
+        stereo = np.empty((len(keys), FRAME, 2), dtype=np.int16)
+        for pt in set(codecs):
+            rows = [i for i, c in enumerate(codecs) if c == pt]
+            stereo[rows, :, 0] = g711.decode(l_codes[rows], pt)
+            stereo[rows, :, 1] = g711.decode(r_codes[rows], pt)
+        for sid, frame in zip(keys, stereo):
+            self._writer.put(sid, frame.tobytes())
 
     def _detect_inband(self) -> None:
         """One Goertzel pass over this tick's frame of every listening leg (RFC 4733 absent)."""

@@ -61,6 +61,10 @@ def _worker_main(conn: Connection, config: EngineConfig) -> None:
                     engine.play(msg[1], msg[2], msg[3], **msg[4])
                 elif kind == "stop_play":
                     engine.stop_play(msg[1], msg[2])
+                elif kind == "record":
+                    engine.record(msg[1], msg[2])
+                elif kind == "stop_record":
+                    engine.stop_record(msg[1])
                 elif kind == "delete":
                     conn.send(("final", msg[1], engine.delete(msg[1])))
                 elif kind == "stop":
@@ -150,6 +154,12 @@ class WorkerEngine:
 
     def stop_play(self, session: str, leg: str) -> None:
         self._conns[self._worker(session)].send(("stop_play", session, leg))
+
+    def record(self, session: str, path: str) -> None:
+        self._conns[self._worker(session)].send(("record", session, path))
+
+    def stop_record(self, session: str) -> None:
+        self._conns[self._worker(session)].send(("stop_record", session))
 
     def delete(self, session: str) -> dict[str, dict[str, float]]:
         w = self._worker(session)
