@@ -14,6 +14,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field, ValidationError, field_validator
 
+from media.prompts_lib import PromptError, PromptLibrary
+
 from .routing.numbers import to_e164
 from .routing.schedule import Holidays, Schedule, load_holidays
 from .yamlconf import ConfigError, Strict, load_yaml
@@ -463,6 +465,25 @@ def _cross_check(routing: RoutingConfig, path: Path, lines: dict[tuple, int]) ->
                 except ValueError:
                     out.append(f"{at('departments', i, 'policy', 'closed', situation, 'fallback')}: "
                                f"{dangling('department', action.fallback, departments)} and not a number")
+    prompts = PromptLibrary(base=path.parent)
+    checked: dict[str, str | None] = {}
+
+    def prompt_problem(name: str) -> str | None:
+        if name not in checked:
+            try:
+                prompts.get(name)  # decoded once here, so a bad file is found before a call needs it
+                checked[name] = None
+            except PromptError as exc:
+                checked[name] = str(exc)
+        return checked[name]
+
+    for i, d in enumerate(routing.departments):
+        for situation, name in d.policy.ringback.items():
+            problem = prompt_problem(name)
+            if problem:
+                out.append(f"{at('departments', i, 'policy', 'ringback', situation)}: {problem}")
+    if routing.unknown_number.prompt and (problem := prompt_problem(routing.unknown_number.prompt)):
+        out.append(f"{at('unknown_number', 'prompt')}: {problem}")
     for i, dev in enumerate(routing.devices):
         if dev.department is not None and dev.department not in departments:
             out.append(f"{at('devices', i, 'department')}: {dangling('department', dev.department, departments)}")

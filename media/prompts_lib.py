@@ -1,0 +1,77 @@
+"""Prompts: audio files decoded once with PyAV to 8 kHz mono int16 and cached for the engine.
+
+Names refer to the shipped prompts in ``media/prompts/`` (``city_notice``, ``lunch_break``, ...);
+anything with a file suffix or a path separator is an operator's own WAV/MP3/OGG file.
+"""
+
+from __future__ import annotations
+
+import wave
+from pathlib import Path
+
+import numpy as np
+
+PROMPT_DIR = Path(__file__).resolve().parent / "prompts"
+RATE = 8000
+
+
+class PromptError(ValueError):
+    """A prompt that does not exist or cannot be decoded."""
+
+
+def decode_file(path: Path) -> np.ndarray:
+    """Decode any audio file PyAV (FFmpeg) reads into 8 kHz mono int16 samples."""
+    import av  # noqa: PLC0415  (PyAV is only needed when prompts are loaded)
+
+    try:
+        with av.open(str(path)) as container:
+            stream = next((s for s in container.streams if s.type == "audio"), None)
+            if stream is None:
+                raise PromptError(f"{path}: no audio stream")
+            resampler = av.AudioResampler(format="s16", layout="mono", rate=RATE)
+            chunks = []
+            for frame in container.decode(stream):
+                for out in resampler.resample(frame):
+                    chunks.append(out.to_ndarray().reshape(-1))
+            for out in resampler.resample(None):
+                chunks.append(out.to_ndarray().reshape(-1))
+    except (av.error.FFmpegError, OSError) as exc:  # type: ignore[attr-defined]
+        raise PromptError(f"{path}: cannot decode: {exc}") from None
+    if not chunks:
+        raise PromptError(f"{path}: no audio")
+    return np.concatenate(chunks).astype(np.int16)
+
+
+def write_wav(path: Path, samples: np.ndarray) -> None:
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(RATE)
+        w.writeframes(samples.astype("<i2").tobytes())
+
+
+class PromptLibrary:
+    """Resolves prompt names and paths to samples, decoding each file once."""
+
+    def __init__(self, base: Path | None = None, directory: Path = PROMPT_DIR):
+        self.base = base or Path.cwd()
+        self.directory = directory
+        self._cache: dict[Path, np.ndarray] = {}
+
+    def path(self, name: str) -> Path:
+        if "/" in name or Path(name).suffix:
+            p = Path(name)
+            return p if p.is_absolute() else (self.base / p)
+        return self.directory / f"{name}.wav"
+
+    def get(self, name: str) -> np.ndarray:
+        path = self.path(name).resolve()
+        samples = self._cache.get(path)
+        if samples is None:
+            if not path.is_file():
+                raise PromptError(f"prompt {name!r}: no file {path}")
+            samples = self._cache[path] = decode_file(path)
+        return samples
+
+    def names(self) -> list[str]:
+        return sorted(p.stem for p in self.directory.glob("*.wav"))
