@@ -92,6 +92,7 @@ class Router:
                 self.departments[to_e164(n)] = d
         self.devices = {d.username for d in r.devices}
         self.buckets = {t.name: TokenBucket(t.max_cps, max(1.0, t.max_cps)) for t in r.trunks}
+        self._by_host: dict[str, Trunk | None] = {}
 
     def inherit(self, old: "Router") -> None:
         """Keep counts of calls in progress across a reload."""
@@ -104,14 +105,16 @@ class Router:
                 self.buckets[name].tokens, self.buckets[name].stamp = bucket.tokens, bucket.stamp
 
     def source_trunk(self, host: str) -> Trunk | None:
+        if host in self._by_host:
+            return self._by_host[host]
         try:
             ip = ipaddress.ip_address(host)
         except ValueError:
             return None
-        for net, trunk in self._nets:
-            if ip in net:
-                return trunk
-        return None
+        found = next((trunk for net, trunk in self._nets if ip in net), None)
+        if len(self._by_host) < 65536:  # a flood of strangers must not grow it without bound
+            self._by_host[host] = found
+        return found
 
     def release(self, route: Route) -> None:
         if route.source and self.active[route.source] > 0:
