@@ -129,7 +129,7 @@ class Router:
             if from_user not in self.devices:  # authenticated by the INVITE challenge already
                 self.rejected["unknown_source"] += 1
                 return make_response(req, 403, "Forbidden (unknown source)")
-            return self._outbound(req, number, None, f"device:{from_user}")
+            return self._outbound(req, number, now)
         if self.active[trunk.name] >= trunk.max_calls or not self.buckets[trunk.name].take(now):
             self.rejected[f"limit:{trunk.name}"] += 1
             resp = make_response(req, 503, "Service Unavailable (trunk limit)")
@@ -138,7 +138,7 @@ class Router:
         if trunk.kind == "carrier":
             route = self._inbound(req, number, trunk)
         else:
-            route = self._outbound(req, number, trunk, trunk.name)
+            route = self._outbound(req, number, now)
         if isinstance(route, Route):
             route.source = trunk.name
             route.symmetric_a = trunk.symmetric_rtp
@@ -158,8 +158,8 @@ class Router:
         return Route(targets, name=f"dept:{dept.name}", department=dept.name, codecs=tuple(pbx.codecs),
                      symmetric_b=pbx.symmetric_rtp)
 
-    def _outbound(self, req: Request, number: str, trunk: Trunk | None, source: str) -> Route | Response:
-        bindings = self.registrar.lookup(number, 0.0) if number else []
+    def _outbound(self, req: Request, number: str, now: float) -> Route | Response:
+        bindings = self.registrar.lookup(number, now) if number else []  # expired bindings skipped
         if bindings:  # a registered staff device
             b = bindings[0]
             return Route([b.target], name=f"device:{number}", peer=b.source)
