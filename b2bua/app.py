@@ -11,7 +11,6 @@ import signal
 import ssl
 from collections import Counter
 from pathlib import Path
-from typing import Any
 
 from media.engine import EngineConfig, MediaEngine
 from media.worker import WorkerEngine
@@ -269,7 +268,3 @@ class Application:
         log.info("b2bua ready")
         await stop.wait()
         await self.stop()
-
-
-def stats(app: Application) -> dict[str, Any]:
-    return {"stack": dict(app.stack.stats), "calls": dict(app.b2bua.stats), "active": len(app.b2bua.calls)}

@@ -361,9 +361,8 @@ class MediaEngine:
                 lg.listen = None
                 self._listening.pop(id(lg), None)
                 self._inband.forget(id(lg))
-        if (self._processing or self._listening) and self._tick_handle is None and self._loop is not None:
-            self._tick_next = self._loop.time() + 0.02
-            self._tick_handle = self._loop.call_at(self._tick_next, self._run_tick)
+        if self._processing or self._listening:
+            self._ensure_tick()
 
     def _stats(self, sess: _Session) -> dict[str, dict[str, float]]:
         return {name: {

@@ -8,7 +8,6 @@ CSeq) is copied to the other leg.
 
 from __future__ import annotations
 
-import itertools
 import logging
 from collections import Counter
 from dataclasses import dataclass, field
@@ -23,7 +22,7 @@ from ..sip.events import (
     TransactionTimeout, TransportError,
 )
 from ..sip.message import Request, Response
-from ..sip.stack import REASONS, SipStack, make_response
+from ..sip.stack import SipStack, make_response
 from ..sip.timers import TimerHandle
 from ..sip.transaction import ClientTransaction, ServerTransaction
 from ..sip.uas import UasPolicy, check_request, options_response
@@ -217,7 +216,6 @@ class B2BUA:
         self.setup_buckets = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
         self.setup_counts = [0] * (len(self.setup_buckets) + 1)
         self.setup_sum = 0.0
-        self.records: list[CallRecord] = []
         self.on_call_end: Callable[[CallRecord], None] | None = None
         #: Set by the driver when the event loop runs late: new INVITEs get 503.
         self.overloaded = False
@@ -227,7 +225,6 @@ class B2BUA:
         self.on_other_result: Callable[[ClientTransaction, Response | None], None] | None = None
         #: Checks a new INVITE (digest auth of staff devices); a Response rejects it.
         self.authorize: Callable[[Request, float], Response | None] | None = None
-        self._call_ids = itertools.count(1)
 
     @property
     def now(self) -> float:
@@ -556,30 +553,30 @@ class B2BUA:
         if call.st_retries >= 1 or call.state is not CallState.PROCEEDING:
             return False
         old = txn.request
-        retry = Request("INVITE", old.uri, [list(h) for h in old.headers if h[0] != "via"], old.body)
-        retry.set("cseq", f"{old.cseq[0] + 1} INVITE")
+        retry = _next_invite(old, drop=("via",))
         wanted = max(min_se(resp), self.config.session_timer.min_se)
-        retry.set("session-expires", str(max(wanted, session_expires(old)[0] if session_expires(old) else 0)))
+        asked = session_expires(old)
+        retry.set("session-expires", str(max(wanted, asked[0] if asked else 0)))
         retry.set("min-se", str(wanted))
         call.st_retries += 1
+        self._send_b_retry(call, retry)
+        return True
+
+    def _send_b_retry(self, call: Call, retry: Request) -> None:
         call.b_invite = self.stack.send_request(retry, call.b.peer, self.now)
         call.b_invite.user = call
-        return True
 
     def _retry_with_credentials(self, call: Call, resp: Response, txn: ClientTransaction) -> bool:
         """Answer the far end's digest challenge once with the route's credentials (§22.2)."""
         if call.route.credentials is None or call.auth_tries >= 1 or call.state is not CallState.PROCEEDING:
             return False
-        old = txn.request
-        retry = Request("INVITE", old.uri, [list(h) for h in old.headers if h[0] not in ("via", "authorization", "proxy-authorization")], old.body)
-        retry.set("cseq", f"{old.cseq[0] + 1} INVITE")
+        retry = _next_invite(txn.request, drop=("via", "authorization", "proxy-authorization"))
         answer = answer_challenge(retry, resp, *call.route.credentials)
         if answer is None:
             return False
         retry.add(answer[0], answer[1])
         call.auth_tries += 1
-        call.b_invite = self.stack.send_request(retry, call.b.peer, self.now)
-        call.b_invite.user = call
+        self._send_b_retry(call, retry)
         return True
 
     def _a_response(self, call: Call, src: Response, status: int) -> Response:
@@ -1233,6 +1230,13 @@ class B2BUA:
             self.stack.send_ack(out, other.peer, self.now)
 
 
+def _next_invite(old: Request, drop: tuple[str, ...]) -> Request:
+    """The same INVITE again with the next CSeq (same Call-ID and tags), minus ``drop`` headers."""
+    retry = Request("INVITE", old.uri, [list(h) for h in old.headers if h[0] not in drop], old.body)
+    retry.set("cseq", f"{old.cseq[0] + 1} INVITE")
+    return retry
+
+
 def _info_digit(req: Request) -> str | None:
     """The key in an INFO application/dtmf-relay (``Signal=5``) or application/dtmf body."""
     ctype = req.content_type
@@ -1264,4 +1268,4 @@ def _copy_request(req: Request) -> Request:
     return out
 
 
-__all__ = ["B2BUA", "B2BUAConfig", "Call", "CallRecord", "CallState", "Route", "REASONS", "map_status"]
+__all__ = ["B2BUA", "B2BUAConfig", "Call", "CallRecord", "CallState", "Route", "map_status"]
