@@ -96,7 +96,7 @@ class _Leg:
     __slots__ = ("session", "name", "port", "rtp", "rtcp", "remote", "rtcp_remote", "latched",
                  "symmetric", "codec", "dtmf_pt", "send", "recv", "out", "stats", "dropped",
                  "strangers", "last_rx", "detector", "other", "queue", "timed_out", "listen",
-                 "prompt", "prompt_pos", "prompt_loop", "prompt_mix", "prompt_id")
+                 "relay_dtmf", "prompt", "prompt_pos", "prompt_loop", "prompt_mix", "prompt_id")
 
     def __init__(self, session: "_Session", name: str, port: int, rtp: socket.socket, rtcp: socket.socket):
         self.session = session
@@ -122,6 +122,8 @@ class _Leg:
         #: frames waiting for the tick (transcoding): payloads of the codec this leg sends
         self.queue: deque[bytes] = deque(maxlen=4)
         self.timed_out = False
+        #: relay this endpoint's RFC 4733 events to the other side (off for staff keys)
+        self.relay_dtmf = True
         #: in-band DTMF: copies of received frames for the tick's Goertzel (legs without telephone-event)
         self.listen: deque[bytes] | None = None
         #: what this endpoint hears from us instead of (or mixed into) the other side: int16 at 8 kHz
@@ -229,9 +231,15 @@ class MediaEngine:
 
     def update(self, session: str, leg: str, *, remote: tuple[str, int] | None = None,
                codec: int | None = None, dtmf_pt: int | None = None, send: bool = True, recv: bool = True,
-               symmetric: bool = True) -> None:
-        """Set what ``leg``'s endpoint negotiated (its address, codec, telephone-event PT, direction)."""
+               symmetric: bool = True, relay_dtmf: bool | None = None) -> None:
+        """Set what ``leg``'s endpoint negotiated (its address, codec, telephone-event PT, direction).
+
+        ``relay_dtmf=False`` keeps this endpoint's key presses (RFC 4733) from the other side; they
+        are still reported as :class:`DtmfEvent` (staff keys the caller must not hear).
+        """
         lg = self.sessions[session].legs[leg]
+        if relay_dtmf is not None:
+            lg.relay_dtmf = relay_dtmf
         if remote is not None and remote != lg.remote:
             lg.remote = remote
             lg.rtcp_remote = (remote[0], remote[1] + 1)
@@ -438,7 +446,8 @@ class MediaEngine:
             elif pt == lg.dtmf_pt and pt is not None:
                 for digit in lg.detector.feed(ts, data[header_length(data):]):
                     self._emit(DtmfEvent(lg.session.id, lg.name, digit.digit, digit.duration_ms, digit.source))
-                if other is not None and other.remote is not None and other.send and other.dtmf_pt is not None:
+                if lg.relay_dtmf and other is not None and other.remote is not None and other.send \
+                        and other.dtmf_pt is not None:
                     try:
                         other.rtp.sendto(other.out.relay(data, other.dtmf_pt), other.remote)
                         counters["rtp_out"] += 1
