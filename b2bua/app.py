@@ -10,14 +10,20 @@ import time
 import signal
 import ssl
 from collections import Counter
+from datetime import datetime, timezone
 from pathlib import Path
 
-from media.engine import EngineConfig, MediaEngine
+from media.engine import EngineConfig, MediaEngine, RecordingDone
+from media.recorder import repair as repair_recording
 from media.worker import WorkerEngine
 
 from .call.b2bua import B2BUA, B2BUAConfig, CallRecord
+from .call.protection import StaffProtection
 from .call.session import SessionTimerConfig
-from .config import Config, ConfigError, load_config
+from .config import Config, ConfigError, Department, load_config
+from .prompts import PromptSource
+from .routing.schedule import OPEN, situation
+from .storage.recordings import RecordingIndex
 from .routing.health import GatewayMonitor
 from .routing.router import Router, dialled
 from .metrics import serve as serve_metrics
@@ -32,6 +38,20 @@ from .sip.transaction import ServerTransaction
 from .transport.server import Listener, SipServer
 
 log = logging.getLogger("b2bua")
+
+
+def wall_clock() -> datetime:
+    """Now, or the frozen time in ``B2BUA_FAKE_NOW`` (ISO 8601 with a zone) for lab tests of schedules."""
+    fake = os.environ.get("B2BUA_FAKE_NOW")
+    if fake:
+        try:
+            when = datetime.fromisoformat(fake)
+            if when.tzinfo is not None:
+                return when
+        except ValueError:
+            pass
+        log.warning("B2BUA_FAKE_NOW=%r is not an ISO 8601 time with a zone; using the real clock", fake)
+    return datetime.now(timezone.utc)
 
 
 class Application:
@@ -76,6 +96,12 @@ class Application:
         self._pid_file: Path | None = None
         self.cdr = CdrStore(resolve_url(config.process.storage.url, config.path.parent))
         self.b2bua.on_call_end = self._record
+        self.prompts = PromptSource(config.path.parent)
+        self.recordings = RecordingIndex(self.cdr.engine,
+                                         (config.path.parent / config.process.storage.recordings).resolve())
+        self.protection = StaffProtection(self.b2bua, departments=self._department, situation=self._situation,
+                                          prompts=self.prompts, recordings=self.recordings,
+                                          fallback=lambda target: self.router.fallback(target))
         self.b2bua.authorize = self._authorize_invite
         self.server: SipServer | None = None
         self.reloads: Counter[str] = Counter()
@@ -105,6 +131,8 @@ class Application:
         return True
 
     def _apply_routing(self, config: Config) -> None:
+        if hasattr(self, "prompts"):
+            self.prompts = self.protection.prompts = PromptSource(config.path.parent)  # files may have changed
         devices = {d.username: d.password for d in config.routing.devices}
         self.devices = devices
         self.auth.lookup = devices.get
@@ -159,9 +187,23 @@ class Application:
                     row[f"{leg}_{name}"] = st[name]
         self.cdr.add(row)
 
+    # -- staff protection: departments, their situation, recordings ------------------------
+    def _department(self, name: str) -> Department | None:
+        return next((d for d in self.config.routing.departments if d.name == name), None)
+
+    def _situation(self, dept: Department) -> str:
+        """The department's situation now, in Seoul time (``B2BUA_FAKE_NOW`` freezes the clock for labs)."""
+        schedule = next((s for s in self.config.routing.schedules if s.name == dept.schedule), None)
+        if schedule is None:
+            return OPEN
+        return situation(schedule, self.config.holidays, wall_clock())
+
     def _media_event(self, event: object) -> None:
-        """DTMF and RTP timeouts from the media engine reach call control here."""
-        self.b2bua.on_media_event(event)
+        """DTMF, prompts, recordings and RTP timeouts from the media engine reach call control here."""
+        if isinstance(event, RecordingDone):
+            self.recordings.finished(event.path, event.seconds, event.size, event.error)
+            return
+        self.b2bua.on_media_event(event, self.server.loop.time() if self.server is not None else None)
         if self.server is not None:
             self.server.kick()
 
@@ -193,6 +235,7 @@ class Application:
         self.server = SipServer(self.stack, self.pump, tls_server=server_ctx, tls_client=client_ctx,
                                 overload_lag=self.config.process.sip.overload_lag_ms / 1000,
                                 on_overload=on_overload)
+        self.recordings.recover(repair_recording)  # what an unclean stop left, before new calls
         if self.engine is not None:
             self.engine.start(asyncio.get_running_loop())
         self.cdr.start(asyncio.get_running_loop())
@@ -250,6 +293,8 @@ class Application:
             await self.server.close()
         if self.engine is not None:
             self.engine.close()
+            await asyncio.sleep(0.05)  # the writer's last RecordingDone events
+        await asyncio.to_thread(self.recordings.close)
         await self.cdr.close()
 
     async def run_forever(self) -> None:

@@ -90,6 +90,8 @@ class MediaConfig(Strict):
 class StorageConfig(Strict):
     #: SQLAlchemy URL; a relative SQLite path is relative to this file's directory
     url: str = "sqlite:///../var/b2bua.sqlite3"
+    #: call recordings (stereo WAV, YYYY/MM/DD/<call>-<n>.wav), relative to this file's directory
+    recordings: str = "../var/recordings"
 
 
 class Credentials(Strict):
@@ -192,9 +194,11 @@ class LongCall(Strict):
     """The long-call key: after ``limit_min`` the staff key ends the call with an announcement."""
 
     limit_min: float = Field(20.0, gt=0)
-    key: str = "*9"
+    key: str = Field("*9", pattern=r"^[0-9*#A-D]{1,4}$")
     #: end any call after this long regardless (with the same announcement)
-    hard_max_min: float | None = None
+    hard_max_min: float | None = Field(None, gt=0)
+    #: played to both parties before the BYE
+    announcement: str = "long_call_end"
 
 
 class CallerId(Strict):
@@ -228,7 +232,10 @@ class ClosedAction(Strict):
 
 class DepartmentPolicy(Strict):
     recording: Literal["full", "on_demand", "off"] = "on_demand"
-    recording_key: str = "*1"
+    #: staff key that starts and stops recording (``on_demand``)
+    recording_key: str = Field("*1", pattern=r"^[0-9*#A-D]{1,4}$")
+    #: played to the caller before the staff phone is alerted (``full``)
+    recording_notice: str = "recording_notice"
     #: situation (default, lunch, after_hours, holiday, moved, construction, ...) -> prompt name
     ringback: dict[str, str] = Field(default_factory=lambda: {"default": "city_notice"})
     #: situations in which the call is not put through, and what happens instead
@@ -482,6 +489,12 @@ def _cross_check(routing: RoutingConfig, path: Path, lines: dict[tuple, int]) ->
             problem = prompt_problem(name)
             if problem:
                 out.append(f"{at('departments', i, 'policy', 'ringback', situation)}: {problem}")
+        for key, name in ((("recording_notice",), d.policy.recording_notice),
+                          (("long_call", "announcement"), d.policy.long_call.announcement)):
+            if (problem := prompt_problem(name)):
+                out.append(f"{at('departments', i, 'policy', *key)}: {problem}")
+        if d.policy.long_call.key == d.policy.recording_key:
+            out.append(f"{at('departments', i, 'policy', 'recording_key')}: the same key as long_call.key")
     if routing.unknown_number.prompt and (problem := prompt_problem(routing.unknown_number.prompt)):
         out.append(f"{at('unknown_number', 'prompt')}: {problem}")
     for i, dev in enumerate(routing.devices):

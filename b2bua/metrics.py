@@ -80,10 +80,23 @@ class B2buaCollector:
             for key, n in app.engine.counters.items():
                 rtp.add_metric([key], n)
             yield rtp
-            rec = CounterMetricFamily("b2bua_recordings", "Call recordings", labels=["result"])
+            rec = CounterMetricFamily("b2bua_recording_files", "Recording files by the writer (written, "
+                                      "failures: disk errors, dropped: frames lost to a full queue)",
+                                      labels=["result"])
             for key, n in getattr(app.engine, "recording_stats", {}).items():
                 rec.add_metric([key], n)
             yield rec
+        index = CounterMetricFamily("b2bua_recordings", "Recordings indexed (started, complete, failed, repaired)",
+                                    labels=["result"])
+        for key in ("started", "complete", "failed", "repaired", "index_errors"):
+            index.add_metric([key], app.recordings.counts[key])
+        yield index
+        prot = CounterMetricFamily("b2bua_staff_protection", "Staff protection actions (situations of "
+                                   "citizens' calls, notices, ringbacks, releases, staff keys)", labels=["what"])
+        for key, n in sorted(app.protection.stats.items()):
+            prot.add_metric([key], n)
+        yield prot
+        if app.engine is not None:
             ports = GaugeMetricFamily("b2bua_rtp_free_port_pairs", "Free RTP/RTCP port pairs")
             ports.add_metric([], app.engine.free_ports)
             yield ports

@@ -79,8 +79,10 @@ class Route:
     failover: tuple[int, ...] = ()
     #: the trunk the call came in on (for per-trunk call counting)
     source: str | None = None
-    #: the department a citizen's call is for
+    #: the department a citizen's call is for (inbound) or a staff call comes from (outbound)
     department: str | None = None
+    #: "inbound": a citizen calls a department (staff on leg b); "outbound": staff call out (leg a)
+    direction: str = "outbound"
     #: move on to the next target when one has not answered after this long (seconds)
     no_answer_timeout: float | None = None
     #: the destination trunk's codec preference (offer order, only these)
@@ -173,6 +175,22 @@ class Call:
     sdp_sent: dict[str, bytes] = field(default_factory=dict)
     media_stats: dict[str, dict[str, float]] = field(default_factory=dict)
     bye_reason: str | None = None
+    #: state of the call's features (staff protection), owned by :attr:`B2BUA.features`
+    features: object | None = None
+
+
+class Features:
+    """Hooks for call features above plain B2BUA behaviour (staff protection). No-ops here."""
+
+    def on_new_call(self, call: Call) -> bool:
+        """A routed call, before the outbound INVITE: True when the feature sends it later
+        (:meth:`B2BUA.proceed`) or ends the call itself."""
+        return False
+
+    def on_answer(self, call: Call) -> None: ...
+    def on_dtmf(self, call: Call, leg: str, digit: str) -> None: ...
+    def on_play_done(self, call: Call, leg: str, prompt: str) -> None: ...
+    def on_end(self, call: Call) -> None: ...
 
 
 def _policy() -> UasPolicy:
@@ -225,6 +243,8 @@ class B2BUA:
         self.on_other_result: Callable[[ClientTransaction, Response | None], None] | None = None
         #: Checks a new INVITE (digest auth of staff devices); a Response rejects it.
         self.authorize: Callable[[Request, float], Response | None] | None = None
+        #: call features (ringback prompts, recording, staff keys)
+        self.features: Features | None = None
 
     @property
     def now(self) -> float:
@@ -374,8 +394,48 @@ class B2BUA:
         self.by_route[(route.name, "attempts")] += 1
         log.info("call %s start from=%s to=%s", call_id, req.from_.uri, req.to.uri)
         call.b_offer = b_offer
-        self._send_b_invite(call, b_offer)
         call.ring_timer = self.stack.timers.call_at(self.now + self.config.ring_timeout, self._ring_timeout, call)
+        if self.features is None or not self.features.on_new_call(call):
+            self._send_b_invite(call, b_offer)
+
+    # -- what features may do -----------------------------------------------------------
+    def early_media(self, call: Call) -> bool:
+        """Answer the caller's offer ourselves in a 183 (RFC 3262 reliable when it supports 100rel),
+        so prompts can play before anyone answers. False when there is no offer to answer."""
+        media = call.media
+        if media is None or call.late_offer or call.state not in (CallState.ROUTING, CallState.PROCEEDING,
+                                                                  CallState.EARLY):
+            return False
+        try:
+            body = media.answer_locally()
+        except SipError:
+            return False
+        a_req = call.a_invite.request
+        resp = make_response(a_req, 183, to_tag=call.a_tag)
+        for rr in a_req.get_all("record-route"):
+            resp.add("record-route", rr)
+        resp.add("contact", call.a.dialog.local_contact if call.a.dialog else self._contact(call.a.peer))
+        resp.set_body(body, "application/sdp")
+        self._send_provisional(call, resp)
+        return True
+
+    def proceed(self, call: Call) -> None:
+        """Send the outbound INVITE a feature held back (after a notice, or to a fallback route)."""
+        if call.state is CallState.ROUTING and call.b_invite is None:
+            call.target_index = 0
+            self._send_b_invite(call, call.b_offer)
+
+    def release(self, call: Call, status: int, cause: str) -> None:
+        """Refuse a call that was not answered (a closed department after its prompt)."""
+        if call.state is CallState.ROUTING and call.b_invite is None:
+            self._fail_a(call, status, cause, by="b2bua")
+        elif call.state in (CallState.PROCEEDING, CallState.EARLY):
+            self._abandon(call, status, cause, "b2bua")
+
+    def end_call(self, call: Call, cause: str, reason: str) -> None:
+        """BYE both legs of an answered call with a Reason header (RFC 3326)."""
+        call.bye_reason = reason
+        self._hangup(call, "b2bua", cause)
 
     def _local_host(self, peer: Peer) -> str:
         host = (self.stack.config.local.get(peer.transport) or self.stack.config.local.get("udp", ("127.0.0.1", 0)))[0]
@@ -661,6 +721,8 @@ class B2BUA:
             if call.a.reliable is not None:
                 call.a.reliable.cancel()
             self._respond(call.a_invite, a_resp)
+            if self.features is not None:
+                self.features.on_answer(call)
             return
         dialog = call.b.dialog
         if dialog is not None and dialog.confirmed and dialog.remote_tag == tag:
@@ -709,7 +771,7 @@ class B2BUA:
         call.b.last_ack = (cseq, _copy_request(ack))
         self.stack.send_ack(ack, call.b.peer, self.now)
 
-    def _fail_a(self, call: Call, status: int, cause: str, src: Response | None = None) -> None:
+    def _fail_a(self, call: Call, status: int, cause: str, src: Response | None = None, by: str = "b") -> None:
         """End a call that was never answered with a final response to A."""
         self._cancel_ring(call)
         resp = make_response(call.a_invite.request, status, to_tag=call.a_tag)
@@ -723,7 +785,7 @@ class B2BUA:
         self._respond(call.a_invite, resp)
         call.final_status = status
         call.cause = cause
-        call.ended_by = "b"
+        call.ended_by = by
         call.a.ended = call.b.ended = True
         self._finish(call)
 
@@ -841,6 +903,8 @@ class B2BUA:
                 self._legs.pop(leg.dialog.key, None)
         self.calls.pop(call.id, None)
         call.relays.clear()
+        if self.features is not None:
+            self.features.on_end(call)
         if call.media is not None:
             call.media_stats = call.media.close()
         for leg in (call.a, call.b):
@@ -1067,14 +1131,20 @@ class B2BUA:
         txn.user = call
 
     # -- media events -------------------------------------------------------------------
-    def on_media_event(self, event: object) -> None:
-        """An event from the media engine (``DtmfEvent``, ``MediaTimeout``), by duck type."""
+    def on_media_event(self, event: object, now: float | None = None) -> None:
+        """An event from the media engine (``DtmfEvent``, ``PlayDone``, ``MediaTimeout``), by duck type,
+        at ``now`` (the stack's clock otherwise moves only with SIP traffic and timers)."""
+        if now is not None and now > self.stack.now:
+            self.stack.now = now
         call = self.calls.get(getattr(event, "session", ""))
         if call is None:
             return
         digit = getattr(event, "digit", None)
         if digit is not None:
             self._dtmf(call, getattr(event, "leg"), digit, getattr(event, "source", "rfc4733"))
+        elif hasattr(event, "prompt"):
+            if self.features is not None:
+                self.features.on_play_done(call, getattr(event, "leg"), getattr(event, "prompt"))
         elif hasattr(event, "idle") and call.state in (CallState.CONFIRMED, CallState.ANSWERED, CallState.EARLY):
             log.info("call %s: no RTP from leg %s for %.0f s", call.id, getattr(event, "leg"), getattr(event, "idle"))
             call.bye_reason = 'SIP;cause=408;text="RTP timeout"'
@@ -1089,6 +1159,8 @@ class B2BUA:
         log.info("call %s dtmf leg=%s digit=%s source=%s", call.id, leg, digit, source)
         if self.on_dtmf is not None:
             self.on_dtmf(call, leg, digit, source)
+        if self.features is not None:
+            self.features.on_dtmf(call, leg, digit)
 
     def _info_dtmf(self, call: Call, leg: Leg, req: Request) -> None:
         digit = _info_digit(req)
@@ -1268,4 +1340,4 @@ def _copy_request(req: Request) -> Request:
     return out
 
 
-__all__ = ["B2BUA", "B2BUAConfig", "Call", "CallRecord", "CallState", "Route", "map_status"]
+__all__ = ["B2BUA", "B2BUAConfig", "Call", "CallRecord", "CallState", "Features", "Route", "map_status"]

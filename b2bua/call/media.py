@@ -12,7 +12,7 @@ from __future__ import annotations
 import itertools
 import os
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from ..sip.sdp import Codec, Media, SdpError, SessionDescription
 
@@ -40,8 +40,14 @@ class Engine(Protocol):
 
     def allocate(self, session: str, leg: str) -> tuple[str, int]: ...
     def update(self, session: str, leg: str, *, remote: tuple[str, int] | None = None, codec: int | None = None,
-               dtmf_pt: int | None = None, send: bool = True, recv: bool = True, symmetric: bool = True) -> None: ...
+               dtmf_pt: int | None = None, send: bool = True, recv: bool = True, symmetric: bool = True,
+               relay_dtmf: bool | None = None) -> None: ...
     def delete(self, session: str) -> dict[str, dict[str, float]]: ...
+    def play(self, session: str, leg: str, samples: Any, *, prompt: str = "", loop: bool = False,
+             mix: bool = False) -> None: ...
+    def stop_play(self, session: str, leg: str) -> None: ...
+    def record(self, session: str, path: str) -> None: ...
+    def stop_record(self, session: str) -> None: ...
 
 
 def answer_direction(offer: str, answer: str) -> str:
@@ -89,6 +95,10 @@ class MediaSession:
         self.last_sent: dict[str, bytes] = {}
         #: o= (session id, version) we last got from each leg: equal means "no change" (RFC 3264 §8)
         self._last_origin: dict[str, tuple[str, str]] = {}
+        #: the answer we gave the offerer ourselves (early media of our own, see answer_locally)
+        self._local: bytes | None = None
+        #: legs whose RFC 4733 key presses are kept from the other side (staff keys)
+        self.quiet_keys: set[str] = set()
 
     @staticmethod
     def other(leg: str) -> str:
@@ -122,7 +132,8 @@ class MediaSession:
         host, port = self._port(to_leg)
         send, recv = _flags(audio.direction)
         self.engine.update(self.id, from_leg, remote=_remote(sdp, audio), send=send, recv=recv,
-                           symmetric=self.symmetric.get(from_leg, True), codec=self.codec.get(from_leg))
+                           symmetric=self.symmetric.get(from_leg, True), codec=self.codec.get(from_leg),
+                           relay_dtmf=from_leg not in self.quiet_keys)
         self._pending = _Offer(from_leg, sdp, index, codecs, dtmf.pt if dtmf else None, audio.direction)
         self._answers.clear()
         self._last_origin[from_leg] = _origin(sdp)
@@ -156,6 +167,20 @@ class MediaSession:
         _, audio = _first_audio(sdp, allow_rejected=True)
         chosen = next((c for c in audio.codecs() if c.key in SUPPORTED), None) if audio.port else None
         offerer = pending.from_leg
+        if self._local is not None:
+            # the offerer already has our own answer: only the answerer's side is set up now
+            # (the engine transcodes if the two codecs differ); the offerer gets the same SDP again
+            if chosen is not None:
+                dtmf = _telephone_event(audio)
+                send, recv = _flags(audio.direction)
+                self.codec[from_leg] = SUPPORTED[chosen.key]
+                self.engine.update(self.id, from_leg, remote=_remote(sdp, audio), codec=SUPPORTED[chosen.key],
+                                   dtmf_pt=dtmf.pt if dtmf else None, send=send, recv=recv,
+                                   symmetric=self.symmetric.get(from_leg, True),
+                                   relay_dtmf=from_leg not in self.quiet_keys)
+            self._answers[body] = self._local
+            self._last_origin[from_leg] = _origin(sdp)
+            return self._local
         host, port = self._port(offerer)
         if chosen is None:
             # the answerer refused audio: refuse it to the offerer too
@@ -167,14 +192,16 @@ class MediaSession:
         self.codec[from_leg] = SUPPORTED[chosen.key]
         self.engine.update(self.id, from_leg, remote=_remote(sdp, audio), codec=SUPPORTED[chosen.key],
                            dtmf_pt=dtmf.pt if dtmf else None, send=send, recv=recv,
-                           symmetric=self.symmetric.get(from_leg, True))
+                           symmetric=self.symmetric.get(from_leg, True),
+                           relay_dtmf=from_leg not in self.quiet_keys)
         same = next((c for c in pending.codecs if c.key == chosen.key), None)
         offerer_codec = same or pending.codecs[0]
         direction = answer_direction(pending.direction, audio.direction)
         o_send, o_recv = _flags(_reverse(direction))
         self.codec[offerer] = SUPPORTED[offerer_codec.key]
         self.engine.update(self.id, offerer, codec=SUPPORTED[offerer_codec.key], dtmf_pt=pending.dtmf_pt,
-                           send=o_send, recv=o_recv, symmetric=self.symmetric.get(offerer, True))
+                           send=o_send, recv=o_recv, symmetric=self.symmetric.get(offerer, True),
+                           relay_dtmf=offerer not in self.quiet_keys)
         codecs = [offerer_codec]
         answer = self._build(offerer, host, port, codecs, pending.dtmf_pt, direction,
                              template=pending, ptime=pending.sdp.media[pending.audio_index].ptime or 20)
@@ -184,13 +211,49 @@ class MediaSession:
         self.last_sent[offerer] = out
         return out
 
+    def answer_locally(self) -> bytes:
+        """Answer the pending offer ourselves, before the other leg has (RFC 3264 §6).
+
+        For early media of our own (ringback prompts, notices): the offerer gets its first codec
+        and our port now; the other leg's answer later only sets up that leg, and the offerer is
+        sent this same SDP again in the final response (RFC 3261 §13.2.1).
+        """
+        if self._local is not None:
+            return self._local
+        pending = self._pending
+        if pending is None:
+            raise SdpError("no offer to answer")
+        offerer = pending.from_leg
+        host, port = self._port(offerer)
+        codec = pending.codecs[0]
+        wanted = self.prefer.get(offerer)
+        if wanted:
+            codec = next((c for n in wanted for c in pending.codecs if c.key == n), codec)
+        direction = answer_direction(pending.direction, "sendrecv")
+        send, recv = _flags(_reverse(direction))
+        self.codec[offerer] = SUPPORTED[codec.key]
+        self.engine.update(self.id, offerer, codec=SUPPORTED[codec.key], dtmf_pt=pending.dtmf_pt, send=send,
+                           recv=recv, symmetric=self.symmetric.get(offerer, True),
+                           relay_dtmf=offerer not in self.quiet_keys)
+        out = self._build(offerer, host, port, [codec], pending.dtmf_pt, direction, template=pending,
+                          ptime=pending.sdp.media[pending.audio_index].ptime or 20).serialize()
+        self._local = out
+        self.last_sent[offerer] = out
+        return out
+
+    @property
+    def answered_locally(self) -> bool:
+        return self._local is not None
+
     def complete(self) -> None:
         """The final answer went out: the next SDP from either side is a new offer."""
         self._pending = None
+        self._local = None
 
     def abandon(self) -> None:
         """The offer was refused (non-2xx): the session stays as it was (RFC 3264 §8)."""
         self._pending = None
+        self._local = None
         self._answers.clear()
 
     def _rejecting_answer(self, offerer: str, pending: _Offer) -> bytes:

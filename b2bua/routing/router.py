@@ -153,10 +153,22 @@ class Router:
             dept = None
         if dept is None:
             return make_response(req, self.config.routing.unknown_number.status)
+        return self._department(dept)
+
+    def fallback(self, target: str) -> Route | None:
+        """Where a closed department's calls go instead: another department (by name) or a number."""
+        dept = next((d for d in self.config.routing.departments if d.name == target), None)
+        if dept is not None:
+            return self._department(dept)
+        national = _national(target)
+        rc = next((rc for rc in self.routes if national.startswith(rc.prefix)), None)
+        return self._route(rc, target) if rc is not None else None
+
+    def _department(self, dept: Department) -> Route:
         pbx = self.trunks[dept.trunk]
         targets = [_with_user(g.uri, dept.extension) for g in _ordered(pbx.gateways, "ordered")]
         return Route(targets, name=f"dept:{dept.name}", department=dept.name, codecs=tuple(pbx.codecs),
-                     symmetric_b=pbx.symmetric_rtp)
+                     symmetric_b=pbx.symmetric_rtp, direction="inbound")
 
     def _outbound(self, req: Request, number: str, now: float) -> Route | Response:
         bindings = self.registrar.lookup(number, now) if number else []  # expired bindings skipped

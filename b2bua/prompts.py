@@ -1,0 +1,44 @@
+"""Prompt audio for call features: the prompt library plus the call-progress tones, cached."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from media import tones
+from media.prompts_lib import PromptLibrary
+
+
+class PromptSource:
+    """What :class:`~b2bua.call.protection.StaffProtection` plays, as 8 kHz int16 arrays."""
+
+    def __init__(self, base: Path):
+        self.library = PromptLibrary(base=base)
+        self._ringback: dict[str, np.ndarray] = {}
+
+    def get(self, name: str) -> np.ndarray:
+        return self.library.get(name)
+
+    def ringback(self, name: str) -> np.ndarray:
+        """The prompt, a pause, then two ringback cadences: played in a loop while staff phones ring."""
+        samples = self._ringback.get(name)
+        if samples is None:
+            samples = self._ringback[name] = tones.with_ringback(self.get(name))
+        return samples
+
+    def beep(self) -> np.ndarray:
+        return tones.beep()
+
+    def refused(self) -> np.ndarray:
+        return tones.refused()
+
+    def preload(self, names: set[str]) -> list[str]:
+        """Decode every prompt the policies name now, not during a call; returns the problems."""
+        problems = []
+        for name in sorted(names):
+            try:
+                self.get(name)
+            except ValueError as exc:
+                problems.append(str(exc))
+        return problems

@@ -1,0 +1,165 @@
+"""The index of call recordings: one row per file, in the CDR database.
+
+A row is written when a recording starts (status ``recording``) and completed when the media
+engine reports the file closed: its end, audio duration, size and the SHA-256 of the final file
+(status ``complete``, or ``failed`` with the error when the disk refused it). After a crash,
+:meth:`RecordingIndex.recover` repairs every file still marked ``recording`` and every WAV file in
+the directory that no row knows, hashes it and marks it ``repaired``.
+
+All database and file work runs on one worker thread, in order, never on the event loop.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from collections import Counter
+from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, Callable
+
+from sqlalchemy import Column, Float, Integer, String, Table, insert, select, update
+from sqlalchemy.engine import Engine
+
+from .cdr import metadata
+
+log = logging.getLogger("b2bua.recordings")
+
+#: bytes per second of the recordings (8 kHz, 16-bit, stereo) and their WAV header
+BYTES_PER_SECOND = 8000 * 2 * 2
+WAV_HEADER = 44
+
+recordings_table = Table(
+    "recordings", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("call_id", String(64), nullable=False, index=True),
+    Column("department", String(128)),
+    Column("direction", String(16)),  # inbound | outbound
+    Column("reason", String(16)),  # full | on_demand | unknown (found after a crash)
+    Column("path", String(1024), nullable=False, unique=True),
+    Column("start", Float, nullable=False, index=True),  # Unix time
+    Column("end", Float),
+    Column("duration", Float),  # seconds of audio in the file
+    Column("size", Integer),
+    Column("sha256", String(64)),
+    Column("status", String(16), nullable=False),  # recording | complete | failed | repaired
+    Column("error", String(255)),
+)
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+class RecordingIndex:
+    """Rows for recordings; also names their files (``<dir>/YYYY/MM/DD/<call>-<n>.wav``)."""
+
+    def __init__(self, engine: Engine, directory: Path):
+        self.engine = engine
+        self.directory = directory
+        metadata.create_all(engine)
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="recording-index")
+        self._stops: dict[str, float] = {}
+        self.counts: Counter[str] = Counter()
+
+    # -- what call control says ------------------------------------------------------------
+    def path_for(self, call_id: str, segment: int) -> str:
+        day = time.strftime("%Y/%m/%d")
+        return str(self.directory / day / f"{call_id}-{segment}.wav")
+
+    def started(self, rec: Any) -> None:
+        self.counts["started"] += 1
+        row = {"call_id": rec.call_id, "department": rec.department, "direction": rec.direction,
+               "reason": rec.reason, "path": rec.path, "start": rec.start, "status": "recording"}
+        self._submit(self._insert, row)
+
+    def stopped(self, path: str, when: float) -> None:
+        self._stops[path] = when
+
+    def finished(self, path: str, seconds: float, size: int, error: str | None) -> Future:
+        """The engine closed the file (``RecordingDone``): hash it and complete its row."""
+        end = self._stops.pop(path, time.time())
+        return self._submit(self._complete, path, end, seconds, error)
+
+    # -- worker thread ---------------------------------------------------------------------
+    def _submit(self, fn: Callable[..., None], *args: Any) -> Future:
+        fut = self._pool.submit(fn, *args)
+        fut.add_done_callback(self._report)
+        return fut
+
+    def _report(self, fut: Future) -> None:
+        exc = fut.exception()
+        if exc is not None:
+            self.counts["index_errors"] += 1
+            log.error("recording index: %s", exc)
+
+    def _insert(self, row: dict[str, Any]) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(insert(recordings_table), [row])
+
+    def _complete(self, path: str, end: float, seconds: float, error: str | None) -> None:
+        p = Path(path)
+        values: dict[str, Any] = {"end": end, "duration": round(seconds, 3)}
+        if error is None and p.is_file():
+            values.update(size=p.stat().st_size, sha256=sha256_file(p), status="complete")
+            self.counts["complete"] += 1
+        else:
+            values.update(status="failed", error=(error or "file missing")[:255], size=0)
+            self.counts["failed"] += 1
+        with self.engine.begin() as conn:
+            found = conn.execute(update(recordings_table).where(recordings_table.c.path == path).values(**values))
+            if found.rowcount == 0:  # the start row was lost: keep the file findable anyway
+                conn.execute(insert(recordings_table), [{"call_id": p.stem.rsplit("-", 1)[0], "path": path,
+                                                         "reason": "unknown", "start": end - seconds, **values}])
+
+    # -- start-up ----------------------------------------------------------------------------
+    def recover(self, repair: Callable[[Path], int]) -> int:
+        """Repair and index what a crash left behind (blocking: run before serving calls)."""
+        fixed = 0
+        with self.engine.begin() as conn:
+            known = {r.path: r for r in conn.execute(select(recordings_table))}
+        with self.engine.begin() as conn:
+            for path, row in known.items():
+                if row.status != "recording":
+                    continue
+                values = self._repaired(Path(path), repair)
+                values.setdefault("end", row.start + values.get("duration", 0.0))
+                conn.execute(update(recordings_table).where(recordings_table.c.id == row.id).values(**values))
+                fixed += 1
+            if self.directory.is_dir():
+                for p in sorted(self.directory.rglob("*.wav")):
+                    if str(p) in known:
+                        continue
+                    values = self._repaired(p, repair)
+                    start = p.stat().st_mtime - values.get("duration", 0.0)
+                    conn.execute(insert(recordings_table), [{
+                        "call_id": p.stem.rsplit("-", 1)[0], "path": str(p), "reason": "unknown", "start": start,
+                        "end": p.stat().st_mtime, **values}])
+                    fixed += 1
+        self.counts["repaired"] += fixed
+        if fixed:
+            log.warning("repaired and indexed %d recordings left by an unclean stop", fixed)
+        return fixed
+
+    @staticmethod
+    def _repaired(path: Path, repair: Callable[[Path], int]) -> dict[str, Any]:
+        if not path.is_file():
+            return {"status": "failed", "error": "file missing after an unclean stop", "size": 0}
+        try:
+            data = repair(path)
+        except OSError as exc:
+            return {"status": "failed", "error": f"repair failed: {exc}"[:255], "size": 0}
+        return {"status": "repaired", "duration": round(data / BYTES_PER_SECOND, 3),
+                "size": WAV_HEADER + data, "sha256": sha256_file(path)}
+
+    def rows(self) -> list[dict[str, Any]]:
+        with self.engine.connect() as conn:
+            return [dict(r._mapping) for r in conn.execute(select(recordings_table).order_by(recordings_table.c.id))]
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True)
