@@ -23,20 +23,32 @@ class TelephoneEventDetector:
 
     An event is identified by its RTP timestamp: its updates, its three end packets
     (E bit) and late retransmissions produce nothing new. An event whose end packets
-    were all lost is reported when the next event starts, or by :meth:`flush`.
+    were all lost is reported when the next event starts, or by :meth:`flush`. A
+    timestamp seen again after ``memory`` seconds is a new key press (a sender that
+    replays the same packets, like SIPp's DTMF pcaps), not a retransmission.
     """
 
-    def __init__(self, clock: int = 8000):
+    def __init__(self, clock: int = 8000, memory: float = 1.0):
         self.clock = clock
+        self.memory = memory
         self._ts: int | None = None
         self._event = 0
         self._duration = 0
         self._done = False
-        self._finished: list[int] = []  # timestamps of recent events already reported
+        self._seen = 0.0  # arrival of the current event's last packet
+        self._finished: dict[int, float] = {}  # recent events already reported: timestamp -> last packet
 
-    def feed(self, ts: int, payload: bytes) -> list[Digit]:
-        if len(payload) < 4 or ts in self._finished:
+    def feed(self, ts: int, payload: bytes, now: float = 0.0) -> list[Digit]:
+        if len(payload) < 4:
             return []
+        last = self._finished.get(ts)
+        if last is not None:
+            if now - last < self.memory:
+                self._finished[ts] = now  # a retransmitted end packet
+                return []
+            del self._finished[ts]
+            if ts == self._ts:
+                self._ts = None  # the same timestamp again, long after: a new press
         event, end, duration = payload[0], bool(payload[1] & 0x80), int.from_bytes(payload[2:4], "big")
         out: list[Digit] = []
         if ts != self._ts:
@@ -45,6 +57,7 @@ class TelephoneEventDetector:
             self._ts, self._event, self._duration, self._done = ts, event, duration, False
         else:
             self._duration = max(self._duration, duration)
+        self._seen = now
         if end and not self._done:
             out += self._report()
         return out
@@ -54,7 +67,10 @@ class TelephoneEventDetector:
 
     def _report(self) -> list[Digit]:
         self._done = True
-        self._finished = (self._finished + [self._ts])[-8:]  # type: ignore[list-item]
+        assert self._ts is not None
+        self._finished[self._ts] = self._seen
+        if len(self._finished) > 8:
+            del self._finished[next(iter(self._finished))]
         if self._event >= len(EVENT_DIGITS):
             return []  # flash and tones are not keys
         return [Digit(EVENT_DIGITS[self._event], self._duration * 1000 // self.clock, "rfc4733")]

@@ -444,7 +444,7 @@ class MediaEngine:
                 if other.session.recording and other.name == "a":
                     other.session.rec_out.append(data[header_length(data):])
             elif pt == lg.dtmf_pt and pt is not None:
-                for digit in lg.detector.feed(ts, data[header_length(data):]):
+                for digit in lg.detector.feed(ts, data[header_length(data):], now):
                     self._emit(DtmfEvent(lg.session.id, lg.name, digit.digit, digit.duration_ms, digit.source))
                 if lg.relay_dtmf and other is not None and other.remote is not None and other.send \
                         and other.dtmf_pt is not None:
@@ -453,8 +453,10 @@ class MediaEngine:
                         counters["rtp_out"] += 1
                     except OSError:
                         pass
-            elif lg.codec is None and other is not None and other.remote is not None and other.send:
-                # before the answer: relay whatever the offerer sends (early media)
+            elif lg.codec is None and other is not None and other.remote is not None and other.send \
+                    and other.prompt is None:
+                # before the answer: relay whatever the offerer sends (early media), unless the
+                # other side hears a prompt of ours
                 try:
                     other.rtp.sendto(other.out.relay(data), other.remote)
                     counters["rtp_out"] += 1

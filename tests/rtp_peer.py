@@ -23,18 +23,20 @@ class Received:
     ssrc: int
     payload: bytes
     source: tuple[str, int]
+    at: float = 0.0  # time.monotonic() on arrival
 
 
 @dataclass
 class RtpPeer:
-    """Bound to 127.0.0.1:``port`` (0 = any); a thread collects every packet."""
+    """Bound to ``host``:``port`` (0 = any); a thread collects every packet."""
 
     port: int = 0
     received: list[Received] = field(default_factory=list)
+    host: str = "127.0.0.1"
 
     def __post_init__(self) -> None:
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.sock.bind(("127.0.0.1", self.port))
+        self.sock.bind((self.host, self.port))
         self.port = self.sock.getsockname()[1]
         self.sock.settimeout(0.2)
         self._stop = threading.Event()
@@ -51,7 +53,7 @@ class RtpPeer:
                 return
             if len(data) >= 12:
                 seq, ts, ssrc = struct.unpack_from("!HII", data, 2)
-                self.received.append(Received(data[1] & 0x7F, seq, ts, ssrc, data[12:], addr))
+                self.received.append(Received(data[1] & 0x7F, seq, ts, ssrc, data[12:], addr, time.monotonic()))
 
     def send_audio(self, target: tuple[str, int], samples: np.ndarray, pt: int, ssrc: int = 0x1234) -> None:
         """Send int16 samples as 20 ms G.711 frames, paced in real time."""
@@ -64,6 +66,23 @@ class RtpPeer:
             delay = start + (i + 1) * 0.02 - time.monotonic()
             if delay > 0:
                 time.sleep(delay)
+
+    def send_digits(self, target: tuple[str, int], digits: str, pt: int = 101, ssrc: int = 0x4321) -> None:
+        """Press keys as RFC 4733 events: 100 ms of updates, three end packets, 100 ms apart."""
+        events = {**{str(i): i for i in range(10)}, "*": 10, "#": 11}
+        seq = self._dtmf_seq = getattr(self, "_dtmf_seq", 2000)
+        for digit in digits:
+            ts = self._dtmf_ts = getattr(self, "_dtmf_ts", 90000) + 4000
+            for i in range(1, 6):
+                end = i >= 3
+                dur = min(i, 3) * 320
+                payload = struct.pack("!BBH", events[digit], (0x80 if end else 0) | 10, dur)
+                marker = 0x80 if i == 1 else 0
+                self.sock.sendto(struct.pack("!BBHII", 0x80, marker | pt, seq & 0xFFFF, ts, ssrc) + payload, target)
+                seq += 1
+                time.sleep(0.02)
+            self._dtmf_seq = seq
+            time.sleep(0.1)
 
     def send_raw(self, target: tuple[str, int], data: bytes) -> None:
         self.sock.sendto(data, target)

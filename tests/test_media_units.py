@@ -107,6 +107,17 @@ def test_rfc4733_end_packets_lost_reported_at_next_event() -> None:
     assert det.feed(3000, bytes([7, 0x8A, 1, 64])) == []  # repeated end packet
 
 
+@pytest.mark.skipif(not PCAPS.exists(), reason="SIPp's pcaps not installed")
+def test_the_same_pcap_replayed_later_is_a_new_press_but_a_quick_repeat_is_not() -> None:
+    """SIPp replays its pcaps with the same RTP timestamps: *1 pressed twice must give *1*1."""
+    det = TelephoneEventDetector(memory=1.0)
+    got: list[str] = []
+    for start, name in ((0.0, "star"), (0.4, "1"), (2.4, "star"), (2.8, "1"), (2.9, "1")):
+        for i, rtp in enumerate(_pcap_rtp(PCAPS / f"dtmf_2833_{name}.pcap")):
+            got += [d.digit for d in det.feed(struct.unpack_from("!I", rtp, 4)[0], rtp[12:], start + i * 0.02)]
+    assert got == ["*", "1", "*", "1"]  # the "1" again at 2.9 s is within a second of the last: a duplicate
+
+
 def _tone(digit: str, frames: int = 5) -> np.ndarray:
     low = {"1": 697, "2": 697, "3": 697, "4": 770, "5": 770, "6": 770, "7": 852, "8": 852, "9": 852,
            "*": 941, "0": 941, "#": 941}[digit]

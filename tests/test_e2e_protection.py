@@ -1,0 +1,417 @@
+"""Staff protection end to end: SIPp citizen (carrier trunk, 127.0.0.2) and staff phone (PBX trunk,
+127.0.0.3), real RTP through the B2BUA's engine, the department's clock frozen with B2BUA_FAKE_NOW.
+
+Audio is checked, not only signalling: what the caller hears during early media correlates with
+the prompt file, the recording's channels with what each side sent, the announcement with both
+directions before the BYE.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import threading
+import time
+import wave
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import pytest
+import yaml
+
+from b2bua.prompts import PromptSource
+from b2bua.storage.cdr import CdrStore
+from b2bua.storage.recordings import RecordingIndex, sha256_file
+from harness import ROOT, SCENARIOS, SIPP, B2BUAProcess, free_port, sipp_background, write_config
+from rtp_peer import RtpPeer, best_correlation, sdp_port, speech_like
+
+pytestmark = pytest.mark.skipif(SIPP is None, reason="sipp not installed (apt install sip-tester)")
+
+CITIZEN, STAFF = "127.0.0.2", "127.0.0.3"
+DID = "0221332200"
+MEDIA = {"port_min": 29400, "port_max": 29600}
+# Seoul times on Wednesday 2 December 2026 (and Christmas)
+OPEN = "2026-12-02T10:00:00+09:00"
+LUNCH = "2026-12-02T12:30:00+09:00"
+AFTER_HOURS = "2026-12-02T20:00:00+09:00"
+HOLIDAY = "2026-12-25T10:00:00+09:00"
+PROMPTS = PromptSource(ROOT / "config")
+
+
+def routing(uas_port: int, policy: dict, *, extra_departments: list[dict] | None = None) -> dict:
+    return {
+        "trunks": [
+            {"name": "carrier", "kind": "carrier", "addresses": [f"{CITIZEN}/32"],
+             "gateways": [{"uri": f"sip:{CITIZEN}:5999"}]},
+            {"name": "pbx", "kind": "pbx", "addresses": [f"{STAFF}/32"],
+             "gateways": [{"uri": f"sip:{STAFF}:{uas_port}"}], "codecs": ["PCMU", "PCMA"]},
+        ],
+        "routes": [{"name": "out", "prefix": "", "trunks": ["carrier"]}],
+        "schedules": [{"name": "city-hall", "hours": {d: ["09:00-18:00"] for d in ("mon", "tue", "wed", "thu", "fri")},
+                       "lunch": "12:00-13:00", "holidays": True}],
+        "departments": [{"name": "교통정책과", "display_name": "서울시 교통정책과", "numbers": ["02-2133-2200"],
+                         "trunk": "pbx", "extension": "2200", "schedule": "city-hall", "policy": policy},
+                        *(extra_departments or [])],
+        "devices": [],
+    }
+
+
+def start(tmp: Path, uas_port: int, policy: dict, *, now: str = OPEN,
+          extra_departments: list[dict] | None = None) -> tuple[B2BUAProcess, int]:
+    port = free_port()
+    cfg = write_config(tmp / "config", routing=routing(uas_port, policy, extra_departments=extra_departments))
+    data = yaml.safe_load(cfg.read_text())
+    data["media"] = {**data.get("media", {}), **MEDIA}
+    cfg.write_text(yaml.safe_dump(data, allow_unicode=True))
+    os.environ["B2BUA_FAKE_NOW"] = now
+    try:
+        proc = B2BUAProcess(cfg, [f"udp:127.0.0.1:{port}"], tmp / "b2bua.log").start()
+    finally:
+        del os.environ["B2BUA_FAKE_NOW"]
+    return proc, port
+
+
+def _csv(path: Path, port: int) -> Path:
+    path.write_text(f"SEQUENTIAL\n{port};0;PCMU;\n")
+    return path
+
+
+def citizen(tmp: Path, port: int, peer: RtpPeer, scenario: str, hold_ms: int = 2000) -> subprocess.Popen:
+    return subprocess.Popen(
+        [SIPP, "-sf", str(SCENARIOS / scenario), f"127.0.0.1:{port}", "-s", DID, "-i", CITIZEN,
+         "-p", str(free_port(CITIZEN)), "-m", "1", "-d", str(hold_ms), "-nostdin",
+         "-inf", str(_csv(tmp / "a.csv", peer.port)), "-trace_msg", "-message_file", str(tmp / "uac_msg.log")],
+        cwd=tmp, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+
+
+def staff_phone(tmp: Path, uas_port: int, peer: RtpPeer, ring_ms: int = 500):  # noqa: ANN201
+    return sipp_background(["-sf", str(SCENARIOS / "uas_rtp_ring.xml"), "-i", STAFF, "-p", str(uas_port),
+                            "-d", str(ring_ms), "-inf", str(_csv(tmp / "b.csv", peer.port)),
+                            "-trace_msg", "-message_file", str(tmp / "uas_msg.log")], tmp)
+
+
+def finish(uac: subprocess.Popen, timeout: float = 60) -> str:
+    out, _ = uac.communicate(timeout=timeout)
+    text = out.decode(errors="replace")
+    assert uac.returncode == 0, text[-3000:]
+    return text
+
+
+@pytest.fixture
+def peers() -> Iterator[tuple[RtpPeer, RtpPeer]]:
+    a, b = RtpPeer(host=CITIZEN), RtpPeer(host=STAFF)
+    yield a, b
+    a.close()
+    b.close()
+
+
+def _early_audio(peer: RtpPeer, before: float) -> np.ndarray:
+    from media import g711
+
+    pkts = sorted((r for r in peer.received if r.pt == 0 and r.at < before), key=lambda r: r.seq)
+    return g711.decode(np.frombuffer(b"".join(r.payload for r in pkts), dtype=np.uint8), 0) if pkts else \
+        np.zeros(0, np.int16)
+
+
+def _continuous(peer: RtpPeer) -> None:
+    """One SSRC, sequence numbers without a gap: prompts and relayed audio are one stream."""
+    audio = [r for r in peer.received if r.pt == 0]
+    assert len({r.ssrc for r in audio}) == 1
+    seqs = [r.seq for r in audio]
+    assert all((b - a) & 0xFFFF == 1 for a, b in zip(seqs, seqs[1:]))
+
+
+# -- situational ringback --------------------------------------------------------------------------
+@pytest.mark.parametrize("now,prompt", [(OPEN, "city_notice"), (LUNCH, "lunch_break")], ids=["open", "lunch"])
+def test_ringback_prompt_for_the_situation_then_the_staff_member_without_a_gap(
+        tmp_path: Path, peers: tuple[RtpPeer, RtpPeer], now: str, prompt: str) -> None:
+    a, b = peers
+    uas_port = free_port(STAFF)
+    policy = {"recording": "off", "ringback": {"default": "city_notice", "lunch": "lunch_break"}}
+    with staff_phone(tmp_path, uas_port, b, ring_ms=4000):
+        proc, port = start(tmp_path, uas_port, policy, now=now)
+        try:
+            uac = citizen(tmp_path, port, a, "uac_rtp_early.xml", hold_ms=2500)
+            b_target = ("127.0.0.1", sdp_port(tmp_path / "uas_msg.log", "INVITE sip:"))
+            sdp_port(tmp_path / "uac_msg.log", "SIP/2.0 200", timeout=15)
+            answered = time.monotonic()
+            talk = speech_like(1.5, seed=3)
+            b.send_audio(b_target, talk, 0)
+            finish(uac)
+        finally:
+            proc.stop()
+    early = _early_audio(a, answered)
+    assert len(early) >= 3 * 8000  # about 4 s of ringing
+    samples = PROMPTS.get(prompt)
+    assert best_correlation(samples[:3 * 8000], early) > 0.9
+    other = "lunch_break" if prompt == "city_notice" else "city_notice"
+    assert best_correlation(PROMPTS.get(other)[:3 * 8000], early) < 0.5
+    assert best_correlation(talk, a.audio(0)) > 0.95  # then the staff member
+    _continuous(a)
+    assert "183 Session Progress" in (tmp_path / "uac_msg.log").read_text()
+    staff_invite = (tmp_path / "uas_msg.log").read_text()
+    for word in ("lunch", "after_hours", "situation"):  # the situation is not revealed in headers
+        assert word not in staff_invite.split("\r\n\r\n")[0].lower()
+
+
+def test_after_hours_plays_the_prompt_then_releases_without_alerting_staff(
+        tmp_path: Path, peers: tuple[RtpPeer, RtpPeer]) -> None:
+    a, b = peers
+    uas_port = free_port(STAFF)
+    policy = {"recording": "off", "ringback": {"default": "city_notice", "after_hours": "after_hours"},
+              "closed": {"after_hours": {"release_status": 480}}}
+    with staff_phone(tmp_path, uas_port, b):
+        proc, port = start(tmp_path, uas_port, policy, now=AFTER_HOURS)
+        try:
+            uac = citizen(tmp_path, port, a, "uac_rtp_early_released.xml")
+            finish(uac)
+        finally:
+            proc.stop()
+    heard = a.audio(0)
+    samples = PROMPTS.get("after_hours")
+    assert len(heard) >= 0.9 * len(samples)  # the whole prompt before the 480
+    assert best_correlation(samples, heard) > 0.9
+    assert not (tmp_path / "uas_msg.log").exists() or "INVITE" not in (tmp_path / "uas_msg.log").read_text()
+    assert "cause=closed_after_hours" in proc.log()
+
+
+def test_holiday_release_status_from_config(tmp_path: Path, peers: tuple[RtpPeer, RtpPeer]) -> None:
+    a, b = peers
+    uas_port = free_port(STAFF)
+    policy = {"recording": "off", "ringback": {"default": "city_notice", "holiday": "holiday"},
+              "closed": {"holiday": {"release_status": 486}}}
+    scenario = tmp_path / "released486.xml"
+    scenario.write_text((SCENARIOS / "uac_rtp_early_released.xml").read_text().replace('response="480"',
+                                                                                    'response="486"'))
+    with staff_phone(tmp_path, uas_port, b):
+        proc, port = start(tmp_path, uas_port, policy, now=HOLIDAY)
+        try:
+            finish(citizen(tmp_path, port, a, str(scenario)))
+        finally:
+            proc.stop()
+    assert best_correlation(PROMPTS.get("holiday"), a.audio(0)) > 0.9
+
+
+# -- recording notice and full recording ----------------------------------------------------------------
+def _recordings(tmp: Path) -> list[dict]:
+    store = CdrStore(f"sqlite:///{tmp / 'var' / 'b2bua.sqlite3'}")
+    try:
+        index = RecordingIndex(store.engine, tmp / "var" / "recordings")
+        return index.rows()
+    finally:
+        store.engine.dispose()
+
+
+def _read_stereo(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    with wave.open(str(path)) as w:
+        assert (w.getnchannels(), w.getframerate(), w.getsampwidth()) == (2, 8000, 2)
+        data = np.frombuffer(w.readframes(w.getnframes()), dtype="<i2").reshape(-1, 2)
+    return data[:, 0].copy(), data[:, 1].copy()
+
+
+def _wait_for(predicate, timeout: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.1)
+    raise TimeoutError("condition not met")
+
+
+def test_full_recording_notice_before_alerting_and_a_stereo_file_of_both_legs(
+        tmp_path: Path, peers: tuple[RtpPeer, RtpPeer]) -> None:
+    a, b = peers
+    uas_port = free_port(STAFF)
+    policy = {"recording": "full", "ringback": {"default": "city_notice"}}
+    up = speech_like(2.0, seed=11)
+    down = (np.random.default_rng(12).standard_normal(16000) * 4000).astype(np.int16)  # unlike the caller's
+    with staff_phone(tmp_path, uas_port, b, ring_ms=1000):
+        proc, port = start(tmp_path, uas_port, policy)
+        try:
+            uac = citizen(tmp_path, port, a, "uac_rtp_early.xml", hold_ms=3000)
+            b_target = ("127.0.0.1", sdp_port(tmp_path / "uas_msg.log", "INVITE sip:", timeout=20))
+            alerted = time.monotonic()
+            a_target = ("127.0.0.1", sdp_port(tmp_path / "uac_msg.log", "SIP/2.0 200", timeout=15))
+            t1 = threading.Thread(target=a.send_audio, args=(a_target, up, 0))
+            t2 = threading.Thread(target=b.send_audio, args=(b_target, down, 0))
+            t1.start(), t2.start()
+            t1.join(), t2.join()
+            finish(uac)
+            proc.settle()
+            _wait_for(lambda: any(r["status"] == "complete" for r in _recordings(tmp_path)))
+        finally:
+            proc.stop()
+    notice = PROMPTS.get("recording_notice")
+    # the notice reached the caller before the staff phone got its INVITE
+    before = _early_audio(a, alerted)
+    assert len(before) >= 0.8 * len(notice)
+    assert best_correlation(notice, before) > 0.9
+    rows = _recordings(tmp_path)
+    assert len(rows) == 1
+    row = rows[0]
+    path = Path(row["path"])
+    assert row["reason"] == "full" and row["status"] == "complete" and row["department"] == "교통정책과"
+    assert row["direction"] == "inbound" and row["end"] > row["start"]
+    assert row["size"] == path.stat().st_size and row["sha256"] == sha256_file(path)
+    left, right = _read_stereo(path)
+    assert abs(row["duration"] - len(left) / 8000) < 0.05
+    assert best_correlation(up, left) > 0.9  # the caller on the left
+    assert best_correlation(down, right) > 0.9  # the staff member on the right
+    assert best_correlation(notice, right[: len(notice) + 8000]) > 0.9  # the notice itself is evidence
+    assert best_correlation(down, left) < 0.3 and best_correlation(up, right) < 0.3
+
+
+def test_kill_9_mid_call_leaves_a_playable_file_repaired_and_indexed_at_the_next_start(
+        tmp_path: Path, peers: tuple[RtpPeer, RtpPeer]) -> None:
+    a, b = peers
+    uas_port = free_port(STAFF)
+    policy = {"recording": "full", "recording_notice": "construction", "ringback": {"default": "city_notice"}}
+    with staff_phone(tmp_path, uas_port, b, ring_ms=200):
+        proc, port = start(tmp_path, uas_port, policy)
+        uac = citizen(tmp_path, port, a, "uac_rtp_early.xml", hold_ms=30000)
+        try:
+            b_target = ("127.0.0.1", sdp_port(tmp_path / "uas_msg.log", "INVITE sip:", timeout=20))
+            talk = speech_like(3.0, seed=5)
+            b.send_audio(b_target, talk, 0)
+            files = list((tmp_path / "var" / "recordings").rglob("*.wav"))
+            assert len(files) == 1
+            started = next(r for r in _recordings(tmp_path))["start"]
+            assert proc.proc is not None
+            proc.proc.send_signal(signal.SIGKILL)
+            killed = time.time()
+            proc.proc.wait(5)
+        finally:
+            uac.kill()
+            uac.wait()
+        # playable as it is: the header was rewritten within the last second
+        import av
+
+        with av.open(str(files[0])) as container:
+            stream = container.streams.audio[0]
+            assert stream.channels == 2 and stream.sample_rate == 8000
+            frames = sum(f.samples for f in container.decode(stream))
+        lasted = frames / 8000
+        assert lasted >= (killed - started) - 1.5, (lasted, killed - started)
+        assert _recordings(tmp_path)[0]["status"] == "recording"
+        proc2 = B2BUAProcess(proc.config, proc.listen, tmp_path / "b2bua2.log").start()
+        proc2.stop()
+    rows = _recordings(tmp_path)
+    assert len(rows) == 1 and rows[0]["status"] == "repaired"
+    assert rows[0]["sha256"] == sha256_file(files[0]) and rows[0]["size"] == files[0].stat().st_size
+    assert "repaired and indexed 1 recordings" in proc2.log()
+    _, right = _read_stereo(files[0])
+    assert best_correlation(talk, right) > 0.9
+
+
+def test_unwritable_recordings_directory_keeps_the_call_and_the_next_call_records(
+        tmp_path: Path, peers: tuple[RtpPeer, RtpPeer]) -> None:
+    a, b = peers
+    uas_port = free_port(STAFF)
+    blocker = tmp_path / "var" / "recordings"
+    blocker.parent.mkdir(parents=True)
+    blocker.write_text("not a directory")  # mkdir below it fails even for root
+    policy = {"recording": "full", "recording_notice": "construction", "ringback": {}}
+    with staff_phone(tmp_path, uas_port, b, ring_ms=200):
+        proc, port = start(tmp_path, uas_port, policy)
+        try:
+            finish(citizen(tmp_path, port, a, "uac_rtp_early.xml", hold_ms=1000))
+            proc.settle()
+            _wait_for(lambda: any(r["status"] == "failed" for r in _recordings(tmp_path)))
+            blocker.unlink()
+            finish(citizen(tmp_path, port, a, "uac_rtp_early.xml", hold_ms=1000))
+            proc.settle()
+            _wait_for(lambda: any(r["status"] == "complete" for r in _recordings(tmp_path)))
+        finally:
+            proc.stop()
+    log = proc.log()
+    assert log.count("end status=200") == 2  # both calls went through
+    assert "recording" in log and "failed" in log
+    statuses = sorted(r["status"] for r in _recordings(tmp_path))
+    assert statuses == ["complete", "failed"]
+
+
+# -- on-demand recording with SIPp's DTMF pcaps ------------------------------------------------------
+def test_on_demand_recording_started_and_stopped_by_the_staff_key(tmp_path: Path,
+                                                                 peers: tuple[RtpPeer, RtpPeer]) -> None:
+    a, _ = peers
+    uas_port = free_port(STAFF)
+    policy = {"recording": "on_demand", "recording_key": "*1", "ringback": {}}
+    with sipp_background(["-sf", str(SCENARIOS / "uas_dtmf_record.xml"), "-i", STAFF, "-p", str(uas_port),
+                          "-mp", str(free_port(STAFF)), "-d", "2000"], tmp_path):
+        proc, port = start(tmp_path, uas_port, policy)
+        try:
+            uac = citizen(tmp_path, port, a, "uac_rtp_early.xml", hold_ms=6000)
+            a_target = ("127.0.0.1", sdp_port(tmp_path / "uac_msg.log", "SIP/2.0 200", timeout=15))
+            a.send_audio(a_target, speech_like(4.0, seed=9), 0)
+            finish(uac)
+            proc.settle()
+            _wait_for(lambda: any(r["status"] == "complete" for r in _recordings(tmp_path)))
+        finally:
+            proc.stop()
+    log = proc.log()
+    assert re.findall(r"dtmf leg=b digit=(\S)", log) == list("*1*1")
+    rows = _recordings(tmp_path)
+    assert len(rows) == 1
+    row = rows[0]
+    assert row["reason"] == "on_demand" and row["status"] == "complete"
+    assert 1.5 < row["end"] - row["start"] < 6  # from the first *1 to the second
+    assert not re.findall(r"dtmf leg=a", log)  # the keys never reached the caller ...
+    assert not [r for r in a.received if r.pt == 101]  # ... not even as RFC 4733 packets
+
+
+# -- the long-call key -------------------------------------------------------------------------------
+def test_long_call_key_before_the_limit_does_nothing_after_it_announces_and_hangs_up(
+        tmp_path: Path, peers: tuple[RtpPeer, RtpPeer]) -> None:
+    a, b = peers
+    uas_port = free_port(STAFF)
+    policy = {"recording": "off", "ringback": {}, "long_call": {"limit_min": 0.1, "key": "*9"}}  # 6 s
+    with staff_phone(tmp_path, uas_port, b, ring_ms=200):
+        proc, port = start(tmp_path, uas_port, policy)
+        try:
+            uac = citizen(tmp_path, port, a, "uac_rtp_early_remote_bye.xml")
+            b_target = ("127.0.0.1", sdp_port(tmp_path / "uas_msg.log", "INVITE sip:", timeout=20))
+            a_target = ("127.0.0.1", sdp_port(tmp_path / "uac_msg.log", "SIP/2.0 200", timeout=15))
+            answered = time.monotonic()
+            time.sleep(1.0)
+            b.send_digits(b_target, "*9")  # too early: a tone to staff only
+            a.send_digits(a_target, "*9")  # the caller's keys never count
+            time.sleep(max(0.0, answered + 6.5 - time.monotonic()))
+            early_bye = "BYE sip:" in (tmp_path / "uac_msg.log").read_text()
+            pressed = time.monotonic()
+            b.send_digits(b_target, "*9")
+            finish(uac, timeout=40)
+        finally:
+            proc.stop()
+    assert not early_bye
+    announcement = PROMPTS.get("long_call_end")
+    for peer in (a, b):
+        assert best_correlation(announcement, _late_audio(peer, pressed)) > 0.8, peer
+    refused = _late_audio(b, answered, until=answered + 3.0)
+    heard_by_caller = _late_audio(a, answered, until=answered + 3.0)
+    assert _energy_at(refused, 480) > 10 * max(_energy_at(heard_by_caller, 480), 1.0)
+    bye = (tmp_path / "uac_msg.log").read_text().split("BYE sip:")[-1]
+    assert re.search(r'^Reason: Q\.850;cause=16;text="Long call terminated by staff"', bye, re.M)
+    store = CdrStore(f"sqlite:///{tmp_path / 'var' / 'b2bua.sqlite3'}")
+    rows = store.rows()
+    store.engine.dispose()
+    assert rows[-1]["end_cause"] == "long_call_terminated" and rows[-1]["ended_by"] == "b2bua"
+
+
+def _late_audio(peer: RtpPeer, after: float, until: float = float("inf")) -> np.ndarray:
+    from media import g711
+
+    pkts = sorted((r for r in peer.received if r.pt == 0 and after <= r.at < until), key=lambda r: r.seq)
+    return g711.decode(np.frombuffer(b"".join(r.payload for r in pkts), dtype=np.uint8), 0) if pkts else \
+        np.zeros(0, np.int16)
+
+
+def _energy_at(x: np.ndarray, freq: float) -> float:
+    """Goertzel power of ``freq`` Hz over the whole signal."""
+    if len(x) == 0:
+        return 0.0
+    n = np.arange(len(x))
+    ref = np.exp(-2j * np.pi * freq * n / 8000)
+    return float(abs(np.dot(x.astype(np.float64), ref)) / len(x))
