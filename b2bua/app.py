@@ -13,6 +13,7 @@ from collections import Counter
 from datetime import datetime, timezone
 from pathlib import Path
 
+from media.archive import convert as convert_recording
 from media.engine import EngineConfig, MediaEngine, RecordingDone
 from media.recorder import repair as repair_recording
 from media.worker import WorkerEngine
@@ -97,8 +98,9 @@ class Application:
         self.cdr = CdrStore(resolve_url(config.process.storage.url, config.path.parent))
         self.b2bua.on_call_end = self._record
         self.prompts = PromptSource(config.path.parent)
-        self.recordings = RecordingIndex(self.cdr.engine,
-                                         (config.path.parent / config.process.storage.recordings).resolve())
+        storage = config.process.storage
+        self.recordings = RecordingIndex(self.cdr.engine, (config.path.parent / storage.recordings).resolve(),
+                                         fmt=storage.recording_format, convert=convert_recording)
         self.protection = StaffProtection(self.b2bua, departments=self._department, situation=self._situation,
                                           prompts=self.prompts, recordings=self.recordings,
                                           fallback=lambda target: self.router.fallback(target))

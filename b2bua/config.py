@@ -92,6 +92,8 @@ class StorageConfig(Strict):
     url: str = "sqlite:///../var/b2bua.sqlite3"
     #: call recordings (stereo WAV, YYYY/MM/DD/<call>-<n>.wav), relative to this file's directory
     recordings: str = "../var/recordings"
+    #: after the call, convert each recording with PyAV in a worker process (off: keep the WAV)
+    recording_format: Literal["wav", "opus", "mp3"] = "wav"
 
 
 class Credentials(Strict):

@@ -14,6 +14,7 @@ Statistics come back with a report every second; ``delete`` returns the last rep
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import multiprocessing as mp
 import os
@@ -23,11 +24,29 @@ from dataclasses import replace
 from multiprocessing.connection import Connection
 from typing import Any, Callable
 
+import numpy as np
+
 from .engine import EngineConfig, MediaEngine, PortsExhausted
 
 log = logging.getLogger("media.worker")
 
 REPORT_EVERY = 1.0
+#: prompts each worker keeps (by content), so a prompt crosses the pipe once, not per call
+PROMPT_CACHE = 64
+
+
+def _send(conn: Connection, msg: tuple) -> None:
+    """Send a whole message on a pipe the event loop watches (uvloop makes it non-blocking).
+
+    A message larger than the socket buffer (a prompt's audio, a report of many sessions) must
+    wait for the reader rather than fail half-written with EAGAIN, which would corrupt the stream.
+    """
+    fd = conn.fileno()
+    os.set_blocking(fd, True)
+    try:
+        conn.send(msg)
+    finally:
+        os.set_blocking(fd, False)
 
 
 def _worker_main(conn: Connection, config: EngineConfig) -> None:
@@ -41,8 +60,9 @@ def _worker_main(conn: Connection, config: EngineConfig) -> None:
         pass
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
-    engine = MediaEngine(config, on_event=lambda ev: conn.send(("event", ev)))
+    engine = MediaEngine(config, on_event=lambda ev: _send(conn, ("event", ev)))
     engine.start(loop)
+    prompts: dict[bytes, Any] = {}  # prompt audio by content digest: sent over the pipe once
 
     def on_command() -> None:
         while conn.poll():
@@ -58,7 +78,12 @@ def _worker_main(conn: Connection, config: EngineConfig) -> None:
                 elif kind == "update":
                     engine.update(msg[1], msg[2], **msg[3])
                 elif kind == "play":
-                    engine.play(msg[1], msg[2], msg[3], **msg[4])
+                    key, samples = msg[3], msg[4]
+                    if samples is not None:
+                        prompts[key] = samples
+                        while len(prompts) > PROMPT_CACHE:
+                            del prompts[next(iter(prompts))]
+                    engine.play(msg[1], msg[2], prompts[key], **msg[5])
                 elif kind == "stop_play":
                     engine.stop_play(msg[1], msg[2])
                 elif kind == "record":
@@ -66,15 +91,15 @@ def _worker_main(conn: Connection, config: EngineConfig) -> None:
                 elif kind == "stop_record":
                     engine.stop_record(msg[1])
                 elif kind == "delete":
-                    conn.send(("final", msg[1], engine.delete(msg[1])))
+                    _send(conn, ("final", msg[1], engine.delete(msg[1])))
                 elif kind == "stop":
                     loop.stop()
                     return
             except (KeyError, OSError, PortsExhausted) as exc:
-                conn.send(("error", msg[1] if len(msg) > 1 else "", f"{kind}: {exc}"))
+                _send(conn, ("error", msg[1] if len(msg) > 1 else "", f"{kind}: {exc}"))
 
     def report() -> None:
-        conn.send(("report", dict(engine.counters), {sid: engine.stats(sid) for sid in engine.sessions}))
+        _send(conn, ("report", dict(engine.counters), {sid: engine.stats(sid) for sid in engine.sessions}))
         loop.call_later(REPORT_EVERY, report)
 
     loop.add_reader(conn.fileno(), on_command)
@@ -105,6 +130,7 @@ class WorkerEngine:
         self._reports: list[dict[str, int]] = [{} for _ in range(self.workers)]
         self._stats: dict[str, dict[str, dict[str, float]]] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._prompts: list[dict[bytes, None]] = [{} for _ in range(self.workers)]
 
     def start(self, loop: asyncio.AbstractEventLoop | None = None) -> None:
         self._loop = loop or asyncio.get_event_loop()
@@ -143,27 +169,36 @@ class WorkerEngine:
             raise PortsExhausted(f"no free RTP ports in worker {w}")
         port = self._free[w].popleft()
         self._ports.setdefault(session, []).append(port)
-        self._conns[w].send(("allocate", session, leg, port))
+        _send(self._conns[w], ("allocate", session, leg, port))
         return self.config.host, port
 
     def update(self, session: str, leg: str, **kwargs: Any) -> None:
-        self._conns[self._worker(session)].send(("update", session, leg, kwargs))
+        _send(self._conns[self._worker(session)], ("update", session, leg, kwargs))
 
     def play(self, session: str, leg: str, samples: Any, **kwargs: Any) -> None:
-        self._conns[self._worker(session)].send(("play", session, leg, samples, kwargs))
+        w = self._worker(session)
+        data = np.ascontiguousarray(samples, dtype=np.int16)
+        key = hashlib.blake2b(data.tobytes(), digest_size=16).digest()
+        known = self._prompts[w]
+        fresh = key not in known
+        if fresh:
+            known[key] = None
+            while len(known) > PROMPT_CACHE:  # the same eviction order as the worker's
+                del known[next(iter(known))]
+        _send(self._conns[w], ("play", session, leg, key, data if fresh else None, kwargs))
 
     def stop_play(self, session: str, leg: str) -> None:
-        self._conns[self._worker(session)].send(("stop_play", session, leg))
+        _send(self._conns[self._worker(session)], ("stop_play", session, leg))
 
     def record(self, session: str, path: str) -> None:
-        self._conns[self._worker(session)].send(("record", session, path))
+        _send(self._conns[self._worker(session)], ("record", session, path))
 
     def stop_record(self, session: str) -> None:
-        self._conns[self._worker(session)].send(("stop_record", session))
+        _send(self._conns[self._worker(session)], ("stop_record", session))
 
     def delete(self, session: str) -> dict[str, dict[str, float]]:
         w = self._worker(session)
-        self._conns[w].send(("delete", session))
+        _send(self._conns[w], ("delete", session))
         self._free[w].extend(self._ports.pop(session, []))  # reopened only after the worker closed them
         return self._stats.pop(session, {})
 

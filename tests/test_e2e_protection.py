@@ -59,12 +59,12 @@ def routing(uas_port: int, policy: dict, *, extra_departments: list[dict] | None
     }
 
 
-def start(tmp: Path, uas_port: int, policy: dict, *, now: str = OPEN,
+def start(tmp: Path, uas_port: int, policy: dict, *, now: str = OPEN, media: dict | None = None,
           extra_departments: list[dict] | None = None) -> tuple[B2BUAProcess, int]:
     port = free_port()
     cfg = write_config(tmp / "config", routing=routing(uas_port, policy, extra_departments=extra_departments))
     data = yaml.safe_load(cfg.read_text())
-    data["media"] = {**data.get("media", {}), **MEDIA}
+    data["media"] = {**data.get("media", {}), **MEDIA, **(media or {})}
     cfg.write_text(yaml.safe_dump(data, allow_unicode=True))
     os.environ["B2BUA_FAKE_NOW"] = now
     try:
@@ -221,15 +221,16 @@ def _wait_for(predicate, timeout: float = 15.0) -> None:
     raise TimeoutError("condition not met")
 
 
+@pytest.mark.parametrize("workers", [0, 2], ids=["in-process", "2-workers"])
 def test_full_recording_notice_before_alerting_and_a_stereo_file_of_both_legs(
-        tmp_path: Path, peers: tuple[RtpPeer, RtpPeer]) -> None:
+        tmp_path: Path, peers: tuple[RtpPeer, RtpPeer], workers: int) -> None:
     a, b = peers
     uas_port = free_port(STAFF)
     policy = {"recording": "full", "ringback": {"default": "city_notice"}}
     up = speech_like(2.0, seed=11)
     down = (np.random.default_rng(12).standard_normal(16000) * 4000).astype(np.int16)  # unlike the caller's
     with staff_phone(tmp_path, uas_port, b, ring_ms=1000):
-        proc, port = start(tmp_path, uas_port, policy)
+        proc, port = start(tmp_path, uas_port, policy, media={"workers": workers})
         try:
             uac = citizen(tmp_path, port, a, "uac_rtp_early.xml", hold_ms=3000)
             b_target = ("127.0.0.1", sdp_port(tmp_path / "uas_msg.log", "INVITE sip:", timeout=20))
@@ -415,3 +416,29 @@ def _energy_at(x: np.ndarray, freq: float) -> float:
     n = np.arange(len(x))
     ref = np.exp(-2j * np.pi * freq * n / 8000)
     return float(abs(np.dot(x.astype(np.float64), ref)) / len(x))
+
+
+def test_unknown_number_hears_the_configured_prompt_then_404(tmp_path: Path, peers: tuple[RtpPeer, RtpPeer]) -> None:
+    a, _ = peers
+    uas_port = free_port(STAFF)
+    scenario = tmp_path / "released404.xml"
+    scenario.write_text((SCENARIOS / "uac_rtp_early_released.xml").read_text().replace('response="480"',
+                                                                                    'response="404"'))
+    cfg_routing = routing(uas_port, {"recording": "off"})
+    cfg_routing["unknown_number"] = {"status": 404, "prompt": "construction"}
+    port = free_port()
+    cfg = write_config(tmp_path / "config", routing=cfg_routing)
+    data = yaml.safe_load(cfg.read_text())
+    data["media"] = {**data.get("media", {}), **MEDIA}
+    cfg.write_text(yaml.safe_dump(data, allow_unicode=True))
+    proc = B2BUAProcess(cfg, [f"udp:127.0.0.1:{port}"], tmp_path / "b2bua.log").start()
+    try:
+        uac = subprocess.Popen(
+            [SIPP, "-sf", str(scenario), f"127.0.0.1:{port}", "-s", "0221339999", "-i", CITIZEN,
+             "-p", str(free_port(CITIZEN)), "-m", "1", "-nostdin", "-inf", str(_csv(tmp_path / "a.csv", a.port))],
+            cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        finish(uac)
+    finally:
+        proc.stop()
+    assert best_correlation(PROMPTS.get("construction"), a.audio(0)) > 0.9
+    assert "cause=unknown_number" in proc.log()

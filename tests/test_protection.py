@@ -373,3 +373,15 @@ def test_calls_without_a_department_are_left_alone() -> None:
     w.invite()
     assert w.a_statuses() == [100]
     assert w.engine.take("play") == []
+
+
+def test_unknown_number_announcement_then_the_configured_status() -> None:
+    w = World(department())
+    w.h.b2bua.router = lambda req, peer: Route([], name="unknown_number", direction="inbound",
+                                               announcement="unknown_number_prompt", release_status=404)
+    w.invite()
+    assert w.a_statuses() == [100, 183]
+    assert w.engine.take("play") == [("play", "a", "unknown_number_prompt", False, False)]
+    w.play_done("a", "unknown_number_prompt")
+    assert w.a_statuses() == [404]
+    assert w.h.records[-1].cause == "unknown_number" and w.h.take(B) == []

@@ -83,6 +83,9 @@ class Route:
     department: str | None = None
     #: "inbound": a citizen calls a department (staff on leg b); "outbound": staff call out (leg a)
     direction: str = "outbound"
+    #: no target: play this prompt as early media, then refuse the call with ``release_status``
+    announcement: str | None = None
+    release_status: int = 404
     #: move on to the next target when one has not answered after this long (seconds)
     no_answer_timeout: float | None = None
     #: the destination trunk's codec preference (offer order, only these)

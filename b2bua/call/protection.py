@@ -86,7 +86,7 @@ class Phase(Enum):
 class Protected:
     """A call's protection state (``Call.features``)."""
 
-    department: Department
+    department: Department | None  # None: an announcement for a number nobody owns
     staff_leg: str
     inbound: bool
     situation: str = "open"
@@ -121,6 +121,8 @@ class StaffProtection(Features):
 
     # -- call start ------------------------------------------------------------------------
     def on_new_call(self, call: Call) -> bool:
+        if call.route.announcement is not None:
+            return self._announce_and_release(call)
         name = call.route.department
         dept = self.departments(name) if name else None
         if dept is None:
@@ -145,6 +147,16 @@ class StaffProtection(Features):
                 return True
             return self._after_closed(call, st)
         return self._admit(call, st)
+
+    def _announce_and_release(self, call: Call) -> bool:
+        """A number nobody owns: its prompt as early media, then the configured status."""
+        route = call.route
+        st = Protected(None, staff_leg="b", inbound=True, phase=Phase.CLOSED)
+        call.features = st
+        self.stats["announcements"] += 1
+        if not (self._early(call, st) and self._play(call, st, "a", route.announcement or "")):
+            self.b2bua.release(call, route.release_status, "unknown_number")
+        return True
 
     def _admit(self, call: Call, st: Protected) -> bool:
         """Notice (and recording) first for ``recording: full``, else straight to ringing."""
@@ -174,6 +186,9 @@ class StaffProtection(Features):
 
     def _after_closed(self, call: Call, st: Protected) -> bool:
         """The closed prompt has played (or could not): send the call to the fallback, or release it."""
+        if st.department is None:  # an unknown number's announcement
+            self.b2bua.release(call, call.route.release_status, "unknown_number")
+            return True
         action = st.department.policy.closed[st.situation]
         route = self.fallback(action.fallback) if action.fallback else None
         if route is not None:

@@ -152,7 +152,11 @@ class Router:
         except ValueError:
             dept = None
         if dept is None:
-            return make_response(req, self.config.routing.unknown_number.status)
+            unknown = self.config.routing.unknown_number
+            if unknown.prompt:  # an announcement first (staff protection plays it), then the status
+                return Route([], name="unknown_number", direction="inbound", announcement=unknown.prompt,
+                             release_status=unknown.status)
+            return make_response(req, unknown.status)
         return self._department(dept)
 
     def fallback(self, target: str) -> Route | None:

@@ -13,9 +13,10 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import multiprocessing
 import time
 from collections import Counter
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Callable
 
@@ -44,6 +45,7 @@ recordings_table = Table(
     Column("size", Integer),
     Column("sha256", String(64)),
     Column("status", String(16), nullable=False),  # recording | complete | failed | repaired
+    Column("format", String(8)),  # wav | opus | mp3 (what the file at ``path`` is)
     Column("error", String(255)),
 )
 
@@ -59,9 +61,14 @@ def sha256_file(path: Path) -> str:
 class RecordingIndex:
     """Rows for recordings; also names their files (``<dir>/YYYY/MM/DD/<call>-<n>.wav``)."""
 
-    def __init__(self, engine: Engine, directory: Path):
+    def __init__(self, engine: Engine, directory: Path, *, fmt: str = "wav",
+                 convert: Callable[[str, str], str] | None = None):
         self.engine = engine
         self.directory = directory
+        #: post-call conversion: ``convert(wav_path, fmt) -> new path``, run in a worker process
+        self.fmt = fmt
+        self.convert = convert
+        self._converter: ProcessPoolExecutor | None = None
         metadata.create_all(engine)
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="recording-index")
         self._stops: dict[str, float] = {}
@@ -106,6 +113,16 @@ class RecordingIndex:
         p = Path(path)
         values: dict[str, Any] = {"end": end, "duration": round(seconds, 3)}
         if error is None and p.is_file():
+            values["format"] = "wav"
+            if self.fmt != "wav" and self.convert is not None:
+                try:
+                    if self._converter is None:
+                        self._converter = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"))
+                    p = Path(self._converter.submit(self.convert, path, self.fmt).result(timeout=600))
+                    values.update(path=str(p), format=self.fmt)
+                except Exception as exc:  # the WAV stays, indexed as it is
+                    self.counts["conversion_failures"] += 1
+                    log.error("converting %s to %s failed: %s; keeping the WAV", path, self.fmt, exc)
             values.update(size=p.stat().st_size, sha256=sha256_file(p), status="complete")
             self.counts["complete"] += 1
         else:
@@ -129,6 +146,7 @@ class RecordingIndex:
                     continue
                 values = self._repaired(Path(path), repair)
                 values.setdefault("end", row.start + values.get("duration", 0.0))
+                values["format"] = "wav"
                 conn.execute(update(recordings_table).where(recordings_table.c.id == row.id).values(**values))
                 fixed += 1
             if self.directory.is_dir():
@@ -139,7 +157,7 @@ class RecordingIndex:
                     start = p.stat().st_mtime - values.get("duration", 0.0)
                     conn.execute(insert(recordings_table), [{
                         "call_id": p.stem.rsplit("-", 1)[0], "path": str(p), "reason": "unknown", "start": start,
-                        "end": p.stat().st_mtime, **values}])
+                        "end": p.stat().st_mtime, "format": "wav", **values}])
                     fixed += 1
         self.counts["repaired"] += fixed
         if fixed:
@@ -163,3 +181,5 @@ class RecordingIndex:
 
     def close(self) -> None:
         self._pool.shutdown(wait=True)
+        if self._converter is not None:
+            self._converter.shutdown(wait=True)
