@@ -42,6 +42,9 @@ def _send(conn: Connection, msg: tuple) -> None:
     wait for the reader rather than fail half-written with EAGAIN, which would corrupt the stream.
     """
     fd = conn.fileno()
+    if os.get_blocking(fd):
+        conn.send(msg)
+        return
     os.set_blocking(fd, True)
     try:
         conn.send(msg)
