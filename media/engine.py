@@ -609,8 +609,7 @@ class MediaEngine:
             rows = [i for i, c in enumerate(codecs) if c == pt]
             stereo[rows, :, 0] = g711.decode(l_codes[rows], pt)
             stereo[rows, :, 1] = g711.decode(r_codes[rows], pt)
-        for sid, frame in zip(keys, stereo):
-            self._writer.put(sid, frame.tobytes())
+        self._writer.put_many([(sid, frame.tobytes()) for sid, frame in zip(keys, stereo)])
 
     def _detect_inband(self) -> None:
         """One Goertzel pass over this tick's frame of every listening leg (RFC 4733 absent)."""

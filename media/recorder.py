@@ -68,13 +68,15 @@ class _Open:
 
 
 class RecordingWriter:
-    """The writer thread. ``put`` never blocks: when the queue is full the frame is dropped and counted."""
+    """The writer thread. ``put_many`` never blocks: when the queue is full (``max_queue`` ticks, 10 s
+    of every recorded call by default: a stalled disk) the frames are dropped and counted."""
 
-    def __init__(self, on_finished: Callable[[Finished], None] | None = None, max_queue: int = 50_000,
+    def __init__(self, on_finished: Callable[[Finished], None] | None = None, max_queue: int = 500,
                  sync_every: float = 1.0):
         self.on_finished = on_finished
         self.sync_every = sync_every
-        self._q: queue.Queue = queue.Queue(max_queue)
+        self._q: queue.Queue = queue.Queue()  # control entries always fit; data is bounded below
+        self.max_queue = max_queue
         self.dropped = 0
         self.failures = 0
         self.written = 0
@@ -84,11 +86,12 @@ class RecordingWriter:
     def open(self, key: str, path: str) -> None:
         self._q.put(("open", key, path))
 
-    def put(self, key: str, frames: bytes) -> None:
-        try:
-            self._q.put_nowait(("data", key, frames))
-        except queue.Full:
-            self.dropped += 1
+    def put_many(self, items: list[tuple[str, bytes]]) -> None:
+        """One tick's frames of every recorded call in one queue entry (one lock, not one per call)."""
+        if self._q.qsize() >= self.max_queue:
+            self.dropped += len(items)
+            return
+        self._q.put_nowait(("batch", "", items))
 
     def close(self, key: str) -> None:
         self._q.put(("close", key, None))
@@ -101,38 +104,48 @@ class RecordingWriter:
         files: dict[str, _Open] = {}
         while True:
             try:
-                kind, key, arg = self._q.get(timeout=self.sync_every)
-            except queue.Empty:
-                kind, key, arg = "tick", "", None
-            now = time.monotonic()
-            if kind == "open":
-                rec = files[key] = _Open(Path(arg))
-                try:
-                    rec.path.parent.mkdir(parents=True, exist_ok=True)
-                    rec.file = open(rec.path, "wb")
-                    rec.file.write(wav_header(0))
-                    rec.synced = now
-                except OSError as exc:
-                    self._fail(rec, exc)
-            elif kind == "data":
-                rec = files.get(key)
+                if not self._step(files):
+                    return
+            except Exception:  # the writer must outlive any one file's trouble
+                log.exception("recording writer")
+
+    def _step(self, files: dict[str, "_Open"]) -> bool:
+        """One queue entry (or a timeout); False once stopped."""
+        try:
+            kind, key, arg = self._q.get(timeout=self.sync_every)
+        except queue.Empty:
+            kind, key, arg = "tick", "", None
+        now = time.monotonic()
+        if kind == "open":
+            rec = files[key] = _Open(Path(arg))
+            try:
+                rec.path.parent.mkdir(parents=True, exist_ok=True)
+                rec.file = open(rec.path, "wb")
+                rec.file.write(wav_header(0))
+                rec.synced = now
+            except OSError as exc:
+                self._fail(rec, exc)
+        elif kind == "batch":
+            for k, frames in arg:
+                rec = files.get(k)
                 if rec is not None and rec.file is not None:
                     try:
-                        rec.file.write(arg)
-                        rec.data += len(arg)
+                        rec.file.write(frames)
+                        rec.data += len(frames)
                     except OSError as exc:
                         self._fail(rec, exc)
-            elif kind in ("close", "stop"):
-                for k in ([key] if kind == "close" else list(files)):
-                    rec = files.pop(k, None)
-                    if rec is not None:
-                        self._finish(k, rec)
-                if kind == "stop":
-                    return
-            for rec in files.values():  # keep every file playable: sizes rewritten once a second
-                if rec.file is not None and now - rec.synced >= self.sync_every:
-                    self._sync(rec)
-                    rec.synced = now
+        elif kind in ("close", "stop"):
+            for k in ([key] if kind == "close" else list(files)):
+                rec = files.pop(k, None)
+                if rec is not None:
+                    self._finish(k, rec)
+            if kind == "stop":
+                return False
+        for rec in files.values():  # keep every file playable: sizes rewritten once a second
+            if rec.file is not None and now - rec.synced >= self.sync_every:
+                self._sync(rec)
+                rec.synced = now
+        return True
 
     def _sync(self, rec: _Open) -> None:
         try:
@@ -160,6 +173,7 @@ class RecordingWriter:
     def _finish(self, key: str, rec: _Open) -> None:
         if rec.file is not None:
             self._sync(rec)
+        if rec.file is not None:  # (a failed sync has closed it)
             try:
                 rec.file.close()
             except OSError as exc:
