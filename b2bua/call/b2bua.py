@@ -611,7 +611,7 @@ class B2BUA:
             self._copy_body(src, dst)
             if src.body and src.content_type == "application/sdp":
                 if from_leg == "a" and _protected(call):
-                    dst.body = scrub_sdp(dst.body)  # the SDP passes through: not its owner fields
+                    dst.body = scrub_sdp(dst.body, self._local_host(call.b.peer))  # passed through: not its owner
                 call.sdp_sent["b" if from_leg == "a" else "a"] = dst.body  # for session refreshes
             return
         sdp = find_sdp(src.get("content-type"), src.body)

@@ -179,15 +179,16 @@ class Presentation:
         for name, value in self.forwarded:
             req.add(name.lower(), value, name)
         if self.scrub_sdp and req.body and (req.content_type or "").lower() == "application/sdp":
-            req.body = scrub_sdp(req.body)
+            req.body = scrub_sdp(req.body, host)
 
 
 def _number_uri(number: str, host: str) -> str:
     return f"sip:{number}@{host}" + (";user=phone" if number.startswith("+") else "")
 
 
-def scrub_sdp(body: bytes) -> bytes:
-    """``o=`` username -> ``-``, ``s=`` -> ``-``, no ``i= u= e= p=`` lines (RFC 8866 §5.2-5.7)."""
+def scrub_sdp(body: bytes, host: str | None = None) -> bytes:
+    """``o=`` username -> ``-`` (and its address -> ``host``), ``s=`` -> ``-``, no ``i= u= e= p=``
+    lines (RFC 8866 §5.2-5.7). For SDP passed through: ``c=`` stays, the media goes there."""
     try:
         text = body.decode("utf-8")
     except UnicodeDecodeError:
@@ -196,6 +197,9 @@ def scrub_sdp(body: bytes) -> bytes:
     for line in text.replace("\r\n", "\n").split("\n"):
         if line.startswith("o="):
             parts = line[2:].split()
+            if host and len(parts) == 6:
+                host = host.strip("[]")
+                parts[4:] = ["IP6" if ":" in host else "IP4", host]
             line = "o=" + " ".join(["-", *parts[1:]]) if parts else line
         elif line.startswith("s="):
             line = "s=-"
