@@ -186,15 +186,15 @@ def test_staff_device_call_presents_its_caller_id(tmp_path: Path) -> None:
     the device's own display name over its department's number, nothing of the device."""
     cp, bp, pp = free_port(CARRIER), free_port(CARRIER_B), free_port(PBX)
     users = tmp_path / "users.csv"
-    users.write_text(f"SEQUENTIAL\n{DEVICE['username']};\n")
+    users.write_text(f"SEQUENTIAL\n{DEVICE['username']};{PERSONAL};{STAFF_NAME};\n")
     with sipp_background(_carrier(tmp_path, CARRIER, cp, "carrier", True), tmp_path):
-        proc, port = _start(tmp_path, _config(tmp_path, cp, bp, pp))
+        proc, port = _start(tmp_path, _config(tmp_path, cp, bp, pp, debug=True))
         try:
             device_port = free_port(DEVICE_IP)
             _run(tmp_path, ["-sf", str(SCENARIOS / "uac_register_auth.xml"), f"127.0.0.1:{port}", "-i", DEVICE_IP,
                             "-p", str(device_port), "-m", "1", "-s", DEVICE["username"], "-au", DEVICE["username"],
                             "-ap", DEVICE["password"]])
-            _run(tmp_path, ["-sf", str(SCENARIOS / "uac_invite_auth.xml"), f"127.0.0.1:{port}", "-i", DEVICE_IP,
+            _run(tmp_path, ["-sf", str(SCENARIOS / "uac_device_outbound.xml"), f"127.0.0.1:{port}", "-i", DEVICE_IP,
                             "-p", str(device_port), "-inf", str(users), "-au", DEVICE["username"],
                             "-ap", DEVICE["password"], "-s", "01012345678",
                             "-auth_uri", f"01012345678@127.0.0.1:{port}", "-m", "1"])
@@ -207,9 +207,10 @@ def test_staff_device_call_presents_its_caller_id(tmp_path: Path) -> None:
     assert _header(inv, "From")[0].startswith('"서울시 교통정책과 민원팀" <sip:+82221332200@127.0.0.1;user=phone>;tag=')
     assert _header(inv, "P-Asserted-Identity") == ['"서울시 교통정책과 민원팀" <sip:+82221332200@127.0.0.1;user=phone>']
     assert f"<{LOGO}>;purpose=icon" in _header(inv, "Call-Info")[0]
-    for word in (DEVICE["username"], DEVICE_IP, "user1"):
+    for word in (DEVICE["username"], DEVICE_IP, PERSONAL, "98765432", STAFF_NAME, "CityStaffApp", "X-Push-Token"):
         assert word not in raw
     assert proc.log().count("end status=200") == 1
+    assert f'"{STAFF_NAME}" <sip:{PERSONAL}@' in proc.log()  # the app did send them
 
 
 def _leak_rows(n: int) -> list[list[str]]:
