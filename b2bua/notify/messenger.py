@@ -89,6 +89,8 @@ class MessengerHook:
         return secret.encode()
 
     async def start(self) -> None:
+        if self.enabled and not self._secret():
+            log.warning("messenger hook on, but its secret is empty (is %s set?)", self.config.secret_env or "secret")
         self._queue = asyncio.Queue(maxsize=self.config.queue_size)
         self._tasks = [asyncio.get_running_loop().create_task(self._sender()) for _ in range(SENDERS)]
 
