@@ -205,3 +205,16 @@ def test_citizen_call_keeps_the_number_in_national_form_unless_private() -> None
     assert isinstance(route, Route)
     req = _applied(route.presentation[0], "sip:2200@192.0.2.5:5060")
     assert "anonymous" in req.get("from", "") and not req.has("p-asserted-identity")
+
+
+def test_device_without_department_presents_its_own_caller_id_and_sends_no_notice() -> None:
+    from b2bua.call.identity import effective_caller_id
+    from b2bua.config import Device
+
+    device = Device(username="u", password="p", caller_id={"public_number": "02-2133-9999", "display_name": "서울시"})
+    cid = effective_caller_id(None, device)
+    assert cid is not None and cid.privacy == "none"
+    trunk = load_config(ROOT / "config" / "b2bua.yaml").routing.trunks[0]
+    pres = outbound(cid, trunk, _invite("01012345678", "<sip:u@198.18.0.7>"))
+    assert _applied(pres).get("from") == '"서울시" <sip:+82221339999@192.0.2.1;user=phone>;tag=ours'
+    assert pres.notice is None

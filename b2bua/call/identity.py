@@ -218,10 +218,8 @@ def effective_caller_id(department: "CallerId | None", device: "Device | None") 
     override = device.caller_id if device is not None else None
     if override is None:
         return department
-    if department is None:
-        from ..config import CallerId
-
-        department = CallerId()
+    if department is None:  # a device's own caller ID without a department
+        return override.model_copy(update={"privacy": override.privacy or "none"})
     changes = {k: getattr(override, k) for k in override.model_fields_set if getattr(override, k) is not None}
     return department.model_copy(update=changes)
 
