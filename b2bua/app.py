@@ -28,6 +28,7 @@ from .storage.recordings import RecordingIndex
 from .routing.health import GatewayMonitor
 from .routing.router import Router, dialled
 from .metrics import serve as serve_metrics
+from .notify.messenger import MessengerHook
 from .storage.cdr import CdrStore, resolve_url
 from .sip.auth import DigestChallenger
 from .sip.events import Peer
@@ -73,6 +74,8 @@ class Application:
         self.auth = DigestChallenger(config.routing.realm, devices.get,
                                      algorithms=tuple(config.routing.digest_algorithms))
         self.router = Router(config, self.registrar)
+        self.messenger = MessengerHook(config.routing.messenger)
+        self.router.on_notice = self.messenger.notify
         mcfg = config.process.media
         self.engine: MediaEngine | None = None
         if mcfg.enabled:
@@ -141,6 +144,8 @@ class Application:
         router = Router(config, self.registrar)
         router.inherit(self.router)
         self.router = router
+        if hasattr(self, "messenger"):
+            self.messenger.configure(config.routing.messenger)
         if hasattr(self, "health"):
             self.health.start()  # pings for gateways the new config added
         self.b2bua.config.response_map = dict(config.routing.response_map)
@@ -241,6 +246,7 @@ class Application:
         if self.engine is not None:
             self.engine.start(asyncio.get_running_loop())
         self.cdr.start(asyncio.get_running_loop())
+        await self.messenger.start()
         await self.server.start(self.listeners)
         self.health.start()
         self.server.kick()
@@ -297,6 +303,7 @@ class Application:
             self.engine.close()
             await asyncio.sleep(0.05)  # the writer's last RecordingDone events
         await asyncio.to_thread(self.recordings.close)
+        await self.messenger.close()
         await self.cdr.close()
 
     async def run_forever(self) -> None:

@@ -110,6 +110,8 @@ class Device(Strict):
     display_name: str | None = None
     #: the department this device's calls present (caller ID, policies)
     department: str | None = None
+    #: overrides of the department's caller ID for this device (only the keys given)
+    caller_id: "CallerIdOverride | None" = None
 
 
 class Gateway(Strict):
@@ -155,6 +157,22 @@ class Trunk(Strict):
     call_info: bool = True
     #: headers forwarded to this trunk besides our own (an allow-list; none by default)
     forward_headers: list[str] = Field(default_factory=list)
+    #: identity headers written on calls to this carrier (RFC 3325 PAI/PPI, or Remote-Party-ID)
+    identity_headers: list[Literal["pai", "ppi", "rpid"]] = Field(default_factory=lambda: ["pai"])
+
+    @field_validator("forward_headers")
+    @classmethod
+    def _header_names(cls, v: list[str]) -> list[str]:
+        import re
+
+        from .call.identity import NEVER_FORWARDED
+
+        for name in v:
+            if not re.fullmatch(r"[A-Za-z0-9!%*_+`'~.-]+", name):
+                raise ValueError(f"{name!r} is not a header name")
+            if name.lower() in NEVER_FORWARDED:
+                raise ValueError(f"{name!r} is written per leg or is an identity: it is never forwarded")
+        return [name.lower() for name in v]
 
     @field_validator("addresses")
     @classmethod
@@ -213,6 +231,56 @@ class CallerId(Strict):
     jcard_url: str | None = None
     call_reason: str | None = None
 
+    @field_validator("public_number")
+    @classmethod
+    def _public_number(cls, v: str | None) -> str | None:
+        if v is not None:
+            to_e164(v)
+        return v
+
+    @field_validator("logo_url", "jcard_url")
+    @classmethod
+    def _url(cls, v: str | None) -> str | None:
+        if v is not None and (not v.startswith(("https://", "http://")) or any(c in v for c in ' <>"')):
+            raise ValueError(f"{v!r} is not an http(s) URL")
+        return v
+
+
+class CallerIdOverride(CallerId):
+    """A staff device's own caller ID: only the keys given replace the department's."""
+
+    privacy: Literal["none", "id", "header", "user"] | None = None  # type: ignore[assignment]
+
+
+Device.model_rebuild()
+
+
+class Messenger(Strict):
+    """The messenger notification hook: an HTTP POST per outbound call, for phones that cannot
+    show branding (a messaging gateway notifies the citizen). Off when ``url`` is not set."""
+
+    url: str | None = None
+    #: HMAC-SHA256 key for the signature header (or the name of an environment variable holding it)
+    secret: str | None = None
+    secret_env: str | None = None
+    signature_header: str = "X-Signature"
+    timeout_s: float = Field(2.0, gt=0)
+    #: attempts after the first one; waits backoff_s, 2*backoff_s, ... up to backoff_max_s
+    retries: int = Field(3, ge=0, le=20)
+    backoff_s: float = Field(0.5, ge=0)
+    backoff_max_s: float = Field(30.0, ge=0)
+    #: notifications waiting to be sent; beyond this new ones are dropped (and counted)
+    queue_size: int = Field(1000, ge=1)
+    #: the purpose text sent when the department's caller ID has no call_reason
+    purpose: str = "서울시 행정 안내 전화"
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, v: str | None) -> str | None:
+        if v is not None and not v.startswith(("https://", "http://")):
+            raise ValueError(f"{v!r} is not an http(s) URL")
+        return v
+
 
 class Abuse(Strict):
     enabled: bool = False
@@ -256,8 +324,20 @@ class Department(Strict):
     #: where the staff phones are: a PBX trunk and the extension (hunt group) on it
     trunk: str
     extension: str
+    #: the PBX number plan: staff extensions whose outbound calls present this department,
+    #: as exact numbers, prefixes ending in ``*`` (``22*``) or ranges (``2200-2299``)
+    extensions: list[str] = Field(default_factory=list)
     schedule: str | None = None
     policy: DepartmentPolicy = DepartmentPolicy()
+
+    @field_validator("extensions")
+    @classmethod
+    def _extensions(cls, v: list[str]) -> list[str]:
+        from .call.identity import parse_extension_range
+
+        for item in v:
+            parse_extension_range(item)
+        return v
 
     @field_validator("numbers")
     @classmethod
@@ -288,6 +368,7 @@ class RoutingConfig(Strict):
     devices: list[Device] = Field(default_factory=list)
     #: Status codes mapped before a B-leg final response reaches the A leg.
     response_map: dict[int, int] = Field(default_factory=lambda: {401: 403, 407: 403, 503: 500})
+    messenger: Messenger = Messenger()
 
 
 class LoggingConfig(Strict):
@@ -502,4 +583,26 @@ def _cross_check(routing: RoutingConfig, path: Path, lines: dict[tuple, int]) ->
     for i, dev in enumerate(routing.devices):
         if dev.department is not None and dev.department not in departments:
             out.append(f"{at('devices', i, 'department')}: {dangling('department', dev.department, departments)}")
+    out.extend(_check_caller_id(routing, at))
+    return out
+
+
+def _check_caller_id(routing: RoutingConfig, at: Any) -> list[str]:
+    """The PBX number plan claims each extension once; the messenger has its secret."""
+    from .call.identity import extensions_overlap, parse_extension_range
+
+    out: list[str] = []
+    claimed: list[tuple[tuple[str, str], str, str]] = []  # ((low, high), item, department)
+    for i, d in enumerate(routing.departments):
+        for j, item in enumerate(d.extensions):
+            rng = parse_extension_range(item)
+            for other, other_item, owner in claimed:
+                if owner != d.name and extensions_overlap(rng, other):
+                    out.append(f"{at('departments', i, 'extensions', j)}: {item!r} overlaps {other_item!r} "
+                               f"of department {owner!r}")
+                    break
+            claimed.append((rng, item, d.name))
+    m = routing.messenger
+    if m.url and not (m.secret or m.secret_env):
+        out.append(f"{at('messenger', 'url')}: the messenger hook needs a secret (or secret_env) to sign with")
     return out

@@ -130,6 +130,20 @@ class B2buaCollector:
         cdr.add_metric(["written"], app.cdr.written)
         cdr.add_metric(["write_failures"], app.cdr.failures)
         yield cdr
+        hook = getattr(app, "messenger", None)
+        if hook is not None:
+            notices = CounterMetricFamily("b2bua_messenger_notices", "Messenger hook notices by outcome "
+                                          "(queued, sent, failed, dropped, retries, errors, http_<code>)",
+                                          labels=["result"])
+            for key in ("queued", "sent", "failed", "dropped", "retries", "errors"):
+                notices.add_metric([key], hook.counters[key])
+            for key, n in sorted(hook.counters.items()):
+                if key.startswith("http_"):
+                    notices.add_metric([key], n)
+            yield notices
+            depth = GaugeMetricFamily("b2bua_messenger_queue", "Messenger notices waiting to be sent")
+            depth.add_metric([], hook.queued)
+            yield depth
         if app.server is not None:
             lag = GaugeMetricFamily("b2bua_event_loop_lag_seconds", "How late the event loop ran, last sample")
             lag.add_metric([], app.server.lag)

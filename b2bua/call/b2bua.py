@@ -28,6 +28,7 @@ from ..sip.transaction import ClientTransaction, ServerTransaction
 from ..sip.uas import UasPolicy, check_request, options_response
 from ..sip.sdp import find_sdp
 from ..sip.uri import Address, SipUri
+from .identity import Presentation, scrub_sdp
 from .media import Engine, MediaSession
 from .session import (
     LegTimer, ReliableProvisional, SessionTimerConfig, min_se, rack, rseq, session_expires,
@@ -93,6 +94,8 @@ class Route:
     #: latch RTP per leg (None: the global media setting)
     symmetric_a: bool | None = None
     symmetric_b: bool | None = None
+    #: per target: the caller identity that leg presents (``identity.py``); None keeps From/To
+    presentation: tuple[Presentation | None, ...] = ()
 
 
 @dataclass(slots=True)
@@ -501,6 +504,9 @@ class B2BUA:
             req.set_body(offer, "application/sdp")
         elif call.media is None:
             self._carry_body(call, "a", a_req, req, None)
+        pres = call.route.presentation[call.target_index] if call.target_index < len(call.route.presentation) else None
+        if pres is not None:
+            pres.apply(req, self._local_host(peer))
         call.state = CallState.PROCEEDING
         ctxn = self.stack.send_request(req, peer, self.now)
         ctxn.user = call
@@ -645,7 +651,8 @@ class B2BUA:
     def _a_response(self, call: Call, src: Response, status: int) -> Response:
         """A response to A's INVITE carrying B's body and our own Contact and Record-Route copy."""
         a_req = call.a_invite.request
-        resp = make_response(a_req, status, src.reason if status == src.status else None, to_tag=call.a_tag)
+        same = status == src.status and call.route.department is None  # a department's phones say nothing
+        resp = make_response(a_req, status, src.reason if same else None, to_tag=call.a_tag)
         for rr in a_req.get_all("record-route"):
             resp.add("record-route", rr)  # §12.1.1
         resp.add("contact", call.a.dialog.local_contact if call.a.dialog else self._contact(call.a.peer))
@@ -666,7 +673,9 @@ class B2BUA:
         if media is None or not src.body:
             self._copy_body(src, dst)
             if src.body and src.content_type == "application/sdp":
-                call.sdp_sent["b" if from_leg == "a" else "a"] = src.body  # for session refreshes
+                if from_leg == "a" and _protected(call):
+                    dst.body = scrub_sdp(dst.body, self._local_host(call.b.peer))  # passed through: not its owner
+                call.sdp_sent["b" if from_leg == "a" else "a"] = dst.body  # for session refreshes
             return
         sdp = find_sdp(src.get("content-type"), src.body)
         if sdp is None:
@@ -778,7 +787,9 @@ class B2BUA:
         """End a call that was never answered with a final response to A."""
         self._cancel_ring(call)
         resp = make_response(call.a_invite.request, status, to_tag=call.a_tag)
-        if src is not None:
+        if src is not None and call.route.department is not None:
+            resp.add("reason", f"SIP;cause={src.status}")  # to a citizen: nothing of the department's situation
+        elif src is not None:
             reason = src.get("reason")
             resp.add("reason", reason or f'SIP;cause={src.status};text="{src.reason.replace(chr(34), "")}"')
             if status == src.status:
@@ -1227,7 +1238,7 @@ class B2BUA:
         out = odialog.create_request(method)
         for key in ("event", "subscription-state", "subject", "info-package", "reason"):
             v = req.get(key)
-            if v is not None:
+            if v is not None and not (key in ("subject", "reason") and other is call.b and _protected(call)):
                 out.add(key, v)
         offer = method in ("INVITE", "UPDATE") and call.media is not None and \
             find_sdp(req.get("content-type"), req.body) is not None
@@ -1252,7 +1263,8 @@ class B2BUA:
         status = resp.status if resp.status < 300 else map_status(resp.status, self.config.response_map)
         from_leg = call.a if stxn.request.call_id == call.a_invite.request.call_id else call.b
         to_leg = call.b if from_leg is call.a else call.a
-        out = make_response(stxn.request, status, resp.reason if status == resp.status else None,
+        same = status == resp.status and not (from_leg is call.b and _protected(call))
+        out = make_response(stxn.request, status, resp.reason if same else None,
                             to_tag=from_leg.dialog.local_tag if from_leg.dialog else None)
         if ctxn.request.method in ("INVITE", "UPDATE") and 200 <= status < 300:
             out.add("contact", from_leg.dialog.local_contact if from_leg.dialog else self._contact(from_leg.peer))
@@ -1303,6 +1315,11 @@ class B2BUA:
                 log.info("call %s: SDP in ACK refused: %s", call.id, err)
             other.last_ack = (cseq, _copy_request(out))
             self.stack.send_ack(out, other.peer, self.now)
+
+
+def _protected(call: Call) -> bool:
+    """The outbound leg goes to a carrier: nothing of the caller's own reaches it."""
+    return any(p is not None and p.protected for p in call.route.presentation)
 
 
 def _next_invite(old: Request, drop: tuple[str, ...]) -> Request:

@@ -236,7 +236,7 @@ class StaffProtection(Features):
             self._engine(call).stop_play(call.id, "a")
             st.playing = False
         st.phase = Phase.TALKING
-        if st.department.policy.recording == "full" and st.recording is None:
+        if st.inbound and st.department.policy.recording == "full" and st.recording is None:
             self._start_recording(call, st, "full")  # no early media was possible (late offer)
         hard = st.department.policy.long_call.hard_max_min
         if hard:

@@ -16,13 +16,17 @@ import ipaddress
 import random
 from collections import Counter
 from dataclasses import dataclass, field
+from typing import Callable
 
 from ..call.b2bua import Route
-from ..config import Config, Department, RouteConfig, Trunk
+from ..call.identity import Notice, NumberPlan, effective_caller_id, inbound, outbound
+from ..config import Config, Department, Device, RouteConfig, Trunk
+from ..sip.errors import SipError
 from ..sip.events import Peer
 from ..sip.message import Request, Response
 from ..sip.registrar import Registrar
 from ..sip.stack import make_response
+from ..sip.uri import Address
 from .numbers import to_e164, to_national
 
 
@@ -80,6 +84,8 @@ class Router:
     #: gateway URIs that stopped answering OPTIONS (see :class:`GatewayMonitor`)
     down: set[str] = field(default_factory=set)
     rejected: Counter[str] = field(default_factory=Counter)
+    #: called once per outbound call that presents a department (the messenger hook)
+    on_notice: Callable[[Notice], None] | None = None
 
     def __post_init__(self) -> None:
         r = self.config.routing
@@ -93,6 +99,10 @@ class Router:
         self.devices = {d.username for d in r.devices}
         self.buckets = {t.name: TokenBucket(t.max_cps, max(1.0, t.max_cps)) for t in r.trunks}
         self._by_host: dict[str, Trunk | None] = {}
+        self.plan = NumberPlan.build(r.departments)
+        self.by_name = {d.name: d for d in r.departments}
+        self.device_config = {d.username: d for d in r.devices}
+        self._gateway_trunk = {_hostport(g.uri): t for t in r.trunks for g in t.gateways}
 
     def inherit(self, old: "Router") -> None:
         """Keep counts of calls in progress across a reload."""
@@ -100,6 +110,7 @@ class Router:
         self.attempts = old.attempts
         self.rejected = old.rejected
         self.down = old.down
+        self.on_notice = self.on_notice or old.on_notice
         for name, bucket in old.buckets.items():
             if name in self.buckets:
                 self.buckets[name].tokens, self.buckets[name].stamp = bucket.tokens, bucket.stamp
@@ -129,7 +140,7 @@ class Router:
             if from_user not in self.devices:  # authenticated by the INVITE challenge already
                 self.rejected["unknown_source"] += 1
                 return make_response(req, 403, "Forbidden (unknown source)")
-            return self._outbound(req, number, now)
+            return self._present(req, self._outbound(req, number, now), None)
         if self.active[trunk.name] >= trunk.max_calls or not self.buckets[trunk.name].take(now):
             self.rejected[f"limit:{trunk.name}"] += 1
             resp = make_response(req, 503, "Service Unavailable (trunk limit)")
@@ -140,11 +151,57 @@ class Router:
         else:
             route = self._outbound(req, number, now)
         if isinstance(route, Route):
+            self._present(req, route, trunk)
             route.source = trunk.name
             route.symmetric_a = trunk.symmetric_rtp
             self.active[trunk.name] += 1
             self.attempts[trunk.name] += 1
         return route
+
+    # -- caller ID (b2bua/call/identity.py) -----------------------------------------------
+    def _present(self, req: Request, route: Route | Response, source: Trunk | None) -> Route | Response:
+        """Attach what each target sees as the caller: the department on carrier trunks."""
+        if not isinstance(route, Route):
+            return route
+        if route.department is not None:  # a citizen's call to staff
+            route.presentation = (inbound(req),) * len(route.targets)
+            return route
+        trunks = [self._gateway_trunk.get(_hostport(t)) for t in route.targets]
+        if not any(t is not None and t.kind == "carrier" for t in trunks):
+            return route
+        device, dept = self.caller(req, source)
+        caller_id = None
+        if dept is not None:
+            caller_id = dept.policy.caller_id.model_copy(update={
+                "public_number": dept.policy.caller_id.public_number or dept.numbers[0],
+                "display_name": dept.policy.caller_id.display_name or dept.display_name})
+        caller_id = effective_caller_id(caller_id, device)
+        called = _national(dialled(req.uri))
+        route.presentation = tuple(
+            outbound(caller_id, t, req, department=dept.name if dept else None, called=called)
+            if t is not None and t.kind == "carrier" else None for t in trunks)
+        notice = next((p.notice for p in route.presentation if p is not None and p.notice), None)
+        if notice is not None and self.on_notice is not None:
+            self.on_notice(notice)
+        return route
+
+    def caller(self, req: Request, source: Trunk | None) -> tuple[Device | None, Department | None]:
+        """The staff device and department behind an outbound call: a device by its (authenticated)
+        From user, a desk phone by its extension in the PBX number plan (From, then PAI, PPI)."""
+        device = self.device_config.get(dialled(req.from_.uri))
+        if device is not None:
+            return device, self.by_name.get(device.department or "")
+        if source is None or source.kind != "pbx":
+            return None, None
+        for key in ("from", "p-asserted-identity", "p-preferred-identity"):
+            for value in req.get_all(key)[:1]:
+                try:
+                    name = self.plan.lookup(dialled(Address.parse(value).uri))
+                except SipError:
+                    continue
+                if name is not None:
+                    return None, self.by_name[name]
+        return None, None
 
     def _inbound(self, req: Request, number: str, trunk: Trunk) -> Route | Response:
         try:
@@ -204,6 +261,16 @@ class Router:
                      no_answer_timeout=rc.no_answer_timeout_s,
                      codecs=tuple(first.codecs) if first else (),
                      symmetric_b=first.symmetric_rtp if first else None)
+
+
+def _hostport(uri: str) -> tuple[str, int]:
+    from ..sip.uri import SipUri
+
+    try:
+        u = SipUri.parse(uri)
+    except SipError:
+        return ("", 0)
+    return u.host.lower(), u.port or (5061 if u.scheme == "sips" else 5060)
 
 
 def _ordered(gateways: list, strategy: str) -> list:
