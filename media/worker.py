@@ -35,6 +35,19 @@ REPORT_EVERY = 1.0
 PROMPT_CACHE = 64
 
 
+def _recv(conn: Connection) -> Any:
+    """Read one whole message once the loop said the pipe is readable: a large one arrives in pieces,
+    and on the non-blocking descriptor the rest would raise EAGAIN halfway."""
+    fd = conn.fileno()
+    if os.get_blocking(fd):
+        return conn.recv()
+    os.set_blocking(fd, True)
+    try:
+        return conn.recv()
+    finally:
+        os.set_blocking(fd, False)
+
+
 def _send(conn: Connection, msg: tuple) -> None:
     """Send a whole message on a pipe the event loop watches (uvloop makes it non-blocking).
 
@@ -70,7 +83,7 @@ def _worker_main(conn: Connection, config: EngineConfig) -> None:
     def on_command() -> None:
         while conn.poll():
             try:
-                msg = conn.recv()
+                msg = _recv(conn)
             except (EOFError, OSError):
                 loop.stop()
                 return
@@ -227,7 +240,7 @@ class WorkerEngine:
             try:
                 if not conn.poll():
                     return
-                msg = conn.recv()
+                msg = _recv(conn)
             except (EOFError, OSError):
                 log.error("media worker %d is gone", w)
                 if self._loop is not None:

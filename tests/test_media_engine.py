@@ -119,3 +119,32 @@ def test_repair_restores_a_file_cut_by_a_crash(tmp_path) -> None:
     assert repair(path) == 32000
     with wave.open(str(path)) as w:
         assert w.getnframes() == 8000
+
+
+def test_worker_processes_take_prompts_larger_than_the_pipe_buffer() -> None:
+    """A 60 s prompt (960 kB) crosses the pipe to a worker whose descriptor the event loop made
+    non-blocking: it must arrive whole, twice (the second time from the worker's cache)."""
+    import uvloop
+
+    from media.worker import WorkerEngine
+
+    async def run() -> tuple[list, list]:
+        events: list = []
+        engine = WorkerEngine(EngineConfig(port_min=33200, port_max=33220), 1, on_event=events.append)
+        engine.start(asyncio.get_running_loop())
+        a = RtpPeer()
+        try:
+            for sid in ("s1", "s2"):
+                engine.allocate(sid, "a")
+                engine.allocate(sid, "b")
+                engine.update(sid, "a", remote=("127.0.0.1", a.port), codec=0)
+                engine.play(sid, "a", speech_like(60.0), prompt="long")
+            await asyncio.sleep(1.5)
+            assert engine._procs[0].is_alive()
+            return a.received, events
+        finally:
+            engine.close()
+            a.close()
+
+    received, _ = uvloop.run(run())
+    assert len({r.ssrc for r in received}) == 2 and len(received) >= 80  # both sessions play
