@@ -135,7 +135,8 @@ class _Leg:
 
 
 class _Session:
-    __slots__ = ("id", "legs", "created", "transcode", "recording", "rec_in", "rec_out")
+    __slots__ = ("id", "legs", "created", "transcode", "recording", "rec_in", "rec_out", "rec_started",
+                 "rec_frames")
 
     def __init__(self, sid: str):
         self.id = sid
@@ -146,6 +147,10 @@ class _Session:
         self.recording = False
         self.rec_in: deque[bytes] = deque(maxlen=8)
         self.rec_out: deque[bytes] = deque(maxlen=8)
+        #: when recording started and how many 20 ms frames went to the file since: a late event loop
+        #: (skipped ticks) is made up with silence, so the file's time stays the call's time
+        self.rec_started = 0.0
+        self.rec_frames = 0
 
 
 class MediaEngine:
@@ -283,6 +288,7 @@ class MediaEngine:
         if self._writer is None:
             self._writer = RecordingWriter(self._recording_finished)
         sess.recording = True
+        sess.rec_started, sess.rec_frames = time.monotonic(), 0
         self._recorded[session] = sess
         self._writer.open(session, path)
         self._ensure_tick()
@@ -609,7 +615,15 @@ class MediaEngine:
             rows = [i for i, c in enumerate(codecs) if c == pt]
             stereo[rows, :, 0] = g711.decode(l_codes[rows], pt)
             stereo[rows, :, 1] = g711.decode(r_codes[rows], pt)
-        self._writer.put_many([(sid, frame.tobytes()) for sid, frame in zip(keys, stereo)])
+        now = time.monotonic()
+        batch = []
+        for sid, frame in zip(keys, stereo):
+            sess = self._recorded[sid]
+            behind = int((now - sess.rec_started) / 0.02) - sess.rec_frames - 1
+            pad = min(behind, 500) if behind > 1 else 0  # ticks the loop missed (one is jitter)
+            sess.rec_frames += pad + 1
+            batch.append((sid, bytes(FRAME * 4 * pad) + frame.tobytes() if pad else frame.tobytes()))
+        self._writer.put_many(batch)
 
     def _detect_inband(self) -> None:
         """One Goertzel pass over this tick's frame of every listening leg (RFC 4733 absent)."""

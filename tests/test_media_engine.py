@@ -109,6 +109,40 @@ def test_stereo_recording_caller_left_what_it_hears_right(tmp_path) -> None:
     assert len(done) == 1 and done[0].error is None and done[0].seconds >= 1.9
 
 
+def test_recording_keeps_wall_clock_time_when_the_event_loop_stalls(tmp_path) -> None:
+    """Ticks the loop could not run (a 600 ms stall) become silence in the file: the recording lasts as
+    long as the call did, so times in it (and its length at a crash) match the call's."""
+    import time
+    import wave
+
+    path = tmp_path / "stall.wav"
+
+    async def run() -> float:
+        engine = MediaEngine(EngineConfig(port_min=33300, port_max=33320))
+        engine.start(asyncio.get_running_loop())
+        a, b = RtpPeer(), RtpPeer()
+        try:
+            await _session(engine, a, b)
+            start = time.monotonic()
+            engine.record("s1", str(path))
+            await asyncio.sleep(0.5)
+            time.sleep(0.6)  # the loop is blocked: no tick runs
+            await asyncio.sleep(0.5)
+            engine.stop_record("s1")
+            elapsed = time.monotonic() - start
+            await asyncio.sleep(0.3)
+            return elapsed
+        finally:
+            engine.close()
+            a.close()
+            b.close()
+
+    elapsed = asyncio.run(run())
+    with wave.open(str(path)) as w:
+        seconds = w.getnframes() / 8000
+    assert elapsed - 0.15 <= seconds <= elapsed + 0.05, (seconds, elapsed)
+
+
 def test_repair_restores_a_file_cut_by_a_crash(tmp_path) -> None:
     import wave
 
