@@ -442,3 +442,37 @@ def test_unknown_number_hears_the_configured_prompt_then_404(tmp_path: Path, pee
         proc.stop()
     assert best_correlation(PROMPTS.get("construction"), a.audio(0)) > 0.9
     assert "cause=unknown_number" in proc.log()
+
+
+def test_moved_office_plays_its_prompt_then_the_fallback_department_answers(
+        tmp_path: Path, peers: tuple[RtpPeer, RtpPeer]) -> None:
+    a, b = peers
+    uas_port = free_port(STAFF)
+    policy = {"recording": "off", "ringback": {"default": "city_notice", "moved": "office_moved"},
+              "closed": {"moved": {"release_status": 480, "fallback": "총무과"}}}
+    cfg_routing = routing(uas_port, policy, extra_departments=[
+        {"name": "총무과", "display_name": "서울시 총무과", "numbers": ["02-2133-5000"], "trunk": "pbx",
+         "extension": "5000", "policy": {"recording": "off", "ringback": {}}}])
+    cfg_routing["schedules"][0]["overrides"] = [{"from_date": "2026-12-01", "to_date": "2026-12-03",
+                                                 "situation": "moved"}]
+    port = free_port()
+    cfg = write_config(tmp_path / "config", routing=cfg_routing)
+    data = yaml.safe_load(cfg.read_text())
+    data["media"] = {**data.get("media", {}), **MEDIA}
+    cfg.write_text(yaml.safe_dump(data, allow_unicode=True))
+    with staff_phone(tmp_path, uas_port, b, ring_ms=300):
+        os.environ["B2BUA_FAKE_NOW"] = OPEN
+        try:
+            proc = B2BUAProcess(cfg, [f"udp:127.0.0.1:{port}"], tmp_path / "b2bua.log").start()
+        finally:
+            del os.environ["B2BUA_FAKE_NOW"]
+        try:
+            finish(citizen(tmp_path, port, a, "uac_rtp_early.xml", hold_ms=1000), timeout=60)
+        finally:
+            proc.stop()
+    moved = PROMPTS.get("office_moved")
+    assert best_correlation(moved, a.audio(0)) > 0.9  # the whole notice of the move first
+    staff_log = (tmp_path / "uas_msg.log").read_text()
+    assert re.search(r"^INVITE sip:5000@", staff_log, re.M)  # then 총무과's phone, not 2200's
+    assert "INVITE sip:2200@" not in staff_log
+    assert "end status=200" in proc.log()
