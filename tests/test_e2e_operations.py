@@ -85,3 +85,5 @@ def test_reload_swaps_routing_for_new_calls_and_keeps_live_ones(tmp_path: Path) 
     assert 'b2bua_responses_sent_total{code="200"}' in body
     assert 'b2bua_trunk_call_attempts_total{trunk="lab"} 3.0' in body
     assert 'b2bua_rtp_packets_total{what="rtp_lost"} 0.0' in body
+    assert 'b2bua_recordings_total{result="started"} 0.0' in body  # lab calls have no department
+    assert 'b2bua_recording_files_total{result="failures"} 0.0' in body
