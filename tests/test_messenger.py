@@ -48,6 +48,24 @@ async def _until(predicate: Callable[[], bool], timeout: float = 10.0) -> None:
         await asyncio.sleep(0.02)
 
 
+def _notify_once(handler: Callable[[web.Request], Awaitable[web.StreamResponse]], done: Callable[[MessengerHook], bool],
+                 **settings: object) -> MessengerHook:
+    """Serve ``handler`` on loopback, send NOTICE through a hook with ``settings``, wait for ``done``."""
+    async def main() -> MessengerHook:
+        runner, url = await _serve(handler)
+        hook = MessengerHook(Messenger(url=url, secret=SECRET, **settings))
+        await hook.start()
+        try:
+            hook.notify(NOTICE)
+            await _until(lambda: done(hook))
+        finally:
+            await hook.close()
+            await runner.cleanup()
+        return hook
+
+    return asyncio.run(main())
+
+
 def test_notice_is_posted_as_signed_json() -> None:
     got: list[tuple[bytes, dict[str, str]]] = []
 
@@ -55,19 +73,7 @@ def test_notice_is_posted_as_signed_json() -> None:
         got.append((await request.read(), dict(request.headers)))
         return web.Response(status=204)
 
-    async def main() -> MessengerHook:
-        runner, url = await _serve(handler)
-        hook = MessengerHook(Messenger(url=url, secret=SECRET))
-        await hook.start()
-        try:
-            hook.notify(NOTICE)
-            await _until(lambda: hook.counters["sent"] == 1)
-        finally:
-            await hook.close()
-            await runner.cleanup()
-        return hook
-
-    hook = asyncio.run(main())
+    hook = _notify_once(handler, lambda h: h.counters["sent"] == 1)
     assert len(got) == 1
     body, headers = got[0]
     assert _verify(body, headers["X-Signature"])
@@ -89,19 +95,7 @@ def test_a_500_is_retried_with_the_same_notice() -> None:
         got.append(await request.read())
         return web.Response(status=500 if len(got) == 1 else 200)
 
-    async def main() -> MessengerHook:
-        runner, url = await _serve(handler)
-        hook = MessengerHook(Messenger(url=url, secret=SECRET, retries=3, backoff_s=0.05))
-        await hook.start()
-        try:
-            hook.notify(NOTICE)
-            await _until(lambda: hook.counters["sent"] == 1)
-        finally:
-            await hook.close()
-            await runner.cleanup()
-        return hook
-
-    hook = asyncio.run(main())
+    hook = _notify_once(handler, lambda h: h.counters["sent"] == 1, retries=3, backoff_s=0.05)
     assert len(got) == 2 and got[0] == got[1]  # the same id, time and signature basis
     assert hook.counters["retries"] == 1 and hook.counters["http_500"] == 1 and hook.counters["failed"] == 0
 
@@ -113,19 +107,7 @@ def test_a_4xx_is_not_retried_and_is_counted() -> None:
         got.append(await request.read())
         return web.Response(status=401)
 
-    async def main() -> MessengerHook:
-        runner, url = await _serve(handler)
-        hook = MessengerHook(Messenger(url=url, secret=SECRET, retries=3, backoff_s=0.01))
-        await hook.start()
-        try:
-            hook.notify(NOTICE)
-            await _until(lambda: hook.counters["failed"] == 1)
-        finally:
-            await hook.close()
-            await runner.cleanup()
-        return hook
-
-    hook = asyncio.run(main())
+    hook = _notify_once(handler, lambda h: h.counters["failed"] == 1, retries=3, backoff_s=0.01)
     assert len(got) == 1 and hook.counters["sent"] == 0 and hook.counters["http_401"] == 1
 
 

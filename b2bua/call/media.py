@@ -171,13 +171,7 @@ class MediaSession:
             # the offerer already has our own answer: only the answerer's side is set up now
             # (the engine transcodes if the two codecs differ); the offerer gets the same SDP again
             if chosen is not None:
-                dtmf = _telephone_event(audio)
-                send, recv = _flags(audio.direction)
-                self.codec[from_leg] = SUPPORTED[chosen.key]
-                self.engine.update(self.id, from_leg, remote=_remote(sdp, audio), codec=SUPPORTED[chosen.key],
-                                   dtmf_pt=dtmf.pt if dtmf else None, send=send, recv=recv,
-                                   symmetric=self.symmetric.get(from_leg, True),
-                                   relay_dtmf=from_leg not in self.quiet_keys)
+                self._set_answerer(from_leg, sdp, audio, chosen)
             self._answers[body] = self._local
             self._last_origin[from_leg] = _origin(sdp)
             return self._local
@@ -187,13 +181,7 @@ class MediaSession:
             out = self._rejecting_answer(offerer, pending)
             self._answers[body] = out
             return out
-        dtmf = _telephone_event(audio)
-        send, recv = _flags(audio.direction)
-        self.codec[from_leg] = SUPPORTED[chosen.key]
-        self.engine.update(self.id, from_leg, remote=_remote(sdp, audio), codec=SUPPORTED[chosen.key],
-                           dtmf_pt=dtmf.pt if dtmf else None, send=send, recv=recv,
-                           symmetric=self.symmetric.get(from_leg, True),
-                           relay_dtmf=from_leg not in self.quiet_keys)
+        self._set_answerer(from_leg, sdp, audio, chosen)
         same = next((c for c in pending.codecs if c.key == chosen.key), None)
         offerer_codec = same or pending.codecs[0]
         direction = answer_direction(pending.direction, audio.direction)
@@ -210,6 +198,15 @@ class MediaSession:
         self._last_origin[from_leg] = _origin(sdp)
         self.last_sent[offerer] = out
         return out
+
+    def _set_answerer(self, leg: str, sdp: SessionDescription, audio: Media, chosen: Codec) -> None:
+        """Tell the engine what the answering leg chose: its address, codec, keys and direction."""
+        dtmf = _telephone_event(audio)
+        send, recv = _flags(audio.direction)
+        self.codec[leg] = SUPPORTED[chosen.key]
+        self.engine.update(self.id, leg, remote=_remote(sdp, audio), codec=SUPPORTED[chosen.key],
+                           dtmf_pt=dtmf.pt if dtmf else None, send=send, recv=recv,
+                           symmetric=self.symmetric.get(leg, True), relay_dtmf=leg not in self.quiet_keys)
 
     def answer_locally(self) -> bytes:
         """Answer the pending offer ourselves, before the other leg has (RFC 3264 §6).
