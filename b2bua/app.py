@@ -16,7 +16,7 @@ from pathlib import Path
 from media.archive import convert as convert_recording
 from media.engine import EngineConfig, MediaEngine, RecordingDone
 from media.recorder import repair as repair_recording
-from media.worker import WorkerEngine
+from media.worker import FinalStats, WorkerEngine
 
 from .call.b2bua import B2BUA, B2BUAConfig, CallRecord
 from .call.protection import StaffProtection
@@ -40,6 +40,12 @@ from .sip.transaction import ServerTransaction
 from .transport.server import Listener, SipServer
 
 log = logging.getLogger("b2bua")
+
+
+def media_columns(media: dict[str, dict[str, float]]) -> dict[str, float]:
+    """A call's per-leg media figures as CDR columns (``a_packets_received``, ...)."""
+    return {f"{leg}_{name}": st[name] for leg, st in media.items()
+            for name in ("codec", "packets_received", "packets_sent", "packets_lost", "jitter_ms") if name in st}
 
 
 def wall_clock() -> datetime:
@@ -188,10 +194,7 @@ class Application:
             "end": rec.end + offset, "duration": rec.end - rec.answer if rec.answer is not None else 0.0,
             "status": rec.status, "end_cause": rec.cause, "ended_by": rec.ended_by,
         }
-        for leg, st in rec.media.items():
-            for name in ("codec", "packets_received", "packets_sent", "packets_lost", "jitter_ms"):
-                if name in st:
-                    row[f"{leg}_{name}"] = st[name]
+        row.update(media_columns(rec.media))
         self.cdr.add(row)
 
     # -- staff protection: departments, their situation, recordings ------------------------
@@ -209,6 +212,9 @@ class Application:
         """DTMF, prompts, recordings and RTP timeouts from the media engine reach call control here."""
         if isinstance(event, RecordingDone):
             self.recordings.finished(event.path, event.seconds, event.size, event.error)
+            return
+        if isinstance(event, FinalStats):  # worker mode: the exact figures of a call that ended
+            self.cdr.amend(event.session, media_columns(event.stats))
             return
         self.b2bua.on_media_event(event, self.server.loop.time() if self.server is not None else None)
         if self.server is not None:

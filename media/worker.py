@@ -8,7 +8,8 @@ and the command is sent on without waiting. Commands and events travel over a pi
 order, so a port freed by ``delete`` is never reopened before the worker has closed it.
 
 Statistics come back with a report every second; ``delete`` returns the last report of the session
-(at most a second old), which is what the CDR records in this mode.
+(at most a second old) at once, and the exact final figures follow as a :class:`FinalStats` event,
+with which the CDR is amended.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import multiprocessing as mp
 import os
 import zlib
 from collections import deque
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from multiprocessing.connection import Connection
 from typing import Any, Callable
 
@@ -33,6 +34,14 @@ log = logging.getLogger("media.worker")
 REPORT_EVERY = 1.0
 #: prompts each worker keeps (by content), so a prompt crosses the pipe once, not per call
 PROMPT_CACHE = 64
+
+
+@dataclass(slots=True)
+class FinalStats:
+    """A deleted session's exact statistics, after ``delete`` answered with the last report's."""
+
+    session: str
+    stats: dict[str, dict[str, float]]
 
 
 def _recv(conn: Connection) -> Any:
@@ -254,5 +263,7 @@ class WorkerEngine:
                 for sid, st in msg[2].items():
                     if sid in self._ports:
                         self._stats[sid] = st
+            elif kind == "final" and self.on_event is not None:
+                self.on_event(FinalStats(msg[1], msg[2]))
             elif kind == "error":
                 log.warning("media worker %d: %s (%s)", w, msg[2], msg[1])

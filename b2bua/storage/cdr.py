@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Column, Float, Integer, MetaData, String, Table, create_engine, insert, select
+from sqlalchemy import Column, Float, Integer, MetaData, String, Table, create_engine, insert, select, update
 from sqlalchemy.engine import Engine, make_url
 
 log = logging.getLogger("b2bua.cdr")
@@ -68,6 +68,7 @@ class CdrStore:
         self.engine: Engine = create_engine(url, future=True)
         metadata.create_all(self.engine)
         self._pending: list[dict[str, Any]] = []
+        self._amends: list[tuple[str, dict[str, Any]]] = []
         self._lock = threading.Lock()
         self.batch_seconds = batch_seconds
         self.written = 0
@@ -78,20 +79,34 @@ class CdrStore:
         with self._lock:
             self._pending.append(values)
 
+    def amend(self, call_id: str, values: dict[str, Any]) -> None:
+        """Correct a call's row (media figures that arrived after the call ended), written or not."""
+        with self._lock:
+            for row in reversed(self._pending):
+                if row.get("call_id") == call_id:
+                    row.update(values)
+                    return
+            self._amends.append((call_id, values))
+
     def flush(self) -> int:
         """Write everything queued; returns rows written (blocking: call from a worker thread)."""
         with self._lock:
             batch, self._pending = self._pending, []
-        if not batch:
+            amends, self._amends = self._amends, []
+        if not batch and not amends:
             return 0
         try:
             with self.engine.begin() as conn:
-                conn.execute(insert(cdr_table), batch)
+                if batch:
+                    conn.execute(insert(cdr_table), batch)
+                for call_id, values in amends:
+                    conn.execute(update(cdr_table).where(cdr_table.c.call_id == call_id).values(**values))
         except Exception:
             self.failures += 1
             log.exception("writing %d CDRs failed; keeping them for the next try", len(batch))
             with self._lock:
                 self._pending[:0] = batch[-10_000:]
+                self._amends[:0] = amends[-10_000:]
             return 0
         self.written += len(batch)
         return len(batch)
