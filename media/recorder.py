@@ -77,6 +77,7 @@ class RecordingWriter:
         self.sync_every = sync_every
         self._q: queue.Queue = queue.Queue()  # control entries always fit; data is bounded below
         self.max_queue = max_queue
+        self._warned = -1e9
         self.dropped = 0
         self.failures = 0
         self.written = 0
@@ -90,6 +91,10 @@ class RecordingWriter:
         """One tick's frames of every recorded call in one queue entry (one lock, not one per call)."""
         if self._q.qsize() >= self.max_queue:
             self.dropped += len(items)
+            now = time.monotonic()
+            if now - self._warned >= 10.0:  # a stalled disk: say so, but not 50 times a second
+                self._warned = now
+                log.warning("recording disk too slow: %d frames dropped so far (calls go on)", self.dropped)
             return
         self._q.put_nowait(("batch", "", items))
 

@@ -13,7 +13,7 @@ from media.recorder import Finished, RecordingWriter
 FRAME = bytes(640)  # 20 ms of 8 kHz 16-bit stereo
 
 
-def test_a_stalled_disk_drops_and_counts_frames_without_blocking_the_tick(tmp_path: Path) -> None:
+def test_a_stalled_disk_drops_and_counts_frames_without_blocking_the_tick(tmp_path: Path, caplog) -> None:
     fifo = tmp_path / "stalled.wav"
     os.mkfifo(fifo)  # opening it for writing blocks until someone reads: a disk that hangs
     done: list[Finished] = []
@@ -24,6 +24,7 @@ def test_a_stalled_disk_drops_and_counts_frames_without_blocking_the_tick(tmp_pa
         writer.put_many([("c1", FRAME)])
     assert time.monotonic() - start < 1.0  # never waited for the disk
     assert writer.dropped >= 40
+    assert sum("recording disk too slow" in r.message for r in caplog.records) == 1  # logged, once
     drain = threading.Thread(target=lambda: open(fifo, "rb").read())
     drain.start()
     writer.close("c1")
