@@ -385,3 +385,16 @@ def test_unknown_number_announcement_then_the_configured_status() -> None:
     w.play_done("a", "unknown_number_prompt")
     assert w.a_statuses() == [404]
     assert w.h.records[-1].cause == "unknown_number" and w.h.take(B) == []
+
+
+def test_the_2xx_carries_our_early_answer_even_when_the_staff_phone_sends_none() -> None:
+    """The staff phone put its SDP in a 183 only; our own answer to the caller went in an unreliable
+    183, so the caller's 200 must repeat it."""
+    w = World(department(ringback={"default": "city_notice"}))
+    w.invite()
+    early = [s for s in w.h.take(A) if s.status == 183][0].msg.body
+    b_inv = next(s for s in w.h.take(B) if s.method == "INVITE")
+    w.h.from_b(reply(b_inv, 183, "Session Progress", to_tag="bt", contact=B_CONTACT, body=SDP_B))
+    w.h.from_b(reply(b_inv, 200, "OK", to_tag="bt", contact=B_CONTACT))
+    ok = next(s for s in w.h.take(A) if s.status == 200)
+    assert ok.msg.body == early

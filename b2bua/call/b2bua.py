@@ -663,6 +663,11 @@ class B2BUA:
         if call.late_offer and status < 200:
             return resp  # an offer in an unreliable 1xx is only a preview: keep it for the 2xx
         self._carry_body(call, "b", src, resp, "offer" if call.late_offer else "answer", final=status >= 200)
+        media = call.media
+        if 200 <= status < 300 and media is not None and media.answered_locally and not resp.body:
+            # our own answer went in an unreliable 183: the 2xx must carry it (RFC 3261 §13.2.1)
+            resp.set_body(media.answer_locally(), "application/sdp")
+            media.complete()
         return resp
 
     def _carry_body(self, call: Call, from_leg: str, src: Request | Response, dst: Request | Response,
