@@ -79,12 +79,21 @@ def _csv(path: Path, port: int) -> Path:
     return path
 
 
+#: SIPp callers of the running test, killed when it ends (a failed assertion must not leave one behind)
+_CALLERS: list[subprocess.Popen] = []
+
+
 def citizen(tmp: Path, port: int, peer: RtpPeer, scenario: str, hold_ms: int = 2000) -> subprocess.Popen:
-    return subprocess.Popen(
+    return _caller(subprocess.Popen(
         [SIPP, "-sf", str(SCENARIOS / scenario), f"127.0.0.1:{port}", "-s", DID, "-i", CITIZEN,
          "-p", str(free_port(CITIZEN)), "-m", "1", "-d", str(hold_ms), "-nostdin",
          "-inf", str(_csv(tmp / "a.csv", peer.port)), "-trace_msg", "-message_file", str(tmp / "uac_msg.log")],
-        cwd=tmp, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        cwd=tmp, stdout=subprocess.PIPE, stderr=subprocess.STDOUT))
+
+
+def _caller(proc: subprocess.Popen) -> subprocess.Popen:
+    _CALLERS.append(proc)
+    return proc
 
 
 def staff_phone(tmp: Path, uas_port: int, peer: RtpPeer, ring_ms: int = 500):  # noqa: ANN201
@@ -106,6 +115,11 @@ def peers() -> Iterator[tuple[RtpPeer, RtpPeer]]:
     yield a, b
     a.close()
     b.close()
+    while _CALLERS:
+        proc = _CALLERS.pop()
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
 
 
 def _early_audio(peer: RtpPeer, before: float) -> np.ndarray:
@@ -433,10 +447,10 @@ def test_unknown_number_hears_the_configured_prompt_then_404(tmp_path: Path, pee
     cfg.write_text(yaml.safe_dump(data, allow_unicode=True))
     proc = B2BUAProcess(cfg, [f"udp:127.0.0.1:{port}"], tmp_path / "b2bua.log").start()
     try:
-        uac = subprocess.Popen(
+        uac = _caller(subprocess.Popen(
             [SIPP, "-sf", str(scenario), f"127.0.0.1:{port}", "-s", "0221339999", "-i", CITIZEN,
              "-p", str(free_port(CITIZEN)), "-m", "1", "-nostdin", "-inf", str(_csv(tmp_path / "a.csv", a.port))],
-            cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+            cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT))
         finish(uac)
     finally:
         proc.stop()
