@@ -127,8 +127,7 @@ def run(calls: int, seconds: float, flood_pps: int, workdir: Path, workers: int 
         s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
         socks.append(s)
     port, uas_port = free_port(), free_port()
-    cfgdir = workdir / f"cfg-{label}-{calls}-{flood_pps}-{workers}"
-    cfgdir.mkdir()
+    cfgdir = Path(tempfile.mkdtemp(prefix=f"cfg-{label}-{calls}-{flood_pps}-{workers}-", dir=workdir))
     import yaml
 
     proc_cfg = yaml.safe_load((repo / "config" / "b2bua.yaml").read_text())
@@ -306,6 +305,7 @@ def main() -> None:
     ap.add_argument("--flood-pps", type=int, default=20000)
     ap.add_argument("--workers", default="0", help="media worker processes to compare, e.g. 0,2")
     ap.add_argument("--code", default="", help="checkouts to compare, label=path,... (default: this one)")
+    ap.add_argument("--repeat", type=int, default=1, help="run every configuration this many times (interleaved)")
     args = ap.parse_args()
     codes = [(c.split("=", 1)[0], Path(c.split("=", 1)[1]).resolve()) for c in args.code.split(",") if c] or [("", REPO)]
     workdir = Path(tempfile.mkdtemp(prefix="media-bench-"))
@@ -314,7 +314,7 @@ def main() -> None:
         sizes = [(int(x), 0) for x in args.calls.split(",")]
         if args.flood:
             sizes.append((sizes[-1][0], args.flood_pps))
-        for n, flood in sizes:
+        for n, flood in [x for x in sizes for _ in range(args.repeat)]:
             for code in codes:  # interleaved, so the checkouts see the same background load
                 results.append(run(n, args.seconds, flood, workdir, workers, code))
                 print(f"[media] {code[0]} {workers} workers, {n} calls{' flood' if flood else ''} done",
