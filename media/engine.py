@@ -35,6 +35,9 @@ log = logging.getLogger("media.engine")
 FRAME = 160  # samples per 20 ms at 8 kHz
 _SEQ_TS = struct.Struct("!HI")
 _monotonic = time.monotonic
+#: a leg's packet read this long after its previous one: drain its socket (up to _DRAIN packets)
+_LATE = 0.03
+_DRAIN = 16
 
 
 class PortsExhausted(Exception):
@@ -390,83 +393,93 @@ class MediaEngine:
 
     # -- the packet path -----------------------------------------------------------------
     def _on_rtp(self, lg: _Leg) -> None:
-        """One packet per call: the loop calls again while the socket is readable, so draining
-        would only add a failing ``recvfrom`` (an exception) to nearly every wakeup at 50 pps,
-        and a flooded port gets no more than its share of each loop iteration."""
-        try:
-            data, addr = lg.rtp.recvfrom(2048)
-        except OSError:  # EAGAIN (another reader was quicker), EINTR, an ICMP error
-            return
+        """Read one packet, or drain the socket when the leg's previous packet is long past.
+
+        The loop calls again while the socket is readable, so always draining would add a failing
+        ``recvfrom`` (an exception) to nearly every wakeup at 50 pps; but reading one packet per
+        wakeup leaves a burst (the sender or we were held up) to one packet per loop iteration,
+        which is a long wait when the loop is busy. A flooded port gets one read per iteration.
+        """
+        sock = lg.rtp
         counters = self.counters
-        counters["rtp_in"] += 1
-        if addr != lg.remote:
-            if lg.symmetric and not lg.latched:
-                lg.remote = addr[:2]  # symmetric RTP / latching (RFC 4961)
-                lg.rtcp_remote = (addr[0], addr[1] + 1)
+        budget = 1  # packets this call may still read
+        while budget:
+            budget -= 1
+            try:
+                data, addr = sock.recvfrom(2048)
+            except OSError:  # EAGAIN (drained, or another reader was quicker), EINTR, an ICMP error
+                return
+            counters["rtp_in"] += 1
+            if addr != lg.remote:
+                if lg.symmetric and not lg.latched:
+                    lg.remote = addr[:2]  # symmetric RTP / latching (RFC 4961)
+                    lg.rtcp_remote = (addr[0], addr[1] + 1)
+                    lg.latched = True
+                elif lg.remote is None or addr[:2] != lg.remote:
+                    lg.strangers += 1
+                    counters["rtp_strangers"] += 1
+                    continue
+            elif not lg.latched and lg.symmetric:
                 lg.latched = True
-            elif lg.remote is None or addr[:2] != lg.remote:
-                lg.strangers += 1
-                counters["rtp_strangers"] += 1
-                return
-        elif not lg.latched and lg.symmetric:
-            lg.latched = True
-        if len(data) >= 12 and data[0] & 0xDF == 0x80:  # version 2, no CSRC, no extension
-            start = 12
-        else:
-            try:
-                start = payload_offset(data)
-            except RtpError:
-                lg.dropped += 1
-                counters["rtp_dropped"] += 1
-                return
-        pt = data[1] & 0x7F
-        seq, ts = _SEQ_TS.unpack_from(data, 2)
-        now = _monotonic()
-        lg.stats.update(seq, ts, int(now * 8000), len(data))
-        lg.last_rx = now
-        other = lg.other
-        if pt == lg.codec:
-            sess = lg.session
-            if lg.listen is not None:
-                lg.listen.append(data[start:])
-            if sess.recording and lg.name == "a":
-                sess.rec_in.append(data[start:])
-            if other is None or other.remote is None or not other.send:
-                return
-            if other.prompt is not None:
-                if other.prompt_mix:
-                    lg.queue.append(data[start:])  # mixed with the prompt by the tick
-                return  # else the prompt replaces this side's audio
-            if sess.transcode:
-                lg.queue.append(data[start:])
-                return
-            try:
-                other.rtp.sendto(other.out.forward(data, seq, ts), other.remote)
-                counters["rtp_out"] += 1
-            except OSError:
-                pass
-            if sess.recording and other.name == "a":
-                sess.rec_out.append(data[start:])
-        elif pt == lg.dtmf_pt and pt is not None:
-            for digit in lg.detector.feed(ts, data[start:]):
-                self._emit(DtmfEvent(lg.session.id, lg.name, digit.digit, digit.duration_ms, digit.source))
-            if lg.relay_dtmf and other is not None and other.remote is not None and other.send \
-                    and other.dtmf_pt is not None:
+            if len(data) >= 12 and data[0] & 0xDF == 0x80:  # version 2, no CSRC, no extension
+                start = 12
+            else:
                 try:
-                    other.rtp.sendto(other.out.relay(data, other.dtmf_pt), other.remote)
+                    start = payload_offset(data)
+                except RtpError:
+                    lg.dropped += 1
+                    counters["rtp_dropped"] += 1
+                    continue
+            pt = data[1] & 0x7F
+            seq, ts = _SEQ_TS.unpack_from(data, 2)
+            now = _monotonic()
+            if now - lg.last_rx > _LATE and not budget:
+                budget = _DRAIN  # more may have queued up meanwhile
+            lg.stats.update(seq, ts, int(now * 8000), len(data))
+            lg.last_rx = now
+            other = lg.other
+            if pt == lg.codec:
+                sess = lg.session
+                if lg.listen is not None:
+                    lg.listen.append(data[start:])
+                if sess.recording and lg.name == "a":
+                    sess.rec_in.append(data[start:])
+                if other is None or other.remote is None or not other.send:
+                    continue
+                if other.prompt is not None:
+                    if other.prompt_mix:
+                        lg.queue.append(data[start:])  # mixed with the prompt by the tick
+                    continue  # else the prompt replaces this side's audio
+                if sess.transcode:
+                    lg.queue.append(data[start:])
+                    continue
+                try:
+                    other.rtp.sendto(other.out.forward(data, seq, ts), other.remote)
                     counters["rtp_out"] += 1
                 except OSError:
                     pass
-        elif lg.codec is None and other is not None and other.remote is not None and other.send:
-            # before the answer: relay whatever the offerer sends (early media)
-            try:
-                other.rtp.sendto(other.out.forward(data, seq, ts), other.remote)
-                counters["rtp_out"] += 1
-            except OSError:
-                pass
-        else:
-            lg.dropped += 1  # a payload type this leg did not negotiate
-            counters["rtp_dropped"] += 1
+                if sess.recording and other.name == "a":
+                    sess.rec_out.append(data[start:])
+            elif pt == lg.dtmf_pt and pt is not None:
+                for digit in lg.detector.feed(ts, data[start:]):
+                    self._emit(DtmfEvent(lg.session.id, lg.name, digit.digit, digit.duration_ms, digit.source))
+                if lg.relay_dtmf and other is not None and other.remote is not None and other.send \
+                        and other.dtmf_pt is not None:
+                    try:
+                        other.rtp.sendto(other.out.relay(data, other.dtmf_pt), other.remote)
+                        counters["rtp_out"] += 1
+                    except OSError:
+                        pass
+            elif lg.codec is None and other is not None and other.remote is not None and other.send:
+                # before the answer: relay whatever the offerer sends (early media)
+                try:
+                    other.rtp.sendto(other.out.forward(data, seq, ts), other.remote)
+                    counters["rtp_out"] += 1
+                except OSError:
+                    pass
+            else:
+                lg.dropped += 1  # a payload type this leg did not negotiate
+                counters["rtp_dropped"] += 1
 
     def _on_rtcp(self, lg: _Leg) -> None:
         try:  # one packet per call, as _on_rtp
