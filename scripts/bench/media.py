@@ -15,8 +15,11 @@ generator stamps each payload with its send time and reports, per run:
   in and one out: B2BUA CPU seconds / (packets sent + packets echoed back)),
 * the CPU % of the load itself on the same cores: this generator and SIPp's echo,
 * loss (sent vs echoed back) and where the kernel dropped packets (full receive buffers of the B2BUA's,
-  SIPp's or the generator's sockets), added delay p50/p99 for one traversal (round trip / 2),
+  SIPp's or the generator's sockets; SIPp's echo socket is given a 4 MiB buffer like the generator's
+  sockets, see enlarge_rcvbuf), added delay p50/p99 for one traversal (round trip / 2),
 * B2BUA RSS per call (RSS during the run minus RSS before the calls, divided by N),
+* with ``--pin`` (in-process runs only): the B2BUA alone on the first core, the load on the others, so
+  the scheduler does not stack the echo and the generator on the B2BUA's core when they wake,
 * with ``--flood``: one stranger sends ``--flood-pps`` packets/s at one call's port for the whole
   window, to show a flood does not slow the other calls (its packets are dropped and counted); the loss
   of the other calls and of the flooded one are reported apart, the delay is the other calls'.
@@ -86,6 +89,36 @@ def udp_drops(ports) -> int:
     return total
 
 
+def enlarge_rcvbuf(pid: int, port: int, size: int) -> bool:
+    """Give another process's UDP socket bound to ``port`` a ``size`` receive buffer (pidfd_getfd, Linux
+    5.6+, needs ptrace rights over it): SIPp's echo socket keeps the system default (about 8 ms of
+    25,000 packets/s), so without this the loss measured is mostly SIPp's, not the B2BUA's."""
+    import ctypes
+
+    inodes = {f[9] for f in (ln.split() for ln in Path("/proc/net/udp").read_text().splitlines()[1:])
+              if int(f[1].rsplit(":", 1)[1], 16) == port}
+    libc = ctypes.CDLL(None, use_errno=True)
+    pidfd = libc.syscall(434, pid, 0)  # pidfd_open
+    if pidfd < 0:
+        return False
+    try:
+        for fd in Path(f"/proc/{pid}/fd").iterdir():
+            try:
+                link = os.readlink(fd)
+            except OSError:
+                continue
+            if link.startswith("socket:[") and link[8:-1] in inodes:
+                mine = libc.syscall(438, pidfd, int(fd.name), 0)  # pidfd_getfd
+                if mine < 0:
+                    return False
+                with socket.socket(fileno=mine) as dup:
+                    dup.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, size)
+                return True
+    finally:
+        os.close(pidfd)
+    return False
+
+
 def rss_kib(pid: int) -> int:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
@@ -116,7 +149,7 @@ class Result:
 
 
 def run(calls: int, seconds: float, flood_pps: int, workdir: Path, workers: int = 0,
-        code: tuple[str, Path] = ("", REPO)) -> Result:
+        code: tuple[str, Path] = ("", REPO), pin: bool = False) -> Result:
     label, repo = code
     # the generator's sockets first: free_port() below must not pick a port the kernel then hands them
     socks = []
@@ -145,10 +178,17 @@ def run(calls: int, seconds: float, flood_pps: int, workdir: Path, workers: int 
     csv.write_text("SEQUENTIAL\n" + "".join(f"{s.getsockname()[1]};0;PCMU;\n" for s in socks))
 
     procs: list[subprocess.Popen] = []
+    own_cpus = os.sched_getaffinity(0)
+    b2b_cpus = None
+    if pin:  # the B2BUA on one core, the load (this generator, SIPp, the flood) on another
+        cpus = sorted(own_cpus)
+        b2b_cpus, load_cpus = set(cpus[:1]), set(cpus[1:]) or set(cpus)
+        os.sched_setaffinity(0, load_cpus)  # inherited by SIPp and the flood worker
     try:
         b2b = subprocess.Popen([sys.executable, "-m", "b2bua", "run", "--config", str(cfgdir / "b2bua.yaml"),
                                 "--listen", f"udp:127.0.0.1:{port}"], cwd=repo, stdout=subprocess.DEVNULL,
-                               stderr=open(cfgdir / "b2bua.log", "wb"), env={**os.environ, "PYTHONPATH": str(repo)})
+                               stderr=open(cfgdir / "b2bua.log", "wb"), env={**os.environ, "PYTHONPATH": str(repo)},
+                               preexec_fn=(lambda: os.sched_setaffinity(0, b2b_cpus)) if b2b_cpus else None)
         procs.append(b2b)
         echo_port = free_port()
         uas = subprocess.Popen([SIPP, "-sn", "uas", "-i", "127.0.0.1", "-p", str(uas_port), "-rtp_echo",
@@ -156,6 +196,8 @@ def run(calls: int, seconds: float, flood_pps: int, workdir: Path, workers: int 
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         procs.append(uas)
         time.sleep(1.5)
+        if not enlarge_rcvbuf(uas.pid, echo_port, 4 << 20):
+            print("[media] could not enlarge SIPp's echo receive buffer: its drops count as loss", file=sys.stderr)
         rss0 = rss_kib(b2b.pid)
         hold_ms = int((seconds + 8 + calls / 100) * 1000)
         uac = subprocess.Popen([SIPP, "-sf", str(SCENARIOS / "uac_rtp.xml"), f"127.0.0.1:{port}", "-i", "127.0.0.1",
@@ -276,6 +318,7 @@ def run(calls: int, seconds: float, flood_pps: int, workdir: Path, workers: int 
                 p.kill()
         for s in socks:
             s.close()
+        os.sched_setaffinity(0, own_cpus)
 
 
 def _self_cpu() -> float:
@@ -306,6 +349,8 @@ def main() -> None:
     ap.add_argument("--workers", default="0", help="media worker processes to compare, e.g. 0,2")
     ap.add_argument("--code", default="", help="checkouts to compare, label=path,... (default: this one)")
     ap.add_argument("--repeat", type=int, default=1, help="run every configuration this many times (interleaved)")
+    ap.add_argument("--pin", action="store_true",
+                    help="in-process runs (0 workers): the B2BUA on the first core, the load on the others")
     args = ap.parse_args()
     codes = [(c.split("=", 1)[0], Path(c.split("=", 1)[1]).resolve()) for c in args.code.split(",") if c] or [("", REPO)]
     workdir = Path(tempfile.mkdtemp(prefix="media-bench-"))
@@ -316,7 +361,7 @@ def main() -> None:
             sizes.append((sizes[-1][0], args.flood_pps))
         for n, flood in [x for x in sizes for _ in range(args.repeat)]:
             for code in codes:  # interleaved, so the checkouts see the same background load
-                results.append(run(n, args.seconds, flood, workdir, workers, code))
+                results.append(run(n, args.seconds, flood, workdir, workers, code, args.pin and workers == 0))
                 print(f"[media] {code[0]} {workers} workers, {n} calls{' flood' if flood else ''} done",
                       file=sys.stderr)
     cw = max([4] + [len(c[0]) for c in codes])
