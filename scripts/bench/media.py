@@ -164,7 +164,9 @@ def run(calls: int, seconds: float, flood_pps: int, workdir: Path, workers: int 
     import yaml
 
     proc_cfg = yaml.safe_load((repo / "config" / "b2bua.yaml").read_text())
-    proc_cfg["media"].update({"port_min": 32000, "port_max": 32000 + 8 * calls + 64, "rtp_timeout_s": 600,
+    # media ports below the ephemeral range (32768-): the generator's sockets must not take any of them, or
+    # worker mode (whose controller hands out ports blindly) advertises ports its worker could not bind
+    proc_cfg["media"].update({"port_min": 24000, "port_max": 24000 + 8 * calls + 64, "rtp_timeout_s": 600,
                               "workers": workers})
     proc_cfg["logging"] = {"level": "warning", "format": "text"}
     proc_cfg["storage"] = {"url": f"sqlite:///{cfgdir / 'cdr.sqlite3'}"}
