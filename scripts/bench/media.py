@@ -159,7 +159,7 @@ def run(calls: int, seconds: float, flood_pps: int, workdir: Path, workers: int 
         s.setblocking(False)
         s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
         socks.append(s)
-    port, uas_port = free_port(), free_port()
+    port = free_port()
     cfgdir = Path(tempfile.mkdtemp(prefix=f"cfg-{label}-{calls}-{flood_pps}-{workers}-", dir=workdir))
     import yaml
 
@@ -170,10 +170,7 @@ def run(calls: int, seconds: float, flood_pps: int, workdir: Path, workers: int 
                               "workers": workers})
     proc_cfg["logging"] = {"level": "warning", "format": "text"}
     proc_cfg["storage"] = {"url": f"sqlite:///{cfgdir / 'cdr.sqlite3'}"}
-    routing = yaml.safe_load((repo / "config" / "routing.yaml").read_text())
-    routing["routes"] = [{"name": "bench", "prefix": "", "targets": [f"sip:127.0.0.1:{uas_port}"]}]
     (cfgdir / "b2bua.yaml").write_text(yaml.safe_dump(proc_cfg))
-    (cfgdir / "routing.yaml").write_text(yaml.safe_dump(routing, allow_unicode=True))
     shutil.copy(repo / "config" / "holidays.yaml", cfgdir / "holidays.yaml")
 
     csv = cfgdir / "calls.csv"
@@ -187,16 +184,16 @@ def run(calls: int, seconds: float, flood_pps: int, workdir: Path, workers: int 
         b2b_cpus, load_cpus = set(cpus[:1]), set(cpus[1:]) or set(cpus)
         os.sched_setaffinity(0, load_cpus)  # inherited by SIPp and the flood worker
     try:
+        uas, uas_port, echo_port = _start_echo(cfgdir)
+        procs.append(uas)
+        routing = yaml.safe_load((repo / "config" / "routing.yaml").read_text())
+        routing["routes"] = [{"name": "bench", "prefix": "", "targets": [f"sip:127.0.0.1:{uas_port}"]}]
+        (cfgdir / "routing.yaml").write_text(yaml.safe_dump(routing, allow_unicode=True))
         b2b = subprocess.Popen([sys.executable, "-m", "b2bua", "run", "--config", str(cfgdir / "b2bua.yaml"),
                                 "--listen", f"udp:127.0.0.1:{port}"], cwd=repo, stdout=subprocess.DEVNULL,
                                stderr=open(cfgdir / "b2bua.log", "wb"), env={**os.environ, "PYTHONPATH": str(repo)},
                                preexec_fn=(lambda: os.sched_setaffinity(0, b2b_cpus)) if b2b_cpus else None)
         procs.append(b2b)
-        echo_port = free_port()
-        uas = subprocess.Popen([SIPP, "-sn", "uas", "-i", "127.0.0.1", "-p", str(uas_port), "-rtp_echo",
-                                "-mp", str(echo_port), "-nostdin"], cwd=cfgdir,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        procs.append(uas)
         time.sleep(1.5)
         if not enlarge_rcvbuf(uas.pid, echo_port, 4 << 20):
             print("[media] could not enlarge SIPp's echo receive buffer: its drops count as loss", file=sys.stderr)
@@ -323,6 +320,30 @@ def run(calls: int, seconds: float, flood_pps: int, workdir: Path, workers: int 
         os.sched_setaffinity(0, own_cpus)
 
 
+def _bound(port: int) -> bool:
+    return any(int(ln.split()[1].rsplit(":", 1)[1], 16) == port
+               for ln in Path("/proc/net/udp").read_text().splitlines()[1:])
+
+
+def _start_echo(cfgdir: Path) -> tuple[subprocess.Popen, int, int]:
+    """SIPp's UAS with its RTP echo, on fresh ports until it is up (a port picked by free_port() may be
+    taken before SIPp binds it)."""
+    for _ in range(5):
+        uas_port, echo_port = free_port(), free_port()
+        uas = subprocess.Popen([SIPP, "-sn", "uas", "-i", "127.0.0.1", "-p", str(uas_port), "-rtp_echo",
+                                "-mp", str(echo_port), "-nostdin"], cwd=cfgdir,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and uas.poll() is None:
+            if _bound(echo_port) and _bound(uas_port):
+                return uas, uas_port, echo_port
+            time.sleep(0.1)
+        if uas.poll() is None:
+            uas.kill()
+        uas.wait()
+    raise RuntimeError("SIPp's UAS did not start")
+
+
 def _self_cpu() -> float:
     ru = resource.getrusage(resource.RUSAGE_SELF)
     return ru.ru_utime + ru.ru_stime
@@ -363,7 +384,12 @@ def main() -> None:
             sizes.append((sizes[-1][0], args.flood_pps))
         for n, flood in [x for x in sizes for _ in range(args.repeat)]:
             for code in codes:  # interleaved, so the checkouts see the same background load
-                results.append(run(n, args.seconds, flood, workdir, workers, code, args.pin and workers == 0))
+                for attempt in (1, 2):
+                    try:
+                        results.append(run(n, args.seconds, flood, workdir, workers, code, args.pin and workers == 0))
+                        break
+                    except RuntimeError as exc:  # e.g. a port taken by someone else meanwhile: once more
+                        print(f"[media] {code[0]} {workers} workers, {n} calls: {exc}", file=sys.stderr)
                 print(f"[media] {code[0]} {workers} workers, {n} calls{' flood' if flood else ''} done",
                       file=sys.stderr)
     cw = max([4] + [len(c[0]) for c in codes])
