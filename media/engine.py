@@ -28,12 +28,16 @@ import numpy as np
 from . import g711
 from .dtmf import Digit, InbandDetector, TelephoneEventDetector
 from .recorder import Finished, RecordingWriter
-from .rtp import InStats, RtpError, check, header_length, new_out_stream, rewrite_rtcp
+from .rtp import InStats, RtpError, new_out_stream, payload_offset, rewrite_rtcp
 
 log = logging.getLogger("media.engine")
 
 FRAME = 160  # samples per 20 ms at 8 kHz
 _SEQ_TS = struct.Struct("!HI")
+_monotonic = time.monotonic
+#: a leg's packet read this long after its previous one: drain its socket (up to _DRAIN packets)
+_LATE = 0.03
+_DRAIN = 16
 
 
 class PortsExhausted(Exception):
@@ -395,19 +399,24 @@ class MediaEngine:
 
     # -- the packet path -----------------------------------------------------------------
     def _on_rtp(self, lg: _Leg) -> None:
+        """Read one packet, or drain the socket when the leg's previous packet is long past.
+
+        The loop calls again while the socket is readable, so always draining would add a failing
+        ``recvfrom`` (an exception) to nearly every wakeup at 50 pps; but reading one packet per
+        wakeup leaves a burst (the sender or we were held up) to one packet per loop iteration,
+        which is a long wait when the loop is busy. A flooded port gets one read per iteration.
+        """
         sock = lg.rtp
-        now = time.monotonic()
-        arrival = int(now * 8000)
         counters = self.counters
-        while True:
+        budget = 1  # packets this call may still read
+        while budget:
+            budget -= 1
             try:
                 data, addr = sock.recvfrom(2048)
-            except (BlockingIOError, InterruptedError):
-                return
-            except OSError:
+            except OSError:  # EAGAIN (drained, or another reader was quicker), EINTR, an ICMP error
                 return
             counters["rtp_in"] += 1
-            if lg.remote is None or addr != lg.remote:
+            if addr != lg.remote:
                 if lg.symmetric and not lg.latched:
                     lg.remote = addr[:2]  # symmetric RTP / latching (RFC 4961)
                     lg.rtcp_remote = (addr[0], addr[1] + 1)
@@ -416,41 +425,49 @@ class MediaEngine:
                     lg.strangers += 1
                     counters["rtp_strangers"] += 1
                     continue
-            elif lg.symmetric:
+            elif not lg.latched and lg.symmetric:
                 lg.latched = True
-            try:
-                pt = check(data)
-            except RtpError:
-                lg.dropped += 1
-                counters["rtp_dropped"] += 1
-                continue
+            if len(data) >= 12 and data[0] & 0xDF == 0x80:  # version 2, no CSRC, no extension
+                start = 12
+            else:
+                try:
+                    start = payload_offset(data)
+                except RtpError:
+                    lg.dropped += 1
+                    counters["rtp_dropped"] += 1
+                    continue
+            pt = data[1] & 0x7F
             seq, ts = _SEQ_TS.unpack_from(data, 2)
-            lg.stats.update(seq, ts, arrival, len(data))
+            now = _monotonic()
+            if now - lg.last_rx > _LATE and not budget:
+                budget = _DRAIN  # more may have queued up meanwhile
+            lg.stats.update(seq, ts, int(now * 8000), len(data))
             lg.last_rx = now
             other = lg.other
             if pt == lg.codec:
+                sess = lg.session
                 if lg.listen is not None:
-                    lg.listen.append(data[header_length(data):])
-                if lg.session.recording and lg.name == "a":
-                    lg.session.rec_in.append(data[header_length(data):])
+                    lg.listen.append(data[start:])
+                if sess.recording and lg.name == "a":
+                    sess.rec_in.append(data[start:])
                 if other is None or other.remote is None or not other.send:
                     continue
                 if other.prompt is not None:
                     if other.prompt_mix:
-                        lg.queue.append(data[header_length(data):])  # mixed with the prompt by the tick
+                        lg.queue.append(data[start:])  # mixed with the prompt by the tick
                     continue  # else the prompt replaces this side's audio
-                if lg.session.transcode:
-                    lg.queue.append(data[header_length(data):])
+                if sess.transcode:
+                    lg.queue.append(data[start:])
                     continue
                 try:
-                    other.rtp.sendto(other.out.relay(data), other.remote)
+                    other.rtp.sendto(other.out.forward(data, seq, ts), other.remote)
                     counters["rtp_out"] += 1
                 except OSError:
                     pass
-                if other.session.recording and other.name == "a":
-                    other.session.rec_out.append(data[header_length(data):])
+                if sess.recording and other.name == "a":
+                    sess.rec_out.append(data[start:])
             elif pt == lg.dtmf_pt and pt is not None:
-                for digit in lg.detector.feed(ts, data[header_length(data):], now):
+                for digit in lg.detector.feed(ts, data[start:], now):
                     self._emit(DtmfEvent(lg.session.id, lg.name, digit.digit, digit.duration_ms, digit.source))
                 if lg.relay_dtmf and other is not None and other.remote is not None and other.send \
                         and other.dtmf_pt is not None:
@@ -464,7 +481,7 @@ class MediaEngine:
                 # before the answer: relay whatever the offerer sends (early media), unless the
                 # other side hears a prompt of ours
                 try:
-                    other.rtp.sendto(other.out.relay(data), other.remote)
+                    other.rtp.sendto(other.out.forward(data, seq, ts), other.remote)
                     counters["rtp_out"] += 1
                 except OSError:
                     pass
@@ -473,26 +490,24 @@ class MediaEngine:
                 counters["rtp_dropped"] += 1
 
     def _on_rtcp(self, lg: _Leg) -> None:
-        while True:
-            try:
-                data, addr = lg.rtcp.recvfrom(2048)
-            except (BlockingIOError, InterruptedError, OSError):
-                return
-            other = lg.other
-            if other is None or other.rtcp_remote is None:
-                continue
-            if lg.remote is not None and addr[0] != lg.remote[0]:
-                lg.strangers += 1
-                continue
-            ssrc_map = {lg.out.ssrc: other.out.ssrc}
-            out = rewrite_rtcp(data, other.out.ssrc, ssrc_map)
-            if out is None:
-                continue
-            self.counters["rtcp"] += 1
-            try:
-                other.rtcp.sendto(out, other.rtcp_remote)
-            except OSError:
-                pass
+        try:  # one packet per call, as _on_rtp
+            data, addr = lg.rtcp.recvfrom(2048)
+        except OSError:
+            return
+        other = lg.other
+        if other is None or other.rtcp_remote is None:
+            return
+        if lg.remote is not None and addr[0] != lg.remote[0]:
+            lg.strangers += 1
+            return
+        out = rewrite_rtcp(data, other.out.ssrc, {lg.out.ssrc: other.out.ssrc})
+        if out is None:
+            return
+        self.counters["rtcp"] += 1
+        try:
+            other.rtcp.sendto(out, other.rtcp_remote)
+        except OSError:
+            pass
 
     # -- the tick ------------------------------------------------------------------------
     def _run_tick(self) -> None:

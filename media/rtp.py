@@ -7,7 +7,8 @@ import struct
 from dataclasses import dataclass
 
 _HDR = struct.Struct("!BBHII")
-_SEQ_TS_SSRC = struct.Struct("!HII")
+_SEQ_TS = struct.Struct("!HI")
+_pack_seq_ts_ssrc = struct.Struct("!HII").pack_into
 
 
 class RtpError(ValueError):
@@ -16,22 +17,31 @@ class RtpError(ValueError):
 
 def check(data: bytes) -> int:
     """Validate an RTP packet (§5.1); return its payload type. Raises :class:`RtpError`."""
-    if len(data) < 12:
+    payload_offset(data)
+    return data[1] & 0x7F
+
+
+def payload_offset(data: bytes) -> int:
+    """Validate an RTP packet (§5.1); return the length of its header (CSRCs and extension
+    included), i.e. where the payload starts. Raises :class:`RtpError`."""
+    n = len(data)
+    if n < 12:
         raise RtpError("truncated RTP header")
     b0 = data[0]
     if b0 >> 6 != 2:
         raise RtpError("not RTP version 2")
     header = 12 + 4 * (b0 & 0x0F)
     if b0 & 0x10:  # extension
-        if len(data) < header + 4:
+        if n < header + 4:
             raise RtpError("truncated RTP extension")
         header += 4 + 4 * int.from_bytes(data[header + 2 : header + 4], "big")
-    if len(data) < header:
+    if n < header:
         raise RtpError("truncated RTP header")
-    return data[1] & 0x7F
+    return header
 
 
 def header_length(data: bytes) -> int:
+    """Header length of a packet already validated by :func:`check`."""
     b0 = data[0]
     header = 12 + 4 * (b0 & 0x0F)
     if b0 & 0x10:
@@ -73,19 +83,25 @@ class OutStream:
 
     def relay(self, data: bytes, pt: int | None = None) -> bytearray:
         """Rewrite a relayed packet's SSRC, sequence number and timestamp (and payload type)."""
-        seq, ts, _ = _SEQ_TS_SSRC.unpack_from(data, 2)
-        if self.seq_off is None:
-            # (re)join: continue right after what we last sent, 20 ms later
-            self.seq_off = (self.seq + 1 - seq) & 0xFFFF
-            self.ts_off = (self.ts + 160 - ts) & 0xFFFFFFFF
-        out = bytearray(data)
-        self.seq = (seq + self.seq_off) & 0xFFFF
-        self.ts = (ts + self.ts_off) & 0xFFFFFFFF
-        _SEQ_TS_SSRC.pack_into(out, 2, self.seq, self.ts, self.ssrc)
+        seq, ts = _SEQ_TS.unpack_from(data, 2)
+        out = self.forward(data, seq, ts)
         if pt is not None:
             out[1] = (out[1] & 0x80) | pt
+        return out
+
+    def forward(self, data: bytes, seq: int, ts: int) -> bytearray:
+        """:meth:`relay` for the packet path, which has already read ``seq`` and ``ts``."""
+        seq_off = self.seq_off
+        if seq_off is None:
+            # (re)join: continue right after what we last sent, 20 ms later
+            self.seq_off = seq_off = (self.seq + 1 - seq) & 0xFFFF
+            self.ts_off = (self.ts + 160 - ts) & 0xFFFFFFFF
+        self.seq = seq = (seq + seq_off) & 0xFFFF
+        self.ts = ts = (ts + self.ts_off) & 0xFFFFFFFF
         self.sent += 1
         self.octets += len(data) - 12
+        out = bytearray(data)
+        _pack_seq_ts_ssrc(out, 2, seq, ts, self.ssrc)
         return out
 
     def own(self, pt: int, payload: bytes, samples: int, marker: bool = False) -> bytes:
@@ -114,19 +130,19 @@ class InStats:
         """``arrival`` is the arrival time in RTP clock units."""
         self.packets += 1
         self.octets += size
+        max_seq = self.max_seq
         if self.base_seq < 0:
             self.base_seq = self.max_seq = seq
-        else:
-            delta = (seq - self.max_seq) & 0xFFFF
-            if delta < 0x8000:
-                if seq < self.max_seq:
-                    self.cycles += 0x10000
-                self.max_seq = seq
+        elif (seq - max_seq) & 0xFFFF < 0x8000:  # in order, maybe after a gap
+            if seq < max_seq:
+                self.cycles += 0x10000
+            self.max_seq = seq
         transit = arrival - ts
-        if self._transit is not None:
-            d = abs(transit - self._transit)
-            self.jitter += (d - self.jitter) / 16.0
+        last = self._transit
         self._transit = transit
+        if last is not None:
+            d = transit - last
+            self.jitter += ((d if d >= 0 else -d) - self.jitter) * 0.0625  # J += (|D| - J) / 16
 
     @property
     def expected(self) -> int:

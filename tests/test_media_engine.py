@@ -118,7 +118,7 @@ def test_recording_keeps_wall_clock_time_when_the_event_loop_stalls(tmp_path) ->
     path = tmp_path / "stall.wav"
 
     async def run() -> float:
-        engine = MediaEngine(EngineConfig(port_min=33300, port_max=33320))
+        engine = MediaEngine(EngineConfig(port_min=39700, port_max=39720))
         engine.start(asyncio.get_running_loop())
         a, b = RtpPeer(), RtpPeer()
         try:
@@ -164,7 +164,7 @@ def test_worker_processes_take_prompts_larger_than_the_pipe_buffer() -> None:
 
     async def run() -> tuple[list, list]:
         events: list = []
-        engine = WorkerEngine(EngineConfig(port_min=33200, port_max=33220), 1, on_event=events.append)
+        engine = WorkerEngine(EngineConfig(port_min=39600, port_max=39620), 1, on_event=events.append)
         engine.start(asyncio.get_running_loop())
         a = RtpPeer()
         try:
@@ -182,3 +182,84 @@ def test_worker_processes_take_prompts_larger_than_the_pipe_buffer() -> None:
 
     received, _ = uvloop.run(run())
     assert len({r.ssrc for r in received}) == 2 and len(received) >= 80  # both sessions play
+
+
+def test_packet_path_edge_cases_burst_csrc_extension_empty() -> None:
+    """A burst queued at once is relayed whole (one packet per wakeup), in order; CSRCs and a header
+    extension pass through with the payload found after them; empty and truncated datagrams are dropped
+    and counted; RFC 4733 events are reported and relayed with the receiver's payload type."""
+    events: list = []
+
+    async def run() -> tuple[RtpPeer, dict, dict]:
+        engine = MediaEngine(EngineConfig(port_min=39500, port_max=39540), on_event=events.append)
+        engine.start(asyncio.get_running_loop())
+        a, b = RtpPeer(), RtpPeer()
+        try:
+            a_side, _ = await _session(engine, a, b)
+            engine.update("s1", "b", remote=("127.0.0.1", b.port), codec=0, dtmf_pt=96)
+            payload = bytes(range(160))
+            for i in range(20):  # a burst: all waiting in the socket before the loop runs
+                a.send_raw(a_side, struct.pack("!BBHII", 0x80, 0, 100 + i, 1000 + 160 * i, 0x77) + payload)
+            await asyncio.sleep(0.2)
+            csrc_ext = struct.pack("!BBHII", 0x92, 0, 120, 1000 + 160 * 20, 0x77) + struct.pack("!II", 1, 2) \
+                + struct.pack("!HH", 0xBEDE, 1) + b"\x10\xaa\x00\x00" + payload
+            a.send_raw(a_side, csrc_ext)
+            a.send_raw(a_side, b"")
+            a.send_raw(a_side, b"\x80\x00\x00")
+            for i, end in enumerate([0, 0, 0x80, 0x80]):  # digit 5, 3 packets + retransmitted end
+                a.send_raw(a_side, struct.pack("!BBHII", 0x80, 101, 121 + i, 1000 + 160 * 21, 0x77)
+                           + bytes([5, end | 10]) + (160 * (i + 1)).to_bytes(2, "big"))
+            await asyncio.sleep(0.2)
+            return b, engine.stats("s1"), dict(engine.counters)
+        finally:
+            engine.close()
+            a.close()
+            b.close()
+
+    b, stats, counters = asyncio.run(run())
+    audio = [r for r in b.received if r.pt == 0]
+    assert len(audio) == 21 and [r.payload[-160:] for r in audio] == [bytes(range(160))] * 21
+    assert audio[-1].payload[:16] == struct.pack("!II", 1, 2) + struct.pack("!HH", 0xBEDE, 1) + b"\x10\xaa\x00\x00"
+    seqs = [r.seq for r in audio]
+    assert seqs == [(seqs[0] + i) & 0xFFFF for i in range(21)]  # in arrival order, no gaps
+    assert len({r.ssrc for r in b.received}) == 1
+    assert [r.pt for r in b.received if r.pt != 0] == [96] * 4
+    assert [e.digit for e in events] == ["5"]
+    assert stats["a"]["dropped"] == 2 and stats["a"]["packets_received"] == 25 and stats["a"]["packets_lost"] == 0
+    assert counters["rtp_in"] == 27 and counters["rtp_out"] == 25 and counters["rtp_dropped"] == 2
+
+
+def test_worker_mode_never_advertises_a_port_someone_else_holds() -> None:
+    """The controller hands out ports for its workers; one held by another program is skipped, so the
+    port in our SDP is the one the worker really listens on."""
+    import socket
+
+    from media.worker import WorkerEngine
+
+    squatter = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    squatter.bind(("127.0.0.1", 39801))  # the RTCP half of the first pair
+
+    async def run() -> tuple[int, int, list]:
+        engine = WorkerEngine(EngineConfig(port_min=39800, port_max=39806), 1)
+        engine.start(asyncio.get_running_loop())
+        a, b = RtpPeer(), RtpPeer()
+        try:
+            _, a_port = engine.allocate("s1", "a")
+            _, b_port = engine.allocate("s1", "b")
+            engine.update("s1", "a", remote=("127.0.0.1", a.port), codec=0)
+            engine.update("s1", "b", remote=("127.0.0.1", b.port), codec=0)
+            await asyncio.sleep(0.5)
+            await _send(a, ("127.0.0.1", a_port), speech_like(0.4))
+            await asyncio.sleep(0.3)
+            return a_port, b_port, b.received
+        finally:
+            engine.close()
+            a.close()
+            b.close()
+
+    try:
+        a_port, b_port, received = asyncio.run(run())
+    finally:
+        squatter.close()
+    assert 39800 not in (a_port, b_port)
+    assert len(received) >= 15  # what the caller sent reached the callee through the worker

@@ -11,13 +11,23 @@ echoes the RTP it receives, so every packet crosses the B2BUA twice: caller->cal
 generator stamps each payload with its send time and reports, per run:
 
 * calls, packets/s through the B2BUA (both directions), B2BUA CPU % (utime+stime over the window, the
-  media worker processes included; 100 % = one core),
-* loss (sent vs echoed back), added delay p50/p99 for one traversal (round trip / 2),
+  media worker processes included; 100 % = one core) and its CPU time per relayed packet (one packet
+  in and one out: B2BUA CPU seconds / (packets sent + packets echoed back)),
+* the CPU % of the load itself on the same cores: this generator and SIPp's echo,
+* loss (sent vs echoed back) and where the kernel dropped packets (full receive buffers of the B2BUA's,
+  SIPp's or the generator's sockets; SIPp's echo socket is given a 4 MiB buffer like the generator's
+  sockets, see enlarge_rcvbuf), added delay p50/p99 for one traversal (round trip / 2),
 * B2BUA RSS per call (RSS during the run minus RSS before the calls, divided by N),
+* with ``--pin`` (in-process runs only): the B2BUA alone on the first core, the load on the others, so
+  the scheduler does not stack the echo and the generator on the B2BUA's core when they wake,
 * with ``--flood``: one stranger sends ``--flood-pps`` packets/s at one call's port for the whole
-  window, to show a flood does not slow the other calls (its packets are dropped and counted).
+  window, to show a flood does not slow the other calls (its packets are dropped and counted); the loss
+  of the other calls and of the flooded one are reported apart, the delay is the other calls'.
 
     python scripts/bench/media.py --calls 100,250,500 --seconds 20 --workers 0,2
+
+``--code base=/path/to/checkout,new=.`` runs every configuration with each checkout in turn (same
+venv, ``PYTHONPATH`` pointing at the checkout), so a before/after table comes from one run.
 """
 
 from __future__ import annotations
@@ -25,6 +35,7 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import resource
 import select
 import shutil
 import signal
@@ -68,6 +79,46 @@ def tree_cpu(pid: int) -> float:
     return total
 
 
+def udp_drops(ports) -> int:
+    """Datagrams the kernel dropped (receive buffer full) on loopback UDP sockets bound to ``ports``."""
+    total = 0
+    for line in Path("/proc/net/udp").read_text().splitlines()[1:]:
+        f = line.split()
+        if int(f[1].rsplit(":", 1)[1], 16) in ports:
+            total += int(f[-1])
+    return total
+
+
+def enlarge_rcvbuf(pid: int, port: int, size: int) -> bool:
+    """Give another process's UDP socket bound to ``port`` a ``size`` receive buffer (pidfd_getfd, Linux
+    5.6+, needs ptrace rights over it): SIPp's echo socket keeps the system default (about 8 ms of
+    25,000 packets/s), so without this the loss measured is mostly SIPp's, not the B2BUA's."""
+    import ctypes
+
+    inodes = {f[9] for f in (ln.split() for ln in Path("/proc/net/udp").read_text().splitlines()[1:])
+              if int(f[1].rsplit(":", 1)[1], 16) == port}
+    libc = ctypes.CDLL(None, use_errno=True)
+    pidfd = libc.syscall(434, pid, 0)  # pidfd_open
+    if pidfd < 0:
+        return False
+    try:
+        for fd in Path(f"/proc/{pid}/fd").iterdir():
+            try:
+                link = os.readlink(fd)
+            except OSError:
+                continue
+            if link.startswith("socket:[") and link[8:-1] in inodes:
+                mine = libc.syscall(438, pidfd, int(fd.name), 0)  # pidfd_getfd
+                if mine < 0:
+                    return False
+                with socket.socket(fileno=mine) as dup:
+                    dup.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, size)
+                return True
+    finally:
+        os.close(pidfd)
+    return False
+
+
 def rss_kib(pid: int) -> int:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
@@ -77,12 +128,19 @@ def rss_kib(pid: int) -> int:
 
 @dataclass
 class Result:
+    code: str
     workers: int
     calls: int
     flood: bool
     pps: float
     cpu: float
+    us_per_pkt: float
+    gen_cpu: float
+    echo_cpu: float
     loss: float
+    loss_others: float
+    flooded_loss: float
+    drops: tuple[int, ...]
     p50: float
     p99: float
     rss_per_call: float
@@ -90,23 +148,10 @@ class Result:
     received: int
 
 
-def run(calls: int, seconds: float, flood_pps: int, workdir: Path, workers: int = 0) -> Result:
-    port, uas_port = free_port(), free_port()
-    cfgdir = workdir / f"cfg-{calls}-{flood_pps}-{workers}"
-    cfgdir.mkdir()
-    import yaml
-
-    proc_cfg = yaml.safe_load((REPO / "config" / "b2bua.yaml").read_text())
-    proc_cfg["media"].update({"port_min": 32000, "port_max": 32000 + 8 * calls + 64, "rtp_timeout_s": 600,
-                              "workers": workers})
-    proc_cfg["logging"] = {"level": "warning", "format": "text"}
-    proc_cfg["storage"] = {"url": f"sqlite:///{cfgdir / 'cdr.sqlite3'}"}
-    routing = yaml.safe_load((REPO / "config" / "routing.yaml").read_text())
-    routing["routes"] = [{"name": "bench", "prefix": "", "targets": [f"sip:127.0.0.1:{uas_port}"]}]
-    (cfgdir / "b2bua.yaml").write_text(yaml.safe_dump(proc_cfg))
-    (cfgdir / "routing.yaml").write_text(yaml.safe_dump(routing, allow_unicode=True))
-    shutil.copy(REPO / "config" / "holidays.yaml", cfgdir / "holidays.yaml")
-
+def run(calls: int, seconds: float, flood_pps: int, workdir: Path, workers: int = 0,
+        code: tuple[str, Path] = ("", REPO), pin: bool = False) -> Result:
+    label, repo = code
+    # the generator's sockets first: free_port() below must not pick a port the kernel then hands them
     socks = []
     for _ in range(calls):
         s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -114,20 +159,44 @@ def run(calls: int, seconds: float, flood_pps: int, workdir: Path, workers: int 
         s.setblocking(False)
         s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
         socks.append(s)
+    port = free_port()
+    cfgdir = Path(tempfile.mkdtemp(prefix=f"cfg-{label}-{calls}-{flood_pps}-{workers}-", dir=workdir))
+    import yaml
+
+    proc_cfg = yaml.safe_load((repo / "config" / "b2bua.yaml").read_text())
+    # media ports below the ephemeral range (32768-): the generator's sockets must not take any of them, or
+    # worker mode (whose controller hands out ports blindly) advertises ports its worker could not bind
+    proc_cfg["media"].update({"port_min": 24000, "port_max": 24000 + 8 * calls + 64, "rtp_timeout_s": 600,
+                              "workers": workers})
+    proc_cfg["logging"] = {"level": "warning", "format": "text"}
+    proc_cfg["storage"] = {"url": f"sqlite:///{cfgdir / 'cdr.sqlite3'}"}
+    (cfgdir / "b2bua.yaml").write_text(yaml.safe_dump(proc_cfg))
+    shutil.copy(repo / "config" / "holidays.yaml", cfgdir / "holidays.yaml")
+
     csv = cfgdir / "calls.csv"
     csv.write_text("SEQUENTIAL\n" + "".join(f"{s.getsockname()[1]};0;PCMU;\n" for s in socks))
 
     procs: list[subprocess.Popen] = []
+    own_cpus = os.sched_getaffinity(0)
+    b2b_cpus = None
+    if pin:  # the B2BUA on one core, the load (this generator, SIPp, the flood) on another
+        cpus = sorted(own_cpus)
+        b2b_cpus, load_cpus = set(cpus[:1]), set(cpus[1:]) or set(cpus)
+        os.sched_setaffinity(0, load_cpus)  # inherited by SIPp and the flood worker
     try:
-        b2b = subprocess.Popen([sys.executable, "-m", "b2bua", "run", "--config", str(cfgdir / "b2bua.yaml"),
-                                "--listen", f"udp:127.0.0.1:{port}"], cwd=REPO, stdout=subprocess.DEVNULL,
-                               stderr=open(cfgdir / "b2bua.log", "wb"))
-        procs.append(b2b)
-        uas = subprocess.Popen([SIPP, "-sn", "uas", "-i", "127.0.0.1", "-p", str(uas_port), "-rtp_echo",
-                                "-mp", str(free_port()), "-nostdin"], cwd=cfgdir,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        uas, uas_port, echo_port = _start_echo(cfgdir)
         procs.append(uas)
+        routing = yaml.safe_load((repo / "config" / "routing.yaml").read_text())
+        routing["routes"] = [{"name": "bench", "prefix": "", "targets": [f"sip:127.0.0.1:{uas_port}"]}]
+        (cfgdir / "routing.yaml").write_text(yaml.safe_dump(routing, allow_unicode=True))
+        b2b = subprocess.Popen([sys.executable, "-m", "b2bua", "run", "--config", str(cfgdir / "b2bua.yaml"),
+                                "--listen", f"udp:127.0.0.1:{port}"], cwd=repo, stdout=subprocess.DEVNULL,
+                               stderr=open(cfgdir / "b2bua.log", "wb"), env={**os.environ, "PYTHONPATH": str(repo)},
+                               preexec_fn=(lambda: os.sched_setaffinity(0, b2b_cpus)) if b2b_cpus else None)
+        procs.append(b2b)
         time.sleep(1.5)
+        if not enlarge_rcvbuf(uas.pid, echo_port, 4 << 20):
+            print("[media] could not enlarge SIPp's echo receive buffer: its drops count as loss", file=sys.stderr)
         rss0 = rss_kib(b2b.pid)
         hold_ms = int((seconds + 8 + calls / 100) * 1000)
         uac = subprocess.Popen([SIPP, "-sf", str(SCENARIOS / "uac_rtp.xml"), f"127.0.0.1:{port}", "-i", "127.0.0.1",
@@ -155,52 +224,88 @@ def run(calls: int, seconds: float, flood_pps: int, workdir: Path, workers: int 
                                       str(flood_pps), str(seconds + 2)])
             procs.append(flood)
         time.sleep(0.5)
-        # stream for `seconds`, 50 pps per call, stamping payloads with the send time
-        sent = received = 0
-        delays: list[float] = []
+        # stream for `seconds`, 50 pps per call, stamping payloads with the send time. Kept cheap, as it
+        # shares the cores with the B2BUA: one packet per tick for all calls (the B2BUA rewrites the
+        # SSRC anyway), and one read per ready socket per poll (level-triggered: no failing read).
+        sent = received = received0 = 0
+        delays: list[int] = []
+        flooded_fd = socks[0].fileno() if flood_pps else -1  # its echoes are counted apart
+        gen_ports = {s.getsockname()[1] for s in socks}
+        echo_ports = {echo_port, echo_port + 2}
+        engine_ports = set(range(proc_cfg["media"]["port_min"], proc_cfg["media"]["port_max"] + 1)) - gen_ports - echo_ports
+        drop_sets = (engine_ports, echo_ports, gen_ports)
+        drops0 = [udp_drops(d) for d in drop_sets]
         header = struct.Struct("!BBHII")
+        stamp_at = struct.Struct("!Q").unpack_from
         payload_pad = b"\xff" * 152
-        cpu0, t0 = tree_cpu(b2b.pid), time.monotonic()
-        by_fd = {s.fileno(): s for s in socks}
+        sends = [(s.sendto, targets[i]) for i, s in enumerate(socks)]
+        recvs = {s.fileno(): s.recv for s in socks}
         poller = select.epoll()
         for s in socks:
             poller.register(s.fileno(), select.EPOLLIN)
+        poll, clock, append = poller.poll, time.perf_counter_ns, delays.append
         seq = 0
-        next_tick = time.monotonic()
-        end = next_tick + seconds
         rss_mid = 0
+        cpu0, echo0, gen0 = tree_cpu(b2b.pid), cpu_seconds(uas.pid), _self_cpu()
+        t0 = next_tick = time.monotonic()
+        end = next_tick + seconds
         while True:
             now = time.monotonic()
             if now >= next_tick:
                 if now >= end:
                     break
                 seq += 1
-                stamp = time.perf_counter_ns()
-                for i, s in enumerate(socks):
-                    pkt = header.pack(0x80, 0, seq & 0xFFFF, seq * 160, 0x5000 + i) + struct.pack("!Q", stamp) + payload_pad
+                pkt = header.pack(0x80, 0, seq & 0xFFFF, seq * 160, 0x5000) + struct.pack("!Q", clock()) + payload_pad
+                for send, target in sends:
                     try:
-                        s.sendto(pkt, targets[i])
+                        send(pkt, target)
                         sent += 1
                     except BlockingIOError:
                         pass
                 next_tick += 0.02
                 if seq == int(seconds * 25):
                     rss_mid = rss_kib(b2b.pid)
-            for fd, _ in poller.poll(max(0.0, next_tick - time.monotonic())):
-                received += _drain(by_fd[fd], delays)
-        cpu1, t1 = tree_cpu(b2b.pid), time.monotonic()
+            for fd, _ in poll(max(0.0, next_tick - time.monotonic())):
+                try:
+                    data = recvs[fd](2048)
+                except BlockingIOError:
+                    continue
+                if len(data) >= 20:
+                    if fd == flooded_fd:
+                        received0 += 1
+                        continue
+                    received += 1
+                    append(clock() - stamp_at(data, 12)[0])
+        cpu1, echo1, gen1, t1 = tree_cpu(b2b.pid), cpu_seconds(uas.pid), _self_cpu(), time.monotonic()
         # collect stragglers for 200 ms
         stop = time.monotonic() + 0.2
         while time.monotonic() < stop:
-            for fd, _ in poller.poll(0.05):
-                received += _drain(by_fd[fd], delays)
+            for fd, _ in poll(0.05):
+                try:
+                    data = recvs[fd](2048)
+                except BlockingIOError:
+                    continue
+                if len(data) >= 20:
+                    if fd == flooded_fd:
+                        received0 += 1
+                        continue
+                    received += 1
+                    append(clock() - stamp_at(data, 12)[0])
+        drops = tuple(udp_drops(d) - d0 for d, d0 in zip(drop_sets, drops0))
         delays.sort()
         elapsed = t1 - t0
-        return Result(workers, calls, bool(flood_pps), received * 2 * 2 / elapsed, (cpu1 - cpu0) / elapsed * 100,
-                      max(0.0, (sent - received) / max(sent, 1) * 100),
-                      delays[len(delays) // 2] if delays else float("nan"),
-                      delays[int(len(delays) * 0.99)] if delays else float("nan"),
-                      (rss_mid - rss0) / calls, sent, received)
+        sent0 = sent // calls if flood_pps else 0
+        others = sent - sent0
+        received_all = received + received0
+        return Result(label, workers, calls, bool(flood_pps), received_all * 2 * 2 / elapsed,
+                      (cpu1 - cpu0) / elapsed * 100, (cpu1 - cpu0) / max(sent + received_all, 1) * 1e6,
+                      (gen1 - gen0) / elapsed * 100, (echo1 - echo0) / elapsed * 100,
+                      max(0.0, (sent - received_all) / max(sent, 1) * 100),
+                      max(0.0, (others - received) / max(others, 1) * 100),
+                      max(0.0, (sent0 - received0) / max(sent0, 1) * 100), drops,
+                      delays[len(delays) // 2] / 2e6 if delays else float("nan"),
+                      delays[int(len(delays) * 0.99)] / 2e6 if delays else float("nan"),
+                      (rss_mid - rss0) / calls, sent, received_all)
     finally:
         for p in reversed(procs):
             if p.poll() is None:
@@ -212,19 +317,36 @@ def run(calls: int, seconds: float, flood_pps: int, workdir: Path, workers: int 
                 p.kill()
         for s in socks:
             s.close()
+        os.sched_setaffinity(0, own_cpus)
 
 
-def _drain(sock: socket.socket, delays: list[float]) -> int:
-    """Read every echoed packet waiting on ``sock``; record its one-way delay (round trip / 2)."""
-    got = 0
-    while True:
-        try:
-            data = sock.recv(2048)
-        except BlockingIOError:
-            return got
-        if len(data) >= 20:
-            got += 1
-            delays.append((time.perf_counter_ns() - struct.unpack_from("!Q", data, 12)[0]) / 2e6)
+def _bound(port: int) -> bool:
+    return any(int(ln.split()[1].rsplit(":", 1)[1], 16) == port
+               for ln in Path("/proc/net/udp").read_text().splitlines()[1:])
+
+
+def _start_echo(cfgdir: Path) -> tuple[subprocess.Popen, int, int]:
+    """SIPp's UAS with its RTP echo, on fresh ports until it is up (a port picked by free_port() may be
+    taken before SIPp binds it)."""
+    for _ in range(5):
+        uas_port, echo_port = free_port(), free_port()
+        uas = subprocess.Popen([SIPP, "-sn", "uas", "-i", "127.0.0.1", "-p", str(uas_port), "-rtp_echo",
+                                "-mp", str(echo_port), "-nostdin"], cwd=cfgdir,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and uas.poll() is None:
+            if _bound(echo_port) and _bound(uas_port):
+                return uas, uas_port, echo_port
+            time.sleep(0.1)
+        if uas.poll() is None:
+            uas.kill()
+        uas.wait()
+    raise RuntimeError("SIPp's UAS did not start")
+
+
+def _self_cpu() -> float:
+    ru = resource.getrusage(resource.RUSAGE_SELF)
+    return ru.ru_utime + ru.ru_stime
 
 
 def flood_worker(port: int, pps: int, seconds: float) -> None:
@@ -248,23 +370,43 @@ def main() -> None:
     ap.add_argument("--flood", action="store_true", help="also run the largest N with a stranger flooding one port")
     ap.add_argument("--flood-pps", type=int, default=20000)
     ap.add_argument("--workers", default="0", help="media worker processes to compare, e.g. 0,2")
+    ap.add_argument("--code", default="", help="checkouts to compare, label=path,... (default: this one)")
+    ap.add_argument("--repeat", type=int, default=1, help="run every configuration this many times (interleaved)")
+    ap.add_argument("--pin", action="store_true",
+                    help="in-process runs (0 workers): the B2BUA on the first core, the load on the others")
     args = ap.parse_args()
+    codes = [(c.split("=", 1)[0], Path(c.split("=", 1)[1]).resolve()) for c in args.code.split(",") if c] or [("", REPO)]
     workdir = Path(tempfile.mkdtemp(prefix="media-bench-"))
     results = []
     for workers in [int(w) for w in args.workers.split(",")]:
-        for n in [int(x) for x in args.calls.split(",")]:
-            results.append(run(n, args.seconds, 0, workdir, workers))
-            print(f"[media] {workers} workers, {n} calls done", file=sys.stderr)
+        sizes = [(int(x), 0) for x in args.calls.split(",")]
         if args.flood:
-            n = int(args.calls.split(",")[-1])
-            results.append(run(n, args.seconds, args.flood_pps, workdir, workers))
-    print(f"{'workers':>7} {'calls':>6} {'flood':>6} {'pkts/s':>8} {'cpu %':>6} {'loss %':>7} {'delay p50 ms':>13} "
-          f"{'delay p99 ms':>13} {'RSS/call KiB':>13}")
+            sizes.append((sizes[-1][0], args.flood_pps))
+        for n, flood in [x for x in sizes for _ in range(args.repeat)]:
+            for code in codes:  # interleaved, so the checkouts see the same background load
+                for attempt in (1, 2):
+                    try:
+                        results.append(run(n, args.seconds, flood, workdir, workers, code, args.pin and workers == 0))
+                        break
+                    except RuntimeError as exc:  # e.g. a port taken by someone else meanwhile: once more
+                        print(f"[media] {code[0]} {workers} workers, {n} calls: {exc}", file=sys.stderr)
+                print(f"[media] {code[0]} {workers} workers, {n} calls{' flood' if flood else ''} done",
+                      file=sys.stderr)
+    cw = max([4] + [len(c[0]) for c in codes])
+    print(f"{'code':<{cw}} {'workers':>7} {'calls':>6} {'flood':>6} {'pkts/s':>8} {'cpu %':>6} {'us/pkt':>6} "
+          f"{'gen %':>6} {'echo %':>6} {'loss %':>7} {'others':>7} {'flooded':>7} {'drops b2b/echo/gen':>18} "
+          f"{'p50 ms':>7} {'p99 ms':>7} {'RSS/call KiB':>12}")
     for r in results:
-        print(f"{r.workers:>7} {r.calls:>6} {'yes' if r.flood else 'no':>6} {r.pps:>8.0f} {r.cpu:>6.1f} "
-              f"{r.loss:>7.3f} {r.p50:>13.2f} {r.p99:>13.2f} {r.rss_per_call:>13.1f}")
+        print(f"{r.code:<{cw}} {r.workers:>7} {r.calls:>6} {'yes' if r.flood else 'no':>6} {r.pps:>8.0f} {r.cpu:>6.1f} "
+              f"{r.us_per_pkt:>6.1f} {r.gen_cpu:>6.1f} {r.echo_cpu:>6.1f} {r.loss:>7.3f} "
+              f"{(f'{r.loss_others:.3f}' if r.flood else '-'):>7} {(f'{r.flooded_loss:.1f}' if r.flood else '-'):>7} "
+              f"{'/'.join(map(str, r.drops)):>18} {r.p50:>7.2f} {r.p99:>7.2f} {r.rss_per_call:>12.1f}")
     print("pkts/s counts every packet the B2BUA received and sent (caller->callee and the echo back);")
-    print("delay is one traversal (round trip through B2BUA -> SIPp echo -> B2BUA, halved).")
+    print("cpu % is the B2BUA with its media workers (100 % = one core), us/pkt its CPU time per relayed packet")
+    print("(one in, one out); gen % and echo % are the load generator and SIPp's echo on the same cores;")
+    print("loss % is over all calls; with a flood, 'others' is the loss of the calls not flooded and 'flooded'")
+    print("that of the flooded call; drops: datagrams the kernel dropped for a full receive buffer, by socket owner;")
+    print("delay is one traversal (round trip through B2BUA -> SIPp echo -> B2BUA, halved; flooded call excluded).")
 
 
 if __name__ == "__main__":
