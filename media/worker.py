@@ -19,6 +19,7 @@ import hashlib
 import logging
 import multiprocessing as mp
 import os
+import socket
 import zlib
 from collections import deque
 from dataclasses import dataclass, replace
@@ -42,6 +43,18 @@ class FinalStats:
 
     session: str
     stats: dict[str, dict[str, float]]
+
+
+def _bindable(host: str, port: int) -> bool:
+    """Whether the RTP/RTCP pair at ``port`` can be bound now (nobody else holds either)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    for p in (port, port + 1):
+        with socket.socket(family, socket.SOCK_DGRAM) as s:
+            try:
+                s.bind((host, p))
+            except OSError:
+                return False
+    return True
 
 
 def _recv(conn: Connection) -> Any:
@@ -189,13 +202,19 @@ class WorkerEngine:
         return zlib.crc32(session.encode()) % self.workers
 
     def allocate(self, session: str, leg: str) -> tuple[str, int]:
+        """A port pair from the session's worker's slice, answered at once. Each candidate is
+        probed here first: a pair another program holds would make the worker bind a different
+        one than our SDP names."""
         w = self._worker(session)
-        if not self._free[w]:
-            raise PortsExhausted(f"no free RTP ports in worker {w}")
-        port = self._free[w].popleft()
-        self._ports.setdefault(session, []).append(port)
-        _send(self._conns[w], ("allocate", session, leg, port))
-        return self.config.host, port
+        free = self._free[w]
+        for _ in range(len(free)):
+            port = free.popleft()
+            if _bindable(self.config.host, port):
+                self._ports.setdefault(session, []).append(port)
+                _send(self._conns[w], ("allocate", session, leg, port))
+                return self.config.host, port
+            free.append(port)  # taken by someone else: try it again later
+        raise PortsExhausted(f"no free RTP ports in worker {w}")
 
     def update(self, session: str, leg: str, **kwargs: Any) -> None:
         _send(self._conns[self._worker(session)], ("update", session, leg, kwargs))
