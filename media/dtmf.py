@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 
@@ -79,16 +80,26 @@ class TelephoneEventDetector:
 _LOW = np.array([697.0, 770.0, 852.0, 941.0])
 _HIGH = np.array([1209.0, 1336.0, 1477.0, 1633.0])
 _KEYS = ["123A", "456B", "789C", "*0#D"]
+_FREQS = np.concatenate([_LOW, _HIGH])
+
+
+@lru_cache(maxsize=8)
+def _basis(freqs: tuple[float, ...], n: int, rate: int) -> np.ndarray:
+    """Cosines then sines of ``freqs`` over ``n`` samples, as one (L, 2F) float32 matrix."""
+    phase = 2 * np.pi * np.outer(np.arange(n), np.asarray(freqs)) / rate
+    return np.concatenate([np.cos(phase), np.sin(phase)], axis=1).astype(np.float32)
 
 
 def goertzel_power(frames: np.ndarray, freqs: np.ndarray, rate: int = 8000) -> np.ndarray:
-    """Power of each frequency in each frame: ``frames`` (N, L) -> (N, F), all at once."""
-    n = frames.shape[1]
-    k = np.arange(n)
-    # The Goertzel output equals |DFT at f|^2; computing it as a matrix product vectorizes it.
-    basis = np.exp(-2j * np.pi * np.outer(freqs, k) / rate)  # (F, L)
-    spectrum = frames.astype(np.float64) @ basis.T  # (N, F)
-    return np.abs(spectrum) ** 2
+    """Power of each frequency in each frame: ``frames`` (N, L) -> (N, F), all at once.
+
+    The Goertzel output equals |DFT at f|^2; as one real matrix product (cosine and sine parts)
+    it is vectorized over all streams and frequencies.
+    """
+    f = len(freqs)
+    parts = frames.astype(np.float32) @ _basis(tuple(float(x) for x in freqs), frames.shape[1], rate)
+    parts = parts.astype(np.float64)
+    return parts[:, :f] ** 2 + parts[:, f:] ** 2
 
 
 class InbandDetector:
@@ -99,32 +110,39 @@ class InbandDetector:
     """
 
     def __init__(self) -> None:
-        self._last: dict[object, str | None] = {}
+        self._last: dict[object, str] = {}  # streams whose last frame held a tone
         self._held: dict[object, int] = {}
 
     def feed(self, keys: list[object], frames: np.ndarray) -> list[tuple[object, Digit]]:
         """``frames`` is (N, 160) int16 for the N streams in ``keys``; returns new digits."""
         if not keys:
             return []
-        power = goertzel_power(frames, np.concatenate([_LOW, _HIGH]))
+        x = frames.astype(np.float32)
+        power = goertzel_power(x, _FREQS)
         low, high = power[:, :4], power[:, 4:]
         li, hi = low.argmax(axis=1), high.argmax(axis=1)
         lp, hp = low.max(axis=1), high.max(axis=1)
-        total = (frames.astype(np.float64) ** 2).sum(axis=1) * frames.shape[1] + 1e-9
+        total = np.einsum("ij,ij->i", x, x).astype(np.float64) * frames.shape[1] + 1e-9
         strong = (lp + hp) / total > 0.3
         twist = (lp / (hp + 1e-9) < 8) & (hp / (lp + 1e-9) < 8)
         found = strong & twist & (np.minimum(lp, hp) > 1e9)
         out = []
-        for i, key in enumerate(keys):
-            digit = _KEYS[li[i]][hi[i]] if found[i] else None
-            prev = self._last.get(key)
-            if digit is not None and digit == prev:
-                self._held[key] = self._held.get(key, 0) + 1
-                if self._held[key] == 1:
+        seen: dict[object, str] = {}
+        for i in np.flatnonzero(found).tolist():  # only streams with a tone now: usually none
+            key = keys[i]
+            digit = seen[key] = _KEYS[li[i]][hi[i]]
+            if self._last.get(key) == digit:
+                held = self._held[key] = self._held.get(key, 0) + 1
+                if held == 1:
                     out.append((key, Digit(digit, 40, "inband")))
             else:
                 self._held[key] = 0
-            self._last[key] = digit
+        if self._last:  # streams that had a tone and, fed now, have none: the key was let go
+            fed = set(keys)
+            for key in [k for k in self._last if k in fed and k not in seen]:
+                del self._last[key]
+                self._held.pop(key, None)
+        self._last.update(seen)
         return out
 
     def forget(self, key: object) -> None:

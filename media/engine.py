@@ -643,16 +643,23 @@ class MediaEngine:
     def _detect_inband(self) -> None:
         """One Goertzel pass over this tick's frame of every listening leg (RFC 4733 absent)."""
         keys: list[int] = []
-        frames: list[np.ndarray] = []
+        payloads: list[bytes] = []
+        alaw: list[int] = []
         for key, lg in self._listening.items():
-            if lg.listen and lg.codec is not None:
+            if lg.listen:
                 payload = lg.listen.popleft()
                 if len(payload) == FRAME:
+                    if lg.codec == 8:
+                        alaw.append(len(keys))
                     keys.append(key)
-                    frames.append(g711.decode(np.frombuffer(payload, dtype=np.uint8), lg.codec))
+                    payloads.append(payload)
         if not keys:
             return
-        for key, digit in self._inband.feed(keys, np.stack(frames)):
+        codes = np.frombuffer(b"".join(payloads), dtype=np.uint8).reshape(len(keys), FRAME)
+        frames = g711.decode(codes, 0)  # one lookup for all; A-law rows again with their table
+        if alaw:
+            frames[alaw] = g711.decode(codes[alaw], 8)
+        for key, digit in self._inband.feed(keys, frames):
             lg = self._listening.get(key)  # type: ignore[arg-type]
             if lg is not None:
                 self._emit(DtmfEvent(lg.session.id, lg.name, digit.digit, digit.duration_ms, digit.source))
