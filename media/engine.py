@@ -33,6 +33,9 @@ from .rtp import InStats, RtpError, new_out_stream, payload_offset, rewrite_rtcp
 log = logging.getLogger("media.engine")
 
 FRAME = 160  # samples per 20 ms at 8 kHz
+#: ticks of recorded frames gathered before the writer gets them (100 ms: one write per call, not five)
+RECORD_BATCH = 5
+_SILENCE = {pt: bytes([g711.SILENCE[pt]]) * FRAME for pt in (0, 8)}
 _SEQ_TS = struct.Struct("!HI")
 _monotonic = time.monotonic
 #: a leg's packet read this long after its previous one: drain its socket (up to _DRAIN packets)
@@ -139,8 +142,7 @@ class _Leg:
 
 
 class _Session:
-    __slots__ = ("id", "legs", "created", "transcode", "recording", "rec_in", "rec_out", "rec_started",
-                 "rec_frames")
+    __slots__ = ("id", "legs", "created", "transcode", "recording", "rec_in", "rec_out")
 
     def __init__(self, sid: str):
         self.id = sid
@@ -151,10 +153,6 @@ class _Session:
         self.recording = False
         self.rec_in: deque[bytes] = deque(maxlen=8)
         self.rec_out: deque[bytes] = deque(maxlen=8)
-        #: when recording started and how many 20 ms frames went to the file since: a late event loop
-        #: (skipped ticks) is made up with silence, so the file's time stays the call's time
-        self.rec_started = 0.0
-        self.rec_frames = 0
 
 
 class MediaEngine:
@@ -175,6 +173,9 @@ class MediaEngine:
         self._playing: dict[int, _Leg] = {}  # legs hearing a prompt
         self._recorded: dict[str, _Session] = {}
         self._writer: RecordingWriter | None = None
+        self._rec_blocks: list[np.ndarray] = []  # stereo frames gathered for the writer: (calls, samples, 2)
+        self._rec_keys: list[str] = []  # the calls those rows are
+        self._rec_tick = 0.0
         self._inband = InbandDetector()
         self.counters = {"rtp_in": 0, "rtp_out": 0, "rtp_dropped": 0, "rtp_strangers": 0, "rtp_lost": 0, "rtcp": 0}
 
@@ -292,12 +293,14 @@ class MediaEngine:
         if self._writer is None:
             self._writer = RecordingWriter(self._recording_finished)
         sess.recording = True
-        sess.rec_started, sess.rec_frames = time.monotonic(), 0
         self._recorded[session] = sess
         self._writer.open(session, path)
         self._ensure_tick()
 
     def stop_record(self, session: str) -> None:
+        if session in self._recorded:
+            self._flush_recordings()  # its last frames before its file is closed
+            self._rec_keys = []
         sess = self._recorded.pop(session, None)
         if sess is not None and self._writer is not None:
             sess.recording = False
@@ -606,39 +609,59 @@ class MediaEngine:
         return sent
 
     def _record_frames(self) -> None:
-        """One 20 ms stereo frame per recorded call, decoded as one array each way."""
+        """One 20 ms stereo frame per recorded call, decoded as one array each way.
+
+        Frames are gathered for :data:`RECORD_BATCH` ticks and handed to the writer as one block
+        per call, so the per-call work per tick is two queue pops. Ticks the event loop missed
+        (it ran late) are filled with silence, so a file's time stays the call's time.
+        """
         if not self._recorded or self._writer is None:
+            self._rec_tick = 0.0
             return
-        keys, codecs, left, right = [], [], [], []
+        keys: list[str] = []
+        left: list[bytes] = []
+        right: list[bytes] = []
+        alaw: list[int] = []
+        silence = _SILENCE
         for sid, sess in self._recorded.items():
             a = sess.legs.get("a")
-            if a is None or a.codec is None:
+            codec = a.codec if a is not None else None
+            if codec is None:
                 continue
-            silence = bytes([g711.SILENCE[a.codec]]) * FRAME
-            inp = sess.rec_in.popleft() if sess.rec_in else silence
-            out = sess.rec_out.popleft() if sess.rec_out else silence
+            if codec == 8:
+                alaw.append(len(keys))
             keys.append(sid)
-            codecs.append(a.codec)
-            left.append(inp if len(inp) == FRAME else silence)
-            right.append(out if len(out) == FRAME else silence)
+            inp = sess.rec_in.popleft() if sess.rec_in else silence[codec]
+            out = sess.rec_out.popleft() if sess.rec_out else silence[codec]
+            left.append(inp if len(inp) == FRAME else silence[codec])
+            right.append(out if len(out) == FRAME else silence[codec])
+        now = time.monotonic()
+        missed = int((now - self._rec_tick) / 0.02 + 0.5) - 1 if self._rec_tick else 0
+        self._rec_tick = now
+        if keys != self._rec_keys:
+            self._flush_recordings()
+            self._rec_keys = keys
         if not keys:
             return
-        l_codes = np.frombuffer(b"".join(left), dtype=np.uint8).reshape(-1, FRAME)
-        r_codes = np.frombuffer(b"".join(right), dtype=np.uint8).reshape(-1, FRAME)
+        if 1 < missed:  # (one late tick is jitter)
+            self._rec_blocks.append(np.zeros((len(keys), FRAME * min(missed, 500), 2), dtype=np.int16))
         stereo = np.empty((len(keys), FRAME, 2), dtype=np.int16)
-        for pt in set(codecs):
-            rows = [i for i, c in enumerate(codecs) if c == pt]
-            stereo[rows, :, 0] = g711.decode(l_codes[rows], pt)
-            stereo[rows, :, 1] = g711.decode(r_codes[rows], pt)
-        now = time.monotonic()
-        batch = []
-        for sid, frame in zip(keys, stereo):
-            sess = self._recorded[sid]
-            behind = int((now - sess.rec_started) / 0.02) - sess.rec_frames - 1
-            pad = min(behind, 500) if behind > 1 else 0  # ticks the loop missed (one is jitter)
-            sess.rec_frames += pad + 1
-            batch.append((sid, bytes(FRAME * 4 * pad) + frame.tobytes() if pad else frame.tobytes()))
-        self._writer.put_many(batch)
+        for side, codes in ((0, left), (1, right)):
+            block = np.frombuffer(b"".join(codes), dtype=np.uint8).reshape(-1, FRAME)
+            stereo[:, :, side] = g711.decode(block, 0)  # one lookup for all; A-law rows again with theirs
+            if alaw:
+                stereo[alaw, :, side] = g711.decode(block[alaw], 8)
+        self._rec_blocks.append(stereo)
+        if len(self._rec_blocks) >= RECORD_BATCH:
+            self._flush_recordings()
+
+    def _flush_recordings(self) -> None:
+        """Hand the gathered frames to the writer: one block of bytes per call."""
+        blocks, self._rec_blocks = self._rec_blocks, []
+        if not blocks or self._writer is None:
+            return
+        joined = np.concatenate(blocks, axis=1) if len(blocks) > 1 else blocks[0]  # (calls, samples, 2)
+        self._writer.put_many([(sid, joined[i].tobytes()) for i, sid in enumerate(self._rec_keys)])
 
     def _detect_inband(self) -> None:
         """One Goertzel pass over this tick's frame of every listening leg (RFC 4733 absent)."""

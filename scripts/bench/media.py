@@ -146,10 +146,42 @@ class Result:
     rss_per_call: float
     sent: int
     received: int
+    #: None: the lab route (no department); False/True: a department's calls, recording off/full
+    record: bool | None = None
+    #: recordings written, KiB per call per minute of call (with ``record``)
+    disk_kib_per_min: float = 0.0
+
+
+DID = "0221332200"
+
+
+def department_routing(routing: dict, uas_port: int, record: bool, cfgdir: Path) -> dict:
+    """The bench's calls as citizens' calls to one department whose phones are the SIPp echo:
+    recording ``full`` (a 40 ms notice, so the calls set up fast) or ``off``, no ringback."""
+    import wave
+
+    with wave.open(str(cfgdir / "notice.wav"), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(8000)
+        w.writeframes(bytes(640))
+    routing["trunks"] = [
+        {"name": "bench-carrier", "kind": "carrier", "addresses": ["127.0.0.1/32"],
+         "gateways": [{"uri": "sip:127.0.0.1:9"}], "max_calls": 100000, "max_cps": 10000},
+        {"name": "bench-pbx", "kind": "pbx", "addresses": ["127.0.0.9/32"],
+         "gateways": [{"uri": f"sip:127.0.0.1:{uas_port}"}], "codecs": ["PCMU", "PCMA"]}]
+    routing["routes"] = [{"name": "out", "prefix": "", "trunks": ["bench-carrier"]}]
+    routing["departments"] = [{"name": "bench", "display_name": "bench", "numbers": [DID], "trunk": "bench-pbx",
+                               "extension": "2200", "policy": {"recording": "full" if record else "off",
+                                                               "recording_notice": "notice.wav", "ringback": {},
+                                                               "closed": {}}}]
+    routing["devices"] = []
+    routing["schedules"] = []
+    return routing
 
 
 def run(calls: int, seconds: float, flood_pps: int, workdir: Path, workers: int = 0,
-        code: tuple[str, Path] = ("", REPO), pin: bool = False) -> Result:
+        code: tuple[str, Path] = ("", REPO), pin: bool = False, record: bool | None = None) -> Result:
     label, repo = code
     # the generator's sockets first: free_port() below must not pick a port the kernel then hands them
     socks = []
@@ -169,7 +201,7 @@ def run(calls: int, seconds: float, flood_pps: int, workdir: Path, workers: int 
     proc_cfg["media"].update({"port_min": 24000, "port_max": 24000 + 8 * calls + 64, "rtp_timeout_s": 600,
                               "workers": workers})
     proc_cfg["logging"] = {"level": "warning", "format": "text"}
-    proc_cfg["storage"] = {"url": f"sqlite:///{cfgdir / 'cdr.sqlite3'}"}
+    proc_cfg["storage"] = {"url": f"sqlite:///{cfgdir / 'cdr.sqlite3'}", "recordings": str(cfgdir / "recordings")}
     (cfgdir / "b2bua.yaml").write_text(yaml.safe_dump(proc_cfg))
     shutil.copy(repo / "config" / "holidays.yaml", cfgdir / "holidays.yaml")
 
@@ -188,6 +220,8 @@ def run(calls: int, seconds: float, flood_pps: int, workdir: Path, workers: int 
         procs.append(uas)
         routing = yaml.safe_load((repo / "config" / "routing.yaml").read_text())
         routing["routes"] = [{"name": "bench", "prefix": "", "targets": [f"sip:127.0.0.1:{uas_port}"]}]
+        if record is not None:
+            routing = department_routing(routing, uas_port, record, cfgdir)
         (cfgdir / "routing.yaml").write_text(yaml.safe_dump(routing, allow_unicode=True))
         b2b = subprocess.Popen([sys.executable, "-m", "b2bua", "run", "--config", str(cfgdir / "b2bua.yaml"),
                                 "--listen", f"udp:127.0.0.1:{port}"], cwd=repo, stdout=subprocess.DEVNULL,
@@ -199,7 +233,9 @@ def run(calls: int, seconds: float, flood_pps: int, workdir: Path, workers: int 
             print("[media] could not enlarge SIPp's echo receive buffer: its drops count as loss", file=sys.stderr)
         rss0 = rss_kib(b2b.pid)
         hold_ms = int((seconds + 8 + calls / 100) * 1000)
-        uac = subprocess.Popen([SIPP, "-sf", str(SCENARIOS / "uac_rtp.xml"), f"127.0.0.1:{port}", "-i", "127.0.0.1",
+        service = ["-s", DID] if record is not None else []
+        uac = subprocess.Popen([SIPP, "-sf", str(SCENARIOS / "uac_rtp.xml"), f"127.0.0.1:{port}", *service,
+                                "-i", "127.0.0.1",
                                 "-p", str(free_port()), "-m", str(calls), "-r", "100", "-l", str(calls),
                                 "-d", str(hold_ms), "-inf", str(csv), "-trace_msg", "-message_file",
                                 str(cfgdir / "uac.log"), "-nostdin"], cwd=cfgdir,
@@ -246,6 +282,7 @@ def run(calls: int, seconds: float, flood_pps: int, workdir: Path, workers: int 
         poll, clock, append = poller.poll, time.perf_counter_ns, delays.append
         seq = 0
         rss_mid = 0
+        disk0 = _recorded_bytes(cfgdir / "recordings") if record else 0
         cpu0, echo0, gen0 = tree_cpu(b2b.pid), cpu_seconds(uas.pid), _self_cpu()
         t0 = next_tick = time.monotonic()
         end = next_tick + seconds
@@ -292,6 +329,10 @@ def run(calls: int, seconds: float, flood_pps: int, workdir: Path, workers: int 
                     received += 1
                     append(clock() - stamp_at(data, 12)[0])
         drops = tuple(udp_drops(d) - d0 for d, d0 in zip(drop_sets, drops0))
+        disk = 0.0
+        if record:  # bytes the recordings grew by during the window, per call and minute
+            disk = _recorded_bytes(cfgdir / "recordings") - disk0
+            disk = disk / 1024 / calls / ((t1 - t0) / 60)
         delays.sort()
         elapsed = t1 - t0
         sent0 = sent // calls if flood_pps else 0
@@ -305,7 +346,7 @@ def run(calls: int, seconds: float, flood_pps: int, workdir: Path, workers: int 
                       max(0.0, (sent0 - received0) / max(sent0, 1) * 100), drops,
                       delays[len(delays) // 2] / 2e6 if delays else float("nan"),
                       delays[int(len(delays) * 0.99)] / 2e6 if delays else float("nan"),
-                      (rss_mid - rss0) / calls, sent, received_all)
+                      (rss_mid - rss0) / calls, sent, received_all, record, disk)
     finally:
         for p in reversed(procs):
             if p.poll() is None:
@@ -318,6 +359,10 @@ def run(calls: int, seconds: float, flood_pps: int, workdir: Path, workers: int 
         for s in socks:
             s.close()
         os.sched_setaffinity(0, own_cpus)
+
+
+def _recorded_bytes(directory: Path) -> int:
+    return sum(p.stat().st_size for p in directory.rglob("*.wav")) if directory.exists() else 0
 
 
 def _bound(port: int) -> bool:
@@ -374,6 +419,8 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=1, help="run every configuration this many times (interleaved)")
     ap.add_argument("--pin", action="store_true",
                     help="in-process runs (0 workers): the B2BUA on the first core, the load on the others")
+    ap.add_argument("--record", action="store_true",
+                    help="citizens' calls to a department, each configuration with recording off and full")
     args = ap.parse_args()
     codes = [(c.split("=", 1)[0], Path(c.split("=", 1)[1]).resolve()) for c in args.code.split(",") if c] or [("", REPO)]
     workdir = Path(tempfile.mkdtemp(prefix="media-bench-"))
@@ -382,25 +429,35 @@ def main() -> None:
         sizes = [(int(x), 0) for x in args.calls.split(",")]
         if args.flood:
             sizes.append((sizes[-1][0], args.flood_pps))
+        records: list[bool | None] = [False, True] if args.record else [None]
         for n, flood in [x for x in sizes for _ in range(args.repeat)]:
             for code in codes:  # interleaved, so the checkouts see the same background load
-                for attempt in (1, 2):
-                    try:
-                        results.append(run(n, args.seconds, flood, workdir, workers, code, args.pin and workers == 0))
-                        break
-                    except RuntimeError as exc:  # e.g. a port taken by someone else meanwhile: once more
-                        print(f"[media] {code[0]} {workers} workers, {n} calls: {exc}", file=sys.stderr)
-                print(f"[media] {code[0]} {workers} workers, {n} calls{' flood' if flood else ''} done",
-                      file=sys.stderr)
+                for record in records:
+                    for attempt in (1, 2):
+                        try:
+                            results.append(run(n, args.seconds, flood, workdir, workers, code,
+                                               args.pin and workers == 0, record))
+                            break
+                        except RuntimeError as exc:  # e.g. a port taken by someone else meanwhile: once more
+                            print(f"[media] {code[0]} {workers} workers, {n} calls: {exc}", file=sys.stderr)
+                    print(f"[media] {code[0]} {workers} workers, {n} calls{' flood' if flood else ''}"
+                          f"{'' if record is None else ' recording' if record else ' not recording'} done",
+                          file=sys.stderr)
     cw = max([4] + [len(c[0]) for c in codes])
     print(f"{'code':<{cw}} {'workers':>7} {'calls':>6} {'flood':>6} {'pkts/s':>8} {'cpu %':>6} {'us/pkt':>6} "
           f"{'gen %':>6} {'echo %':>6} {'loss %':>7} {'others':>7} {'flooded':>7} {'drops b2b/echo/gen':>18} "
-          f"{'p50 ms':>7} {'p99 ms':>7} {'RSS/call KiB':>12}")
+          f"{'p50 ms':>7} {'p99 ms':>7} {'RSS/call KiB':>12}" + (f" {'record':>6} {'KiB/call/min':>12}" if args.record else ""))
     for r in results:
         print(f"{r.code:<{cw}} {r.workers:>7} {r.calls:>6} {'yes' if r.flood else 'no':>6} {r.pps:>8.0f} {r.cpu:>6.1f} "
               f"{r.us_per_pkt:>6.1f} {r.gen_cpu:>6.1f} {r.echo_cpu:>6.1f} {r.loss:>7.3f} "
               f"{(f'{r.loss_others:.3f}' if r.flood else '-'):>7} {(f'{r.flooded_loss:.1f}' if r.flood else '-'):>7} "
-              f"{'/'.join(map(str, r.drops)):>18} {r.p50:>7.2f} {r.p99:>7.2f} {r.rss_per_call:>12.1f}")
+              f"{'/'.join(map(str, r.drops)):>18} {r.p50:>7.2f} {r.p99:>7.2f} {r.rss_per_call:>12.1f}"
+              + (f" {'full' if r.record else 'off':>6} {r.disk_kib_per_min:>12.0f}" if args.record else ""))
+    if args.record:
+        for off, on in zip(results[::2], results[1::2]):
+            print(f"recording, {on.workers} workers, {on.calls} calls{' flood' if on.flood else ''}: "
+                  f"CPU {off.cpu:.1f} % -> {on.cpu:.1f} % ({(on.cpu / max(off.cpu, 1e-9) - 1) * 100:+.1f} %), "
+                  f"{on.disk_kib_per_min:.0f} KiB per call per minute")
     print("pkts/s counts every packet the B2BUA received and sent (caller->callee and the echo back);")
     print("cpu % is the B2BUA with its media workers (100 % = one core), us/pkt its CPU time per relayed packet")
     print("(one in, one out); gen % and echo % are the load generator and SIPp's echo on the same cores;")
