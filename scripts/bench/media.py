@@ -282,6 +282,22 @@ def run(calls: int, seconds: float, flood_pps: int, workdir: Path, workers: int 
         poll, clock, append = poller.poll, time.perf_counter_ns, delays.append
         seq = 0
         rss_mid = 0
+
+        def collect(timeout: float) -> None:
+            """Read what is ready (one read per ready socket) and note each echo's delay."""
+            nonlocal received, received0
+            for fd, _ in poll(timeout):
+                try:
+                    data = recvs[fd](2048)
+                except BlockingIOError:
+                    continue
+                if len(data) >= 20:
+                    if fd == flooded_fd:
+                        received0 += 1
+                        continue
+                    received += 1
+                    append(clock() - stamp_at(data, 12)[0])
+
         disk0 = _recorded_bytes(cfgdir / "recordings") if record else 0
         cpu0, echo0, gen0 = tree_cpu(b2b.pid), cpu_seconds(uas.pid), _self_cpu()
         t0 = next_tick = time.monotonic()
@@ -302,32 +318,12 @@ def run(calls: int, seconds: float, flood_pps: int, workdir: Path, workers: int 
                 next_tick += 0.02
                 if seq == int(seconds * 25):
                     rss_mid = rss_kib(b2b.pid)
-            for fd, _ in poll(max(0.0, next_tick - time.monotonic())):
-                try:
-                    data = recvs[fd](2048)
-                except BlockingIOError:
-                    continue
-                if len(data) >= 20:
-                    if fd == flooded_fd:
-                        received0 += 1
-                        continue
-                    received += 1
-                    append(clock() - stamp_at(data, 12)[0])
+            collect(max(0.0, next_tick - time.monotonic()))
         cpu1, echo1, gen1, t1 = tree_cpu(b2b.pid), cpu_seconds(uas.pid), _self_cpu(), time.monotonic()
         # collect stragglers for 200 ms
         stop = time.monotonic() + 0.2
         while time.monotonic() < stop:
-            for fd, _ in poll(0.05):
-                try:
-                    data = recvs[fd](2048)
-                except BlockingIOError:
-                    continue
-                if len(data) >= 20:
-                    if fd == flooded_fd:
-                        received0 += 1
-                        continue
-                    received += 1
-                    append(clock() - stamp_at(data, 12)[0])
+            collect(0.05)
         drops = tuple(udp_drops(d) - d0 for d, d0 in zip(drop_sets, drops0))
         disk = 0.0
         if record:  # bytes the recordings grew by during the window, per call and minute
