@@ -21,7 +21,7 @@ from b2bua.config import Department
 from media.engine import DtmfEvent, PlayDone
 
 from test_b2bua_flows import (
-    A, A_CSEQ, B, B_CONTACT, SDP_A, SDP_B, Harness, a_request, reply,
+    A, A_CSEQ, B, B_CONTACT, SDP_A, SDP_B, Harness, a_request, b_request, reply,
 )
 
 PROMPT_SECONDS = 2.0
@@ -398,3 +398,18 @@ def test_the_2xx_carries_our_early_answer_even_when_the_staff_phone_sends_none()
     w.h.from_b(reply(b_inv, 200, "OK", to_tag="bt", contact=B_CONTACT))
     ok = next(s for s in w.h.take(A) if s.status == 200)
     assert ok.msg.body == early
+
+
+def test_staff_keys_by_sip_info_count_and_never_reach_the_caller() -> None:
+    w = World(department(recording="on_demand", recording_key="*1"))
+    b_inv = w.talking()
+    for n, digit in enumerate("*1"):
+        w.h.from_b(b_request(w.h, b_inv, "INFO", cseq=10 + n, to_tag="bt", body=f"Signal={digit}\r\nDuration=160\r\n".encode(),
+                             ctype="application/dtmf-relay"))
+        assert [s.status for s in w.h.take(B)] == [200]  # answered by us
+    assert w.h.take(A) == []  # the caller got no INFO
+    assert [c[0] for c in w.engine.take()] == ["record", "play"]  # and the key worked
+    # the caller's own INFO is relayed as before
+    w.h.from_a(a_request(w.h, "INFO", cseq=A_CSEQ + 1, to_tag=w.a_tag, body=b"Signal=5\r\nDuration=160\r\n",
+                         ctype="application/dtmf-relay"))
+    assert [s.method for s in w.h.take(B)] == ["INFO"]

@@ -1240,6 +1240,9 @@ class B2BUA:
             return
         if method == "INFO":
             self._info_dtmf(call, leg, req)
+            if call.media is not None and leg.name in call.media.quiet_keys and _info_digit(req) is not None:
+                self._respond(txn, make_response(req, 200))  # a staff key: for us, not for the caller
+                return
         out = odialog.create_request(method)
         for key in ("event", "subscription-state", "subject", "info-package", "reason"):
             v = req.get(key)
