@@ -1,4 +1,8 @@
-"""Prompt audio for call features: the prompt library plus the call-progress tones, cached."""
+"""Prompt audio for call features: the prompt library plus the call-progress tones, cached.
+
+The prompts a configuration names were decoded when it was loaded (``config._cross_check``), into
+the library's process-wide cache, so a call never waits for a decode.
+"""
 
 from __future__ import annotations
 
@@ -32,13 +36,3 @@ class PromptSource:
 
     def refused(self) -> np.ndarray:
         return tones.refused()
-
-    def preload(self, names: set[str]) -> list[str]:
-        """Decode every prompt the policies name now, not during a call; returns the problems."""
-        problems = []
-        for name in sorted(names):
-            try:
-                self.get(name)
-            except ValueError as exc:
-                problems.append(str(exc))
-        return problems

@@ -6,6 +6,7 @@ anything with a file suffix or a path separator is an operator's own WAV/MP3/OGG
 
 from __future__ import annotations
 
+import stat
 import wave
 from pathlib import Path
 
@@ -50,13 +51,18 @@ def write_wav(path: Path, samples: np.ndarray) -> None:
         w.writeframes(samples.astype("<i2").tobytes())
 
 
+#: decoded prompts shared by every library in the process, by file, with the file's (mtime, size) when
+#: decoded: the config check at start-up decodes what the calls then play, and an edited file is decoded
+#: again on the next reload
+_DECODED: dict[Path, tuple[tuple[int, int], np.ndarray]] = {}
+
+
 class PromptLibrary:
-    """Resolves prompt names and paths to samples, decoding each file once."""
+    """Resolves prompt names and paths to samples, decoding each file once (until it changes)."""
 
     def __init__(self, base: Path | None = None, directory: Path = PROMPT_DIR):
         self.base = base or Path.cwd()
         self.directory = directory
-        self._cache: dict[Path, np.ndarray] = {}
 
     def path(self, name: str) -> Path:
         if "/" in name or Path(name).suffix:
@@ -66,12 +72,17 @@ class PromptLibrary:
 
     def get(self, name: str) -> np.ndarray:
         path = self.path(name).resolve()
-        samples = self._cache.get(path)
-        if samples is None:
-            if not path.is_file():
-                raise PromptError(f"prompt {name!r}: no file {path}")
-            samples = self._cache[path] = decode_file(path)
-        return samples
+        try:
+            st = path.stat()
+        except OSError:
+            st = None
+        if st is None or not stat.S_ISREG(st.st_mode):
+            raise PromptError(f"prompt {name!r}: no file {path}")
+        signature = (st.st_mtime_ns, st.st_size)
+        cached = _DECODED.get(path)
+        if cached is None or cached[0] != signature:
+            cached = _DECODED[path] = (signature, decode_file(path))
+        return cached[1]
 
     def names(self) -> list[str]:
         return sorted(p.stem for p in self.directory.glob("*.wav"))

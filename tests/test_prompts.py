@@ -45,6 +45,27 @@ def test_operator_file_is_resampled_to_8khz_mono(tmp_path: Path) -> None:
     assert lib.get("greeting.wav") is samples  # decoded once, then cached
 
 
+def test_a_decoded_prompt_serves_every_library_until_its_file_changes(tmp_path: Path) -> None:
+    """The config check at start-up decodes each prompt once; the calls' library reuses it, and a file
+    edited before a reload is decoded again."""
+    import os
+
+    from b2bua.prompts import PromptSource
+
+    path = tmp_path / "notice.wav"
+    for seconds in (1.0, 2.0):
+        with wave.open(str(path), "wb") as w:
+            w.setnchannels(1)
+            w.setsampwidth(2)
+            w.setframerate(8000)
+            w.writeframes(np.zeros(int(8000 * seconds), np.int16).tobytes())
+        if seconds == 2.0:
+            os.utime(path, ns=(0, os.stat(path).st_mtime_ns + 1_000_000_000))  # edited later
+        checked = PromptLibrary(base=tmp_path).get("notice.wav")
+        played = PromptSource(tmp_path).get("notice.wav")
+        assert played is checked and len(played) == 8000 * seconds
+
+
 def test_missing_and_broken_prompts(tmp_path: Path) -> None:
     lib = PromptLibrary(base=tmp_path)
     with pytest.raises(PromptError, match="no file"):
