@@ -142,16 +142,14 @@ class Application:
         return True
 
     def _apply_routing(self, config: Config) -> None:
-        if hasattr(self, "prompts"):
-            self.prompts = self.protection.prompts = PromptSource(config.path.parent)  # files may have changed
+        self.prompts = self.protection.prompts = PromptSource(config.path.parent)  # files may have changed
         devices = {d.username: d.password for d in config.routing.devices}
         self.devices = devices
         self.auth.lookup = devices.get
         router = Router(config, self.registrar)
         router.inherit(self.router)
         self.router = router
-        if hasattr(self, "messenger"):
-            self.messenger.configure(config.routing.messenger)
+        self.messenger.configure(config.routing.messenger)
         if hasattr(self, "health"):
             self.health.start()  # pings for gateways the new config added
         self.b2bua.config.response_map = dict(config.routing.response_map)
@@ -199,7 +197,7 @@ class Application:
 
     # -- staff protection: departments, their situation, recordings ------------------------
     def _department(self, name: str) -> Department | None:
-        return next((d for d in self.config.routing.departments if d.name == name), None)
+        return self.router.by_name.get(name)  # the router of the config in force
 
     def _situation(self, dept: Department) -> str:
         """The department's situation now, in Seoul time (``B2BUA_FAKE_NOW`` freezes the clock for labs)."""

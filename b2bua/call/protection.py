@@ -175,10 +175,8 @@ class StaffProtection(Features):
         ringback = st.department.policy.ringback
         prompt = ringback.get("default" if st.situation == "open" else st.situation) or ringback.get("default")
         if prompt and self._early(call, st):
-            try:
-                samples = self.prompts.ringback(prompt)
-            except Exception as exc:
-                log.warning("call %s: ringback %r unavailable: %s", call.id, prompt, exc)
+            samples = self._samples(call, prompt, ringback=True)
+            if samples is None:
                 return
             self._engine(call).play(call.id, "a", samples, prompt=prompt, loop=True)
             st.playing = True
@@ -292,10 +290,8 @@ class StaffProtection(Features):
         st.phase, st.end_cause, st.end_reason = Phase.ENDING, cause, reason
         name = st.department.policy.long_call.announcement
         log.info("call %s: %s, announcing", call.id, cause)
-        try:
-            samples = self.prompts.get(name)
-        except Exception as exc:
-            log.warning("call %s: announcement %r unavailable: %s", call.id, name, exc)
+        samples = self._samples(call, name)
+        if samples is None:
             self._end(call, st)
             return
         engine = self._engine(call)
@@ -346,10 +342,8 @@ class StaffProtection(Features):
 
     def _play(self, call: Call, st: Protected, leg: str, name: str) -> bool:
         """Play a prompt once to ``leg`` (replacing the other side); False if it cannot play."""
-        try:
-            samples = self.prompts.get(name)
-        except Exception as exc:
-            log.warning("call %s: prompt %r unavailable: %s", call.id, name, exc)
+        samples = self._samples(call, name)
+        if samples is None:
             return False
         self._engine(call).play(call.id, leg, samples, prompt=name)
         st.playing = True
@@ -360,6 +354,14 @@ class StaffProtection(Features):
         st.timer = self.b2bua.stack.timers.call_at(self.b2bua.now + len(samples) / RATE + ANNOUNCEMENT_GRACE_S,
                                                    self._prompt_overdue, call, st, phase, leg, name)
         return True
+
+    def _samples(self, call: Call, name: str, *, ringback: bool = False) -> Any | None:
+        """A prompt's audio (looped with ringback), or None, logged: a call never fails on a prompt."""
+        try:
+            return self.prompts.ringback(name) if ringback else self.prompts.get(name)
+        except Exception as exc:
+            log.warning("call %s: prompt %r unavailable: %s", call.id, name, exc)
+            return None
 
     def _prompt_overdue(self, call: Call, st: Protected, phase: Phase, leg: str, name: str) -> None:
         if call.features is st and st.phase is phase and call.state is not CallState.ENDED:
