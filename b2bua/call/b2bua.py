@@ -416,11 +416,7 @@ class B2BUA:
             body = media.answer_locally()
         except SipError:
             return False
-        a_req = call.a_invite.request
-        resp = make_response(a_req, 183, to_tag=call.a_tag)
-        for rr in a_req.get_all("record-route"):
-            resp.add("record-route", rr)
-        resp.add("contact", call.a.dialog.local_contact if call.a.dialog else self._contact(call.a.peer))
+        resp = self._to_a(call, 183)
         resp.set_body(body, "application/sdp")
         self._send_provisional(call, resp)
         return True
@@ -650,12 +646,8 @@ class B2BUA:
 
     def _a_response(self, call: Call, src: Response, status: int) -> Response:
         """A response to A's INVITE carrying B's body and our own Contact and Record-Route copy."""
-        a_req = call.a_invite.request
         same = status == src.status and call.route.department is None  # a department's phones say nothing
-        resp = make_response(a_req, status, src.reason if same else None, to_tag=call.a_tag)
-        for rr in a_req.get_all("record-route"):
-            resp.add("record-route", rr)  # §12.1.1
-        resp.add("contact", call.a.dialog.local_contact if call.a.dialog else self._contact(call.a.peer))
+        resp = self._to_a(call, status, src.reason if same else None)
         if status >= 200:
             resp.add("allow", ", ".join(self.config.policy.allow))
             if 200 <= status < 300:
@@ -668,6 +660,15 @@ class B2BUA:
             # our own answer went in an unreliable 183: the 2xx must carry it (RFC 3261 §13.2.1)
             resp.set_body(media.answer_locally(), "application/sdp")
             media.complete()
+        return resp
+
+    def _to_a(self, call: Call, status: int, reason: str | None = None) -> Response:
+        """A response to A's INVITE in its dialog: our tag and Contact, its Record-Route (§12.1.1)."""
+        a_req = call.a_invite.request
+        resp = make_response(a_req, status, reason, to_tag=call.a_tag)
+        for rr in a_req.get_all("record-route"):
+            resp.add("record-route", rr)
+        resp.add("contact", call.a.dialog.local_contact if call.a.dialog else self._contact(call.a.peer))
         return resp
 
     def _carry_body(self, call: Call, from_leg: str, src: Request | Response, dst: Request | Response,
