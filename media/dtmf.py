@@ -97,7 +97,7 @@ def goertzel_power(frames: np.ndarray, freqs: np.ndarray, rate: int = 8000) -> n
     it is vectorized over all streams and frequencies.
     """
     f = len(freqs)
-    parts = frames.astype(np.float32) @ _basis(tuple(float(x) for x in freqs), frames.shape[1], rate)
+    parts = frames.astype(np.float32, copy=False) @ _basis(tuple(float(x) for x in freqs), frames.shape[1], rate)
     parts = parts.astype(np.float64)
     return parts[:, :f] ** 2 + parts[:, f:] ** 2
 

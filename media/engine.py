@@ -35,12 +35,29 @@ log = logging.getLogger("media.engine")
 FRAME = 160  # samples per 20 ms at 8 kHz
 #: ticks of recorded frames gathered before the writer gets them (100 ms: one write per call, not five)
 RECORD_BATCH = 5
+#: seconds of every recorded call the writer may fall behind (a stalled disk) before frames are dropped
+RECORD_BACKLOG_S = 10.0
 _SILENCE = {pt: bytes([g711.SILENCE[pt]]) * FRAME for pt in (0, 8)}
 _SEQ_TS = struct.Struct("!HI")
 _monotonic = time.monotonic
 #: a leg's packet read this long after its previous one: drain its socket (up to _DRAIN packets)
 _LATE = 0.03
 _DRAIN = 16
+
+
+def bind_pair(host: str, port: int) -> tuple[socket.socket, socket.socket]:
+    """UDP sockets bound to ``port`` (RTP) and ``port + 1`` (RTCP); OSError when either is taken."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    rtp = socket.socket(family, socket.SOCK_DGRAM)
+    rtcp = socket.socket(family, socket.SOCK_DGRAM)
+    try:
+        rtp.bind((host, port))
+        rtcp.bind((host, port + 1))
+    except OSError:
+        rtp.close()
+        rtcp.close()
+        raise
+    return rtp, rtcp
 
 
 class PortsExhausted(Exception):
@@ -291,7 +308,8 @@ class MediaEngine:
         """
         sess = self.sessions[session]
         if self._writer is None:
-            self._writer = RecordingWriter(self._recording_finished)
+            self._writer = RecordingWriter(self._recording_finished,
+                                           max_queue=int(RECORD_BACKLOG_S / (RECORD_BATCH * 0.02)))
         sess.recording = True
         self._recorded[session] = sess
         self._writer.open(session, path)
@@ -349,16 +367,7 @@ class MediaEngine:
 
     # -- internals ---------------------------------------------------------------------
     def _bind(self, port: int) -> tuple[socket.socket, socket.socket]:
-        family = socket.AF_INET6 if ":" in self.config.host else socket.AF_INET
-        rtp = socket.socket(family, socket.SOCK_DGRAM)
-        rtcp = socket.socket(family, socket.SOCK_DGRAM)
-        try:
-            rtp.bind((self.config.host, port))
-            rtcp.bind((self.config.host, port + 1))
-        except OSError:
-            rtp.close()
-            rtcp.close()
-            raise
+        rtp, rtcp = bind_pair(self.config.host, port)
         for s in (rtp, rtcp):
             s.setblocking(False)
         return rtp, rtcp
@@ -647,10 +656,8 @@ class MediaEngine:
             self._rec_blocks.append(np.zeros((len(keys), FRAME * min(missed, 500), 2), dtype=np.int16))
         stereo = np.empty((len(keys), FRAME, 2), dtype=np.int16)
         for side, codes in ((0, left), (1, right)):
-            block = np.frombuffer(b"".join(codes), dtype=np.uint8).reshape(-1, FRAME)
-            stereo[:, :, side] = g711.decode(block, 0)  # one lookup for all; A-law rows again with theirs
-            if alaw:
-                stereo[alaw, :, side] = g711.decode(block[alaw], 8)
+            stereo[:, :, side] = g711.decode_rows(np.frombuffer(b"".join(codes), dtype=np.uint8).reshape(-1, FRAME),
+                                                  alaw)
         self._rec_blocks.append(stereo)
         if len(self._rec_blocks) >= RECORD_BATCH:
             self._flush_recordings()
@@ -679,10 +686,7 @@ class MediaEngine:
         if not keys:
             return
         codes = np.frombuffer(b"".join(payloads), dtype=np.uint8).reshape(len(keys), FRAME)
-        frames = g711.decode(codes, 0)  # one lookup for all; A-law rows again with their table
-        if alaw:
-            frames[alaw] = g711.decode(codes[alaw], 8)
-        for key, digit in self._inband.feed(keys, frames):
+        for key, digit in self._inband.feed(keys, g711.decode_rows(codes, alaw)):
             lg = self._listening.get(key)  # type: ignore[arg-type]
             if lg is not None:
                 self._emit(DtmfEvent(lg.session.id, lg.name, digit.digit, digit.duration_ms, digit.source))

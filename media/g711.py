@@ -77,6 +77,15 @@ def decode(codes: np.ndarray, pt: int) -> np.ndarray:
     return np.take(DECODE[pt], codes)
 
 
+def decode_rows(codes: np.ndarray, alaw_rows: list[int]) -> np.ndarray:
+    """(streams, samples) codes of mixed laws -> int16: mu-law for all in one lookup, then the
+    A-law streams (row indexes ``alaw_rows``) again with their own table."""
+    out = np.take(ULAW_DECODE, codes)
+    if alaw_rows:
+        out[alaw_rows] = np.take(ALAW_DECODE, codes[alaw_rows])
+    return out
+
+
 def encode(samples: np.ndarray, pt: int) -> np.ndarray:
     """int16 samples (any shape) -> uint8 G.711 codes."""
     return np.take(ENCODE[pt], samples.view(np.uint16))

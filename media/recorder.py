@@ -68,8 +68,8 @@ class _Open:
 
 
 class RecordingWriter:
-    """The writer thread. ``put_many`` never blocks: when the queue is full (``max_queue`` ticks, 10 s
-    of every recorded call by default: a stalled disk) the frames are dropped and counted."""
+    """The writer thread. ``put_many`` never blocks: when ``max_queue`` blocks are waiting (a stalled
+    disk; the engine sizes it to 10 s of audio) the frames are dropped, counted and logged."""
 
     def __init__(self, on_finished: Callable[[Finished], None] | None = None, max_queue: int = 500,
                  sync_every: float = 1.0):

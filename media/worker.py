@@ -19,16 +19,16 @@ import hashlib
 import logging
 import multiprocessing as mp
 import os
-import socket
 import zlib
 from collections import deque
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from multiprocessing.connection import Connection
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import numpy as np
 
-from .engine import EngineConfig, MediaEngine, PortsExhausted
+from .engine import EngineConfig, MediaEngine, PortsExhausted, bind_pair
 
 log = logging.getLogger("media.worker")
 
@@ -47,44 +47,39 @@ class FinalStats:
 
 def _bindable(host: str, port: int) -> bool:
     """Whether the RTP/RTCP pair at ``port`` can be bound now (nobody else holds either)."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    for p in (port, port + 1):
-        with socket.socket(family, socket.SOCK_DGRAM) as s:
-            try:
-                s.bind((host, p))
-            except OSError:
-                return False
+    try:
+        socks = bind_pair(host, port)
+    except OSError:
+        return False
+    for s in socks:
+        s.close()
     return True
 
 
-def _recv(conn: Connection) -> Any:
-    """Read one whole message once the loop said the pipe is readable: a large one arrives in pieces,
-    and on the non-blocking descriptor the rest would raise EAGAIN halfway."""
+@contextmanager
+def _blocking(conn: Connection) -> Iterator[None]:
+    """Whole messages on a pipe the event loop watches (uvloop makes it non-blocking): a message
+    larger than the socket buffer (a prompt's audio, a report of many sessions) arrives and leaves in
+    pieces, and on a non-blocking descriptor EAGAIN halfway would corrupt the stream."""
     fd = conn.fileno()
     if os.get_blocking(fd):
-        return conn.recv()
-    os.set_blocking(fd, True)
-    try:
-        return conn.recv()
-    finally:
-        os.set_blocking(fd, False)
-
-
-def _send(conn: Connection, msg: tuple) -> None:
-    """Send a whole message on a pipe the event loop watches (uvloop makes it non-blocking).
-
-    A message larger than the socket buffer (a prompt's audio, a report of many sessions) must
-    wait for the reader rather than fail half-written with EAGAIN, which would corrupt the stream.
-    """
-    fd = conn.fileno()
-    if os.get_blocking(fd):
-        conn.send(msg)
+        yield
         return
     os.set_blocking(fd, True)
     try:
-        conn.send(msg)
+        yield
     finally:
         os.set_blocking(fd, False)
+
+
+def _recv(conn: Connection) -> Any:
+    with _blocking(conn):
+        return conn.recv()
+
+
+def _send(conn: Connection, msg: tuple) -> None:
+    with _blocking(conn):
+        conn.send(msg)
 
 
 def _worker_main(conn: Connection, config: EngineConfig) -> None:
