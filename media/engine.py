@@ -35,8 +35,11 @@ log = logging.getLogger("media.engine")
 FRAME = 160  # samples per 20 ms at 8 kHz
 #: ticks of recorded frames gathered before the writer gets them (100 ms: one write per call, not five)
 RECORD_BATCH = 5
-#: seconds of every recorded call the writer may fall behind (a stalled disk) before frames are dropped
-RECORD_BACKLOG_S = 10.0
+#: seconds of every recorded call the writer may fall behind (a stalled disk) before frames are dropped;
+#: also the most a late event loop is made up for in one tick
+RECORD_BACKLOG_S = 10
+#: frames the recording may lag the clock before it catches up (the tick scheduler's own 100 ms)
+RECORD_SLACK = 5
 _SILENCE = {pt: bytes([g711.SILENCE[pt]]) * FRAME for pt in (0, 8)}
 _SEQ_TS = struct.Struct("!HI")
 _monotonic = time.monotonic
@@ -192,7 +195,8 @@ class MediaEngine:
         self._writer: RecordingWriter | None = None
         self._rec_blocks: list[np.ndarray] = []  # stereo frames gathered for the writer: (calls, samples, 2)
         self._rec_keys: list[str] = []  # the calls those rows are
-        self._rec_tick = 0.0
+        self._rec_epoch = 0.0  # when the recording ticks started, and how many frames they took since
+        self._rec_frames = 0
         self._inband = InbandDetector()
         self.counters = {"rtp_in": 0, "rtp_out": 0, "rtp_dropped": 0, "rtp_strangers": 0, "rtp_lost": 0, "rtcp": 0}
 
@@ -618,47 +622,53 @@ class MediaEngine:
         return sent
 
     def _record_frames(self) -> None:
-        """One 20 ms stereo frame per recorded call, decoded as one array each way.
+        """This tick's 20 ms stereo frame of every recorded call, decoded as one array each way.
 
-        Frames are gathered for :data:`RECORD_BATCH` ticks and handed to the writer as one block
-        per call, so the per-call work per tick is two queue pops. Ticks the event loop missed
-        (it ran late) are filled with silence, so a file's time stays the call's time.
+        Frames are gathered for :data:`RECORD_BATCH` ticks and handed to the writer as one block per
+        call, so the per-call work per tick is two queue pops. The recordings keep the call's time:
+        the tick scheduler makes up a lateness under 100 ms by itself (ticks back to back), and when
+        the loop fell further behind (it skips those ticks) the frames due are taken here at once,
+        from what arrived meanwhile and then silence.
         """
         if not self._recorded or self._writer is None:
-            self._rec_tick = 0.0
+            self._rec_epoch = 0.0
             return
-        keys: list[str] = []
-        left: list[bytes] = []
-        right: list[bytes] = []
+        sessions = []
         alaw: list[int] = []
-        silence = _SILENCE
         for sid, sess in self._recorded.items():
             a = sess.legs.get("a")
-            codec = a.codec if a is not None else None
-            if codec is None:
-                continue
-            if codec == 8:
-                alaw.append(len(keys))
-            keys.append(sid)
-            inp = sess.rec_in.popleft() if sess.rec_in else silence[codec]
-            out = sess.rec_out.popleft() if sess.rec_out else silence[codec]
-            left.append(inp if len(inp) == FRAME else silence[codec])
-            right.append(out if len(out) == FRAME else silence[codec])
-        now = time.monotonic()
-        missed = int((now - self._rec_tick) / 0.02 + 0.5) - 1 if self._rec_tick else 0
-        self._rec_tick = now
+            if a is not None and a.codec is not None:
+                if a.codec == 8:
+                    alaw.append(len(sessions))
+                sessions.append((sid, sess, _SILENCE[a.codec]))
+        keys = [sid for sid, _, _ in sessions]
         if keys != self._rec_keys:
             self._flush_recordings()
             self._rec_keys = keys
-        if not keys:
+        now = time.monotonic()
+        if not self._rec_epoch:
+            self._rec_epoch, self._rec_frames = now, 0
+        due = int((now - self._rec_epoch) / 0.02) + 1 - self._rec_frames
+        frames = min(due, RECORD_BACKLOG_S * 50) if due > RECORD_SLACK else 1
+        self._rec_frames += frames if due <= RECORD_BACKLOG_S * 50 else due  # (very late: resynchronised)
+        if not sessions:
             return
-        if 1 < missed:  # (one late tick is jitter)
-            self._rec_blocks.append(np.zeros((len(keys), FRAME * min(missed, 500), 2), dtype=np.int16))
-        stereo = np.empty((len(keys), FRAME, 2), dtype=np.int16)
-        for side, codes in ((0, left), (1, right)):
-            stereo[:, :, side] = g711.decode_rows(np.frombuffer(b"".join(codes), dtype=np.uint8).reshape(-1, FRAME),
-                                                  alaw)
-        self._rec_blocks.append(stereo)
+        for n in range(frames):
+            if n and not any(sess.rec_in or sess.rec_out for _, sess, _ in sessions):
+                # nothing more arrived meanwhile: silence for the rest of the frames due
+                self._rec_blocks.append(np.zeros((len(sessions), FRAME * (frames - n), 2), dtype=np.int16))
+                break
+            left, right = [], []
+            for _, sess, silence in sessions:
+                inp = sess.rec_in.popleft() if sess.rec_in else silence
+                out = sess.rec_out.popleft() if sess.rec_out else silence
+                left.append(inp if len(inp) == FRAME else silence)
+                right.append(out if len(out) == FRAME else silence)
+            stereo = np.empty((len(sessions), FRAME, 2), dtype=np.int16)
+            for side, codes in ((0, left), (1, right)):
+                stereo[:, :, side] = g711.decode_rows(
+                    np.frombuffer(b"".join(codes), dtype=np.uint8).reshape(-1, FRAME), alaw)
+            self._rec_blocks.append(stereo)
         if len(self._rec_blocks) >= RECORD_BATCH:
             self._flush_recordings()
 
