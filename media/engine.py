@@ -28,6 +28,7 @@ import numpy as np
 from . import g711
 from .dtmf import Digit, InbandDetector, TelephoneEventDetector
 from .recorder import Finished, RecordingWriter
+from .timeline import DELAY, RESYNC, RecordingClock, Track
 from .rtp import InStats, RtpError, new_out_stream, payload_offset, rewrite_rtcp
 
 log = logging.getLogger("media.engine")
@@ -38,8 +39,6 @@ RECORD_BATCH = 5
 #: seconds of every recorded call the writer may fall behind (a stalled disk) before frames are dropped;
 #: also the most a late event loop is made up for in one tick
 RECORD_BACKLOG_S = 10
-#: frames the recording may lag the clock before it catches up (the tick scheduler's own 100 ms)
-RECORD_SLACK = 5
 _SILENCE = {pt: bytes([g711.SILENCE[pt]]) * FRAME for pt in (0, 8)}
 _SEQ_TS = struct.Struct("!HI")
 _monotonic = time.monotonic
@@ -162,17 +161,19 @@ class _Leg:
 
 
 class _Session:
-    __slots__ = ("id", "legs", "created", "transcode", "recording", "rec_in", "rec_out")
+    __slots__ = ("id", "legs", "created", "transcode", "recording", "rec_in", "rec_out", "rec_from")
 
     def __init__(self, sid: str):
         self.id = sid
         self.legs: dict[str, _Leg] = {}
         self.created = time.monotonic()
         self.transcode = False
-        #: recording: what the caller (leg "a") sends, and what it hears, as that leg's codec
+        #: recording: what the caller (leg "a") sends, and what it hears, in that leg's law, placed
+        #: on the recording timeline from frame ``rec_from`` on
         self.recording = False
-        self.rec_in: deque[bytes] = deque(maxlen=8)
-        self.rec_out: deque[bytes] = deque(maxlen=8)
+        self.rec_in: Track | None = None
+        self.rec_out: Track | None = None
+        self.rec_from = 0
 
 
 class MediaEngine:
@@ -193,12 +194,20 @@ class MediaEngine:
         self._playing: dict[int, _Leg] = {}  # legs hearing a prompt
         self._recorded: dict[str, _Session] = {}
         self._writer: RecordingWriter | None = None
-        self._rec_blocks: list[np.ndarray] = []  # stereo frames gathered for the writer: (calls, samples, 2)
-        self._rec_keys: list[str] = []  # the calls those rows are
-        self._rec_epoch = 0.0  # when the recording ticks started, and how many frames they took since
-        self._rec_frames = 0
+        #: the recorded calls as the tick reads them, rebuilt when they change: (call, its two tracks'
+        #: frames, silence code), and which of them are A-law
+        self._rec_rows: list[tuple[str, dict, dict, bytes]] = []
+        self._rec_alaw: list[int] = []
+        self._rec_dirty = False
+        #: G.711 codes gathered for the writer, (calls, samples, 2), and how many frames it holds
+        self._rec_block: np.ndarray | None = None
+        self._rec_fill = 0
+        self._rec_clock = RecordingClock()
+        self._rec_block_start = 0  # the timeline frame the first gathered block begins at
         self._inband = InbandDetector()
-        self.counters = {"rtp_in": 0, "rtp_out": 0, "rtp_dropped": 0, "rtp_strangers": 0, "rtp_lost": 0, "rtcp": 0}
+        #: recording_late: packets that came too late for their place in a recording (its jitter buffer)
+        self.counters = {"rtp_in": 0, "rtp_out": 0, "rtp_dropped": 0, "rtp_strangers": 0, "rtp_lost": 0, "rtcp": 0,
+                         "recording_late": 0}
 
     # -- lifecycle ---------------------------------------------------------------------
     def start(self, loop: asyncio.AbstractEventLoop | None = None) -> None:
@@ -276,6 +285,8 @@ class MediaEngine:
             lg.rtcp_remote = (remote[0], remote[1] + 1)
             lg.latched = False
         lg.codec = codec if codec is not None else lg.codec
+        if lg.session.recording:
+            self._rec_dirty = True
         lg.dtmf_pt = dtmf_pt
         if recv and not lg.recv:
             lg.last_rx = time.monotonic()
@@ -312,21 +323,53 @@ class MediaEngine:
         """
         sess = self.sessions[session]
         if self._writer is None:
-            self._writer = RecordingWriter(self._recording_finished,
-                                           max_queue=int(RECORD_BACKLOG_S / (RECORD_BATCH * 0.02)))
+            self._writer = RecordingWriter(self._recording_finished, max_lag=RECORD_BACKLOG_S)
+        if session in self._recorded:
+            return
+        now = _monotonic()
+        clock = self._rec_clock
+        clock.start(now)
+        a = sess.legs.get("a")
+        silence = g711.SILENCE[a.codec if a is not None and a.codec in g711.SILENCE else 0]
+        sess.rec_in, sess.rec_out = Track(clock, silence), Track(clock, silence)
+        sess.rec_from = max(clock.frame(now), clock.written)
         sess.recording = True
         self._recorded[session] = sess
+        self._rec_dirty = True
         self._writer.open(session, path)
         self._ensure_tick()
 
     def stop_record(self, session: str) -> None:
-        if session in self._recorded:
-            self._flush_recordings()  # its last frames before its file is closed
-            self._rec_keys = []
-        sess = self._recorded.pop(session, None)
-        if sess is not None and self._writer is not None:
-            sess.recording = False
-            self._writer.close(session)
+        """Close a recording with what is still in its jitter buffer: the file lasts to now."""
+        sess = self._recorded.get(session)
+        if sess is None:
+            return
+        self._flush_recordings()  # the frames gathered so far, before the rows change
+        del self._recorded[session]
+        self._rec_dirty = True
+        sess.recording = False
+        if self._writer is None:
+            return
+        clock = self._rec_clock
+        a = sess.legs.get("a")
+        codec = a.codec if a is not None and a.codec in _SILENCE else 0
+        silence = _SILENCE[codec]
+        first = max(clock.written, sess.rec_from)
+        assert sess.rec_in is not None and sess.rec_out is not None
+        last = max(clock.frame(_monotonic()) - 1, sess.rec_in.last_frame(), sess.rec_out.last_frame())
+        last = min(last, first + DELAY + RESYNC)  # (what is further ahead is no part of this call's time)
+        if last >= first:
+            alaw = [0] if codec == 8 else []
+            tail = np.empty((last - first + 1, FRAME, 2), dtype=np.int16)
+            for side, track in ((0, sess.rec_in), (1, sess.rec_out)):
+                codes = b"".join(track.take(n, silence) for n in range(first, last + 1))
+                tail[:, :, side] = g711.decode_rows(
+                    np.frombuffer(codes, dtype=np.uint8).reshape(1, -1), alaw).reshape(-1, FRAME)
+            self._writer.put_many([(session, tail.tobytes())])
+        sess.rec_in = sess.rec_out = None
+        self._writer.close(session)
+        if not self._recorded:
+            clock.stop()
 
     def _recording_finished(self, done: Finished) -> None:
         event = RecordingDone(done.key, done.path, round(done.seconds, 3), done.size, done.error)
@@ -465,7 +508,7 @@ class MediaEngine:
                 if lg.listen is not None:
                     lg.listen.append(data[start:])
                 if sess.recording and lg.name == "a":
-                    sess.rec_in.append(data[start:])
+                    sess.rec_in.put(ts, data[start:], now)  # type: ignore[union-attr]
                 if other is None or other.remote is None or not other.send:
                     continue
                 if other.prompt is not None:
@@ -481,7 +524,7 @@ class MediaEngine:
                 except OSError:
                     pass
                 if sess.recording and other.name == "a":
-                    sess.rec_out.append(data[start:])
+                    sess.rec_out.put(other.out.ts, data[start:], now)  # type: ignore[union-attr]
             elif pt == lg.dtmf_pt and pt is not None:
                 for digit in lg.detector.feed(ts, data[start:], now):
                     self._emit(DtmfEvent(lg.session.id, lg.name, digit.digit, digit.duration_ms, digit.source))
@@ -565,7 +608,7 @@ class MediaEngine:
                 except OSError:
                     pass
                 if other.session.recording and other.name == "a":
-                    other.session.rec_out.append(row.tobytes())
+                    other.session.rec_out.put(other.out.ts, row.tobytes(), _monotonic())  # type: ignore[union-attr]
         self.counters["rtp_out"] += sent
         self._detect_inband()
         self._record_frames()
@@ -618,67 +661,77 @@ class MediaEngine:
             except OSError:
                 pass
             if lg.session.recording and lg.name == "a":
-                lg.session.rec_out.append(payload)
+                lg.session.rec_out.put(lg.out.ts, payload, _monotonic())  # type: ignore[union-attr]
         return sent
 
     def _record_frames(self) -> None:
-        """This tick's 20 ms stereo frame of every recorded call, decoded as one array each way.
+        """The frames of every recorded call that are due, gathered as one array of codes.
 
-        Frames are gathered for :data:`RECORD_BATCH` ticks and handed to the writer as one block per
-        call, so the per-call work per tick is two queue pops. The recordings keep the call's time:
-        the tick scheduler makes up a lateness under 100 ms by itself (ticks back to back), and when
-        the loop fell further behind (it skips those ticks) the frames due are taken here at once,
-        from what arrived meanwhile and then silence.
+        Frames are written :data:`~media.timeline.DELAY` behind the clock from each call's two
+        :class:`~media.timeline.Track` jitter buffers, so a packet's place in the file is set by its
+        timestamp, not by when the loop read it. Per tick and call that is two dict pops; the codes of
+        :data:`RECORD_BATCH` ticks are decoded together and handed to the writer as one block per call.
+        When the loop fell behind, the frames due are taken at once (at most :data:`RECORD_BACKLOG_S`;
+        beyond that the timeline skips ahead).
         """
+        clock = self._rec_clock
         if not self._recorded or self._writer is None:
-            self._rec_epoch = 0.0
             return
-        sessions = []
-        alaw: list[int] = []
+        self.counters["recording_late"] = clock.late
+        frames = clock.due(_monotonic())
+        if frames <= 0:
+            return
+        if self._rec_dirty:
+            self._flush_recordings()
+            self._rebuild_rec_rows()
+        if frames > RECORD_BACKLOG_S * 50:
+            self._flush_recordings()
+            clock.written += frames - RECORD_BACKLOG_S * 50  # (very late: what is older is lost)
+            frames = RECORD_BACKLOG_S * 50
+        rows = self._rec_rows
+        first = clock.written
+        clock.written += frames
+        if not rows:
+            return
+        for n in range(first, first + frames):
+            if self._rec_block is None:
+                self._rec_block = np.empty((len(rows), RECORD_BATCH * FRAME, 2), dtype=np.uint8)
+                self._rec_block_start, self._rec_fill = n, 0
+            at = self._rec_fill * FRAME
+            block = self._rec_block[:, at:at + FRAME]
+            block[:, :, 0] = np.frombuffer(b"".join([i.pop(n, z) for _, i, _, z in rows]), np.uint8).reshape(-1, FRAME)
+            block[:, :, 1] = np.frombuffer(b"".join([o.pop(n, z) for _, _, o, z in rows]), np.uint8).reshape(-1, FRAME)
+            self._rec_fill += 1
+            if self._rec_fill == RECORD_BATCH:
+                self._flush_recordings()
+
+    def _rebuild_rec_rows(self) -> None:
+        self._rec_rows, self._rec_alaw = [], []
         for sid, sess in self._recorded.items():
             a = sess.legs.get("a")
-            if a is not None and a.codec is not None:
+            if a is not None and a.codec in _SILENCE and sess.rec_in is not None and sess.rec_out is not None:
                 if a.codec == 8:
-                    alaw.append(len(sessions))
-                sessions.append((sid, sess, _SILENCE[a.codec]))
-        keys = [sid for sid, _, _ in sessions]
-        if keys != self._rec_keys:
-            self._flush_recordings()
-            self._rec_keys = keys
-        now = time.monotonic()
-        if not self._rec_epoch:
-            self._rec_epoch, self._rec_frames = now, 0
-        due = int((now - self._rec_epoch) / 0.02) + 1 - self._rec_frames
-        frames = min(due, RECORD_BACKLOG_S * 50) if due > RECORD_SLACK else 1
-        self._rec_frames += frames if due <= RECORD_BACKLOG_S * 50 else due  # (very late: resynchronised)
-        if not sessions:
-            return
-        for n in range(frames):
-            if n and not any(sess.rec_in or sess.rec_out for _, sess, _ in sessions):
-                # nothing more arrived meanwhile: silence for the rest of the frames due
-                self._rec_blocks.append(np.zeros((len(sessions), FRAME * (frames - n), 2), dtype=np.int16))
-                break
-            left, right = [], []
-            for _, sess, silence in sessions:
-                inp = sess.rec_in.popleft() if sess.rec_in else silence
-                out = sess.rec_out.popleft() if sess.rec_out else silence
-                left.append(inp if len(inp) == FRAME else silence)
-                right.append(out if len(out) == FRAME else silence)
-            stereo = np.empty((len(sessions), FRAME, 2), dtype=np.int16)
-            for side, codes in ((0, left), (1, right)):
-                stereo[:, :, side] = g711.decode_rows(
-                    np.frombuffer(b"".join(codes), dtype=np.uint8).reshape(-1, FRAME), alaw)
-            self._rec_blocks.append(stereo)
-        if len(self._rec_blocks) >= RECORD_BATCH:
-            self._flush_recordings()
+                    self._rec_alaw.append(len(self._rec_rows))
+                self._rec_rows.append((sid, sess.rec_in.frames, sess.rec_out.frames, _SILENCE[a.codec]))
+        self._rec_dirty = False
 
     def _flush_recordings(self) -> None:
-        """Hand the gathered frames to the writer: one block of bytes per call."""
-        blocks, self._rec_blocks = self._rec_blocks, []
-        if not blocks or self._writer is None:
+        """Decode the gathered codes (one table lookup for all calls) and hand the writer one block per
+        call. A call whose recording began after the block's first frame gets only its own part."""
+        block, self._rec_block = self._rec_block, None
+        if block is None or not self._rec_fill or self._writer is None:
             return
-        joined = np.concatenate(blocks, axis=1) if len(blocks) > 1 else blocks[0]  # (calls, samples, 2)
-        self._writer.put_many([(sid, joined[i].tobytes()) for i, sid in enumerate(self._rec_keys)])
+        pcm = g711.decode_rows(block[:, :self._rec_fill * FRAME], self._rec_alaw)  # (calls, samples, 2) int16
+        start = self._rec_block_start
+        items = []
+        for i, (sid, _, _, _) in enumerate(self._rec_rows):
+            sess = self._recorded.get(sid)
+            skip = (sess.rec_from - start) * FRAME if sess is not None else 0
+            if skip <= 0:
+                items.append((sid, memoryview(pcm[i]).cast("B")))
+            elif skip < pcm.shape[1]:
+                items.append((sid, memoryview(pcm[i, skip:]).cast("B")))
+        self._writer.put_many(items)
 
     def _detect_inband(self) -> None:
         """One Goertzel pass over this tick's frame of every listening leg (RFC 4733 absent)."""

@@ -1,15 +1,18 @@
 """Stereo call recording written off the media path, playable at every moment.
 
-:class:`RecordingWriter` owns one thread and a bounded queue: the tick hands it interleaved
-stereo frames (caller left, what the caller hears right) and never waits. Every second each open
-WAV file gets its RIFF and data sizes rewritten and flushed, so a killed process leaves a file that
-standard readers open and that lasts to within a second of the kill; :func:`repair` fixes the sizes of
+:class:`RecordingWriter` owns one thread and a queue bounded by how far behind the thread may fall: the
+tick hands it interleaved
+stereo frames (caller left, what the caller hears right) and never waits. Every half second each
+open WAV file gets its RIFF and data sizes rewritten and flushed, so a killed process leaves a file
+that standard readers open and that lasts to within a second of the kill (with the engine's 0.3 s
+jitter delay and 0.1 s batches); :func:`repair` fixes the sizes of
 such a file from its length at the next start.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import queue
 import struct
 import threading
@@ -68,15 +71,19 @@ class _Open:
 
 
 class RecordingWriter:
-    """The writer thread. ``put_many`` never blocks: when ``max_queue`` blocks are waiting (a stalled
-    disk; the engine sizes it to 10 s of audio) the frames are dropped, counted and logged."""
+    """The writer thread. ``put_many`` never blocks: once the writer is more than ``max_lag`` seconds
+    behind (a stalled disk; the engine allows 10 s) new frames are dropped, counted and logged. The
+    bound is the writer's lag, not a number of entries, so many calls ending at once (each handing over
+    the last of its audio) never lose frames to it."""
 
-    def __init__(self, on_finished: Callable[[Finished], None] | None = None, max_queue: int = 500,
-                 sync_every: float = 1.0):
+    def __init__(self, on_finished: Callable[[Finished], None] | None = None, max_lag: float = 10.0,
+                 sync_every: float = 0.5):
         self.on_finished = on_finished
         self.sync_every = sync_every
         self._q: queue.Queue = queue.Queue()  # control entries always fit; data is bounded below
-        self.max_queue = max_queue
+        self.max_lag = max_lag
+        #: when the entry the writer is on (or was last on) was queued; None once it waited for work
+        self._behind_since: float | None = None
         self._warned = -1e9
         self.dropped = 0
         self.failures = 0
@@ -85,24 +92,25 @@ class RecordingWriter:
         self._thread.start()
 
     def open(self, key: str, path: str) -> None:
-        self._q.put(("open", key, path))
+        self._q.put(("open", key, path, time.monotonic()))
 
     def put_many(self, items: list[tuple[str, bytes]]) -> None:
-        """One tick's frames of every recorded call in one queue entry (one lock, not one per call)."""
-        if self._q.qsize() >= self.max_queue:
+        """Frames of every recorded call in one queue entry (one lock, not one per call)."""
+        now = time.monotonic()
+        behind = self._behind_since
+        if behind is not None and now - behind > self.max_lag:
             self.dropped += len(items)
-            now = time.monotonic()
             if now - self._warned >= 10.0:  # a stalled disk: say so, but not 50 times a second
                 self._warned = now
                 log.warning("recording disk too slow: %d frames dropped so far (calls go on)", self.dropped)
             return
-        self._q.put_nowait(("batch", "", items))
+        self._q.put_nowait(("batch", "", items, now))
 
     def close(self, key: str) -> None:
-        self._q.put(("close", key, None))
+        self._q.put(("close", key, None, time.monotonic()))
 
     def stop(self) -> None:
-        self._q.put(("stop", "", None))
+        self._q.put(("stop", "", None, time.monotonic()))
         self._thread.join(10)
 
     def _run(self) -> None:
@@ -117,15 +125,17 @@ class RecordingWriter:
     def _step(self, files: dict[str, "_Open"]) -> bool:
         """One queue entry (or a timeout); False once stopped."""
         try:
-            kind, key, arg = self._q.get(timeout=self.sync_every)
+            kind, key, arg, queued = self._q.get(timeout=self.sync_every)
+            self._behind_since = queued  # how far behind the writer is while it is on this entry
         except queue.Empty:
             kind, key, arg = "tick", "", None
+            self._behind_since = None
         now = time.monotonic()
         if kind == "open":
             rec = files[key] = _Open(Path(arg))
             try:
                 rec.path.parent.mkdir(parents=True, exist_ok=True)
-                rec.file = open(rec.path, "wb")
+                rec.file = open(rec.path, "wb", buffering=1 << 16)  # written out at each sync
                 rec.file.write(wav_header(0))
                 rec.synced = now
             except OSError as exc:
@@ -146,21 +156,19 @@ class RecordingWriter:
                     self._finish(k, rec)
             if kind == "stop":
                 return False
-        for rec in files.values():  # keep every file playable: sizes rewritten once a second
+        for rec in files.values():  # keep every file playable: sizes rewritten every sync_every
             if rec.file is not None and now - rec.synced >= self.sync_every:
                 self._sync(rec)
                 rec.synced = now
         return True
 
     def _sync(self, rec: _Open) -> None:
+        """The audio so far to the kernel (a killed process loses none of it), then the header's sizes
+        rewritten in place (``pwrite``: the file position stays at the end)."""
         try:
             assert rec.file is not None
             rec.file.flush()
-            pos = rec.file.tell()
-            rec.file.seek(0)
-            rec.file.write(wav_header(rec.data))
-            rec.file.seek(pos)
-            rec.file.flush()
+            os.pwrite(rec.file.fileno(), wav_header(rec.data), 0)
         except OSError as exc:
             self._fail(rec, exc)
 

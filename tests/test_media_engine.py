@@ -147,6 +147,112 @@ def test_recording_keeps_wall_clock_time_when_the_event_loop_stalls(tmp_path) ->
     assert elapsed - 0.15 <= seconds <= elapsed + 0.05, (seconds, elapsed)
 
 
+def _jittery_send(peer: RtpPeer, target: tuple, samples: np.ndarray, seed: int) -> None:
+    """Send 20 ms frames the way a bad network delivers them: held back and released in bursts of
+    up to ten (200 ms), shuffled within each burst; timestamps say where each frame belongs."""
+    import random
+    import threading
+    import time
+
+    rng = random.Random(seed)
+    packets = [struct.pack("!BBHII", 0x80, 0, i, 7000 + 160 * i, 0x99 + seed)
+               + g711.encode(samples[i * 160:(i + 1) * 160], 0).tobytes() for i in range(len(samples) // 160)]
+
+    def run() -> None:
+        start, i = time.monotonic(), 0
+        while i < len(packets):
+            n = rng.randint(1, 10)
+            burst = packets[i:i + n]
+            i += len(burst)
+            time.sleep(max(0.0, start + 0.02 * i - time.monotonic()))  # the last of them is due now
+            rng.shuffle(burst)
+            for packet in burst:
+                peer.send_raw(target, packet)
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    return thread
+
+
+def test_recording_puts_bursty_reordered_packets_and_a_stalled_loop_back_in_time_order(tmp_path) -> None:
+    """Both directions arrive in shuffled bursts of up to 200 ms, and the engine's loop is blocked for
+    250 ms meanwhile: the file still holds every frame where its timestamp puts it (the recording's
+    jitter buffer), and lasts as long as the call."""
+    import time
+    import wave
+
+    path = tmp_path / "jitter.wav"
+    up, down = speech_like(3.0, seed=31), speech_like(3.0, seed=32)[::-1].copy()
+
+    async def run() -> float:
+        engine = MediaEngine(EngineConfig(port_min=39800, port_max=39820))
+        engine.start(asyncio.get_running_loop())
+        a, b = RtpPeer(), RtpPeer()
+        try:
+            a_side, b_side = await _session(engine, a, b)
+            start = time.monotonic()
+            engine.record("s1", str(path))
+            senders = [_jittery_send(a, a_side, up, 1), _jittery_send(b, b_side, down, 2)]
+            await asyncio.sleep(1.0)
+            time.sleep(0.25)  # the loop is blocked: packets queue in the sockets, no tick runs
+            while any(t.is_alive() for t in senders):
+                await asyncio.sleep(0.05)
+            await asyncio.sleep(0.1)
+            engine.stop_record("s1")
+            elapsed = time.monotonic() - start
+            await asyncio.sleep(0.3)
+            return elapsed
+        finally:
+            engine.close()
+            a.close()
+            b.close()
+
+    elapsed = asyncio.run(run())
+    with wave.open(str(path)) as w:
+        audio = np.frombuffer(w.readframes(w.getnframes()), dtype=np.int16).reshape(-1, 2)
+    assert best_correlation(up, audio[:, 0]) > 0.97  # every frame, in order, in one piece
+    assert best_correlation(down, audio[:, 1]) > 0.97
+    assert elapsed - 0.15 <= len(audio) / 8000 <= elapsed + 0.05, (len(audio) / 8000, elapsed)
+
+
+def test_a_packet_too_late_for_its_place_in_the_recording_is_counted(tmp_path) -> None:
+    """Frame 0 sent after a second of later frames: its place is already written, so it is dropped and
+    counted, and the frames after it are not moved."""
+    import wave
+
+    path = tmp_path / "late.wav"
+
+    async def run() -> dict:
+        engine = MediaEngine(EngineConfig(port_min=39840, port_max=39860))
+        engine.start(asyncio.get_running_loop())
+        a, b = RtpPeer(), RtpPeer()
+        try:
+            a_side, _ = await _session(engine, a, b)
+            engine.record("s1", str(path))
+            tone = speech_like(1.2, seed=41)
+            frames = [struct.pack("!BBHII", 0x80, 0, i, 160 * i, 0x55)
+                      + g711.encode(tone[i * 160:(i + 1) * 160], 0).tobytes() for i in range(60)]
+            for packet in frames[1:]:
+                a.send_raw(a_side, packet)
+                await asyncio.sleep(0.02)
+            a.send_raw(a_side, frames[0])
+            await asyncio.sleep(0.4)
+            counters = dict(engine.counters)
+            engine.stop_record("s1")
+            await asyncio.sleep(0.3)
+            return counters
+        finally:
+            engine.close()
+            a.close()
+            b.close()
+
+    counters = asyncio.run(run())
+    assert counters["recording_late"] == 1
+    with wave.open(str(path)) as w:
+        left = np.frombuffer(w.readframes(w.getnframes()), dtype=np.int16).reshape(-1, 2)[:, 0]
+    assert best_correlation(speech_like(1.2, seed=41)[160:], left) > 0.97
+
+
 def test_repair_restores_a_file_cut_by_a_crash(tmp_path) -> None:
     import wave
 

@@ -16,7 +16,11 @@ generator stamps each payload with its send time and reports, per run:
 * the CPU % of the load itself on the same cores: this generator and SIPp's echo,
 * loss (sent vs echoed back) and where the kernel dropped packets (full receive buffers of the B2BUA's,
   SIPp's or the generator's sockets; SIPp's echo socket is given a 4 MiB buffer like the generator's
-  sockets, see enlarge_rcvbuf), added delay p50/p99 for one traversal (round trip / 2),
+  sockets, see enlarge_rcvbuf), added delay p50/p99 for one traversal (round trip / 2, from each
+  packet's own send moment to the kernel's receive stamp of its echo, so the generator's send and read
+  loops are not counted),
+* ``--phases``: ``burst`` sends every call's packet at the same moment of each 20 ms (N packets queue at
+  once: the worst case), ``spread`` at 20 evenly spaced moments (calls that began at random times),
 * B2BUA RSS per call (RSS during the run minus RSS before the calls, divided by N),
 * with ``--pin`` (in-process runs only): the B2BUA alone on the first core, the load on the others, so
   the scheduler does not stack the echo and the generator on the B2BUA's core when they wake,
@@ -25,6 +29,9 @@ generator stamps each payload with its send time and reports, per run:
   of the other calls and of the flooded one are reported apart, the delay is the other calls'.
 
     python scripts/bench/media.py --calls 100,250,500 --seconds 20 --workers 0,2
+
+``BENCH_B2BUA_PREFIX="chrt -r 10"`` (or ``taskset -c 0``, ``perf record -g --``) starts the B2BUA under that
+command. ``--dump`` saves every echo's send moment and delay, to see when the slow ones happened.
 
 ``--code base=/path/to/checkout,new=.`` runs every configuration with each checkout in turn (same
 venv, ``PYTHONPATH`` pointing at the checkout), so a before/after table comes from one run.
@@ -129,6 +136,7 @@ def rss_kib(pid: int) -> int:
 @dataclass
 class Result:
     code: str
+    phases: str
     workers: int
     calls: int
     flood: bool
@@ -153,6 +161,10 @@ class Result:
 
 
 DID = "0221332200"
+#: Linux's SO_TIMESTAMPNS (= SCM_TIMESTAMPNS), which the socket module does not name
+SO_TIMESTAMPNS = 35
+#: send moments per 20 ms with --phases spread (one per millisecond)
+SLOTS = 20
 
 
 def department_routing(routing: dict, uas_port: int, record: bool, cfgdir: Path) -> dict:
@@ -181,7 +193,8 @@ def department_routing(routing: dict, uas_port: int, record: bool, cfgdir: Path)
 
 
 def run(calls: int, seconds: float, flood_pps: int, workdir: Path, workers: int = 0,
-        code: tuple[str, Path] = ("", REPO), pin: bool = False, record: bool | None = None) -> Result:
+        code: tuple[str, Path] = ("", REPO), pin: bool = False, record: bool | None = None,
+        phases: str = "spread", dump: bool = False) -> Result:
     label, repo = code
     # the generator's sockets first: free_port() below must not pick a port the kernel then hands them
     socks = []
@@ -190,6 +203,7 @@ def run(calls: int, seconds: float, flood_pps: int, workdir: Path, workers: int 
         s.bind(("127.0.0.1", 0))
         s.setblocking(False)
         s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
+        s.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)  # the kernel stamps each echo as it arrives
         socks.append(s)
     port = free_port()
     cfgdir = Path(tempfile.mkdtemp(prefix=f"cfg-{label}-{calls}-{flood_pps}-{workers}-", dir=workdir))
@@ -223,7 +237,7 @@ def run(calls: int, seconds: float, flood_pps: int, workdir: Path, workers: int 
         if record is not None:
             routing = department_routing(routing, uas_port, record, cfgdir)
         (cfgdir / "routing.yaml").write_text(yaml.safe_dump(routing, allow_unicode=True))
-        b2b = subprocess.Popen([sys.executable, "-m", "b2bua", "run", "--config", str(cfgdir / "b2bua.yaml"),
+        b2b = subprocess.Popen([*os.environ.get("BENCH_B2BUA_PREFIX", "").split(), sys.executable, "-m", "b2bua", "run", "--config", str(cfgdir / "b2bua.yaml"),
                                 "--listen", f"udp:127.0.0.1:{port}"], cwd=repo, stdout=subprocess.DEVNULL,
                                stderr=open(cfgdir / "b2bua.log", "wb"), env={**os.environ, "PYTHONPATH": str(repo)},
                                preexec_fn=(lambda: os.sched_setaffinity(0, b2b_cpus)) if b2b_cpus else None)
@@ -260,9 +274,13 @@ def run(calls: int, seconds: float, flood_pps: int, workdir: Path, workers: int 
                                       str(flood_pps), str(seconds + 2)])
             procs.append(flood)
         time.sleep(0.5)
-        # stream for `seconds`, 50 pps per call, stamping payloads with the send time. Kept cheap, as it
-        # shares the cores with the B2BUA: one packet per tick for all calls (the B2BUA rewrites the
-        # SSRC anyway), and one read per ready socket per poll (level-triggered: no failing read).
+        # stream for `seconds`, 50 pps per call, stamping each payload with its send time (CLOCK_REALTIME,
+        # the kernel's receive stamps' clock, so the generator's own reading time is not counted). Kept
+        # cheap, as it shares the cores with the B2BUA: one read per ready socket per poll
+        # (level-triggered: no failing read). Phases: "burst" sends every call's packet at the same
+        # moment of each 20 ms (the worst case: N packets queue at once), "spread" gives the calls
+        # SLOTS evenly spaced send moments, as calls that began at random times have.
+        slots = 1 if phases == "burst" else SLOTS
         sent = received = received0 = 0
         delays: list[int] = []
         flooded_fd = socks[0].fileno() if flood_pps else -1  # its echoes are counted apart
@@ -271,24 +289,27 @@ def run(calls: int, seconds: float, flood_pps: int, workdir: Path, workers: int 
         engine_ports = set(range(proc_cfg["media"]["port_min"], proc_cfg["media"]["port_max"] + 1)) - gen_ports - echo_ports
         drop_sets = (engine_ports, echo_ports, gen_ports)
         drops0 = [udp_drops(d) for d in drop_sets]
-        header = struct.Struct("!BBHII")
         stamp_at = struct.Struct("!Q").unpack_from
-        payload_pad = b"\xff" * 152
-        sends = [(s.sendto, targets[i]) for i, s in enumerate(socks)]
-        recvs = {s.fileno(): s.recv for s in socks}
+        pack_into = struct.Struct("!BBHIIQ").pack_into
+        pkt = bytearray(12 + 8 + 152)
+        pkt[20:] = b"\xff" * 152
+        groups = [[(s.sendto, targets[i]) for i, s in enumerate(socks) if i % slots == g] for g in range(slots)]
+        recvs = {s.fileno(): s.recvmsg for s in socks}
         poller = select.epoll()
         for s in socks:
             poller.register(s.fileno(), select.EPOLLIN)
-        poll, clock, append = poller.poll, time.perf_counter_ns, delays.append
+        poll, clock, append = poller.poll, time.time_ns, delays.append
+        cmsg_space, timespec = socket.CMSG_SPACE(16), struct.Struct("@qq").unpack_from
         seq = 0
         rss_mid = 0
+        trace: list[int] | None = [] if dump else None
 
         def collect(timeout: float) -> None:
             """Read what is ready (one read per ready socket) and note each echo's delay."""
             nonlocal received, received0
             for fd, _ in poll(timeout):
                 try:
-                    data = recvs[fd](2048)
+                    data, ancillary, _, _ = recvs[fd](2048, cmsg_space)
                 except BlockingIOError:
                     continue
                 if len(data) >= 20:
@@ -296,27 +317,39 @@ def run(calls: int, seconds: float, flood_pps: int, workdir: Path, workers: int 
                         received0 += 1
                         continue
                     received += 1
-                    append(clock() - stamp_at(data, 12)[0])
+                    for level, kind, value in ancillary:
+                        if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS:
+                            sec, nsec = timespec(value)
+                            stamp = stamp_at(data, 12)[0]
+                            append(sec * 1_000_000_000 + nsec - stamp)
+                            if trace is not None:
+                                trace.append(stamp)
+                            break
+                    else:
+                        append(clock() - stamp_at(data, 12)[0])
 
         disk0 = _recorded_bytes(cfgdir / "recordings") if record else 0
         cpu0, echo0, gen0 = tree_cpu(b2b.pid), cpu_seconds(uas.pid), _self_cpu()
         t0 = next_tick = time.monotonic()
         end = next_tick + seconds
+        slot = 0
         while True:
             now = time.monotonic()
             if now >= next_tick:
                 if now >= end:
                     break
-                seq += 1
-                pkt = header.pack(0x80, 0, seq & 0xFFFF, seq * 160, 0x5000) + struct.pack("!Q", clock()) + payload_pad
-                for send, target in sends:
+                if slot == 0:
+                    seq += 1
+                for send, target in groups[slot]:
+                    pack_into(pkt, 0, 0x80, 0, seq & 0xFFFF, seq * 160, 0x5000, clock())
                     try:
                         send(pkt, target)
                         sent += 1
                     except BlockingIOError:
                         pass
-                next_tick += 0.02
-                if seq == int(seconds * 25):
+                slot = (slot + 1) % slots
+                next_tick += 0.02 / slots
+                if seq == int(seconds * 25) and slot == 0:
                     rss_mid = rss_kib(b2b.pid)
             collect(max(0.0, next_tick - time.monotonic()))
         cpu1, echo1, gen1, t1 = tree_cpu(b2b.pid), cpu_seconds(uas.pid), _self_cpu(), time.monotonic()
@@ -329,12 +362,17 @@ def run(calls: int, seconds: float, flood_pps: int, workdir: Path, workers: int 
         if record:  # bytes the recordings grew by during the window, per call and minute
             disk = _recorded_bytes(cfgdir / "recordings") - disk0
             disk = disk / 1024 / calls / ((t1 - t0) / 60)
+        if trace is not None:  # --dump: each echo's send moment (ns) and round trip (ns), for a timeline
+            import numpy as np
+            n = min(len(trace), len(delays))
+            np.save(workdir / f"delays-{label or 'this'}-{phases}-{workers}-{calls}-{int(time.time())}.npy",
+                    np.array([trace[:n], delays[:n]], dtype=np.int64))
         delays.sort()
         elapsed = t1 - t0
         sent0 = sent // calls if flood_pps else 0
         others = sent - sent0
         received_all = received + received0
-        return Result(label, workers, calls, bool(flood_pps), received_all * 2 * 2 / elapsed,
+        return Result(label, phases, workers, calls, bool(flood_pps), received_all * 2 * 2 / elapsed,
                       (cpu1 - cpu0) / elapsed * 100, (cpu1 - cpu0) / max(sent + received_all, 1) * 1e6,
                       (gen1 - gen0) / elapsed * 100, (echo1 - echo0) / elapsed * 100,
                       max(0.0, (sent - received_all) / max(sent, 1) * 100),
@@ -415,11 +453,18 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=1, help="run every configuration this many times (interleaved)")
     ap.add_argument("--pin", action="store_true",
                     help="in-process runs (0 workers): the B2BUA on the first core, the load on the others")
+    ap.add_argument("--phases", default="spread",
+                    help="burst (all calls send at the same moment of each 20 ms), spread (calls' send moments "
+                         "evenly spaced), or both to compare: burst,spread")
+    ap.add_argument("--dump", action="store_true",
+                    help="save every echo's send moment and round trip (.npy in the work directory, printed)")
     ap.add_argument("--record", action="store_true",
                     help="citizens' calls to a department, each configuration with recording off and full")
     args = ap.parse_args()
     codes = [(c.split("=", 1)[0], Path(c.split("=", 1)[1]).resolve()) for c in args.code.split(",") if c] or [("", REPO)]
     workdir = Path(tempfile.mkdtemp(prefix="media-bench-"))
+    if args.dump:
+        print(f"[media] delay traces go to {workdir}", file=sys.stderr)
     results = []
     for workers in [int(w) for w in args.workers.split(",")]:
         sizes = [(int(x), 0) for x in args.calls.split(",")]
@@ -428,29 +473,31 @@ def main() -> None:
         records: list[bool | None] = [False, True] if args.record else [None]
         for n, flood in [x for x in sizes for _ in range(args.repeat)]:
             for code in codes:  # interleaved, so the checkouts see the same background load
-                for record in records:
+                for record, phases in [(r, p) for r in records for p in args.phases.split(",")]:
                     for attempt in (1, 2):
                         try:
                             results.append(run(n, args.seconds, flood, workdir, workers, code,
-                                               args.pin and workers == 0, record))
+                                               args.pin and workers == 0, record, phases, args.dump))
                             break
                         except RuntimeError as exc:  # e.g. a port taken by someone else meanwhile: once more
                             print(f"[media] {code[0]} {workers} workers, {n} calls: {exc}", file=sys.stderr)
-                    print(f"[media] {code[0]} {workers} workers, {n} calls{' flood' if flood else ''}"
+                    print(f"[media] {code[0]} {workers} workers, {n} calls, {phases}{' flood' if flood else ''}"
                           f"{'' if record is None else ' recording' if record else ' not recording'} done",
                           file=sys.stderr)
     cw = max([4] + [len(c[0]) for c in codes])
-    print(f"{'code':<{cw}} {'workers':>7} {'calls':>6} {'flood':>6} {'pkts/s':>8} {'cpu %':>6} {'us/pkt':>6} "
+    print(f"{'code':<{cw}} {'phases':>6} {'workers':>7} {'calls':>6} {'flood':>6} {'pkts/s':>8} {'cpu %':>6} {'us/pkt':>6} "
           f"{'gen %':>6} {'echo %':>6} {'loss %':>7} {'others':>7} {'flooded':>7} {'drops b2b/echo/gen':>18} "
           f"{'p50 ms':>7} {'p99 ms':>7} {'RSS/call KiB':>12}" + (f" {'record':>6} {'KiB/call/min':>12}" if args.record else ""))
     for r in results:
-        print(f"{r.code:<{cw}} {r.workers:>7} {r.calls:>6} {'yes' if r.flood else 'no':>6} {r.pps:>8.0f} {r.cpu:>6.1f} "
+        print(f"{r.code:<{cw}} {r.phases:>6} {r.workers:>7} {r.calls:>6} {'yes' if r.flood else 'no':>6} {r.pps:>8.0f} {r.cpu:>6.1f} "
               f"{r.us_per_pkt:>6.1f} {r.gen_cpu:>6.1f} {r.echo_cpu:>6.1f} {r.loss:>7.3f} "
               f"{(f'{r.loss_others:.3f}' if r.flood else '-'):>7} {(f'{r.flooded_loss:.1f}' if r.flood else '-'):>7} "
               f"{'/'.join(map(str, r.drops)):>18} {r.p50:>7.2f} {r.p99:>7.2f} {r.rss_per_call:>12.1f}"
               + (f" {'full' if r.record else 'off':>6} {r.disk_kib_per_min:>12.0f}" if args.record else ""))
     if args.record:
-        for off, on in zip(results[::2], results[1::2]):
+        k = len(args.phases.split(","))  # each configuration ran k phases with recording off, then k with it on
+        for off, on in [pair for i in range(0, len(results), 2 * k)
+                         for pair in zip(results[i:i + k], results[i + k:i + 2 * k])]:
             print(f"recording, {on.workers} workers, {on.calls} calls{' flood' if on.flood else ''}: "
                   f"CPU {off.cpu:.1f} % -> {on.cpu:.1f} % ({(on.cpu / max(off.cpu, 1e-9) - 1) * 100:+.1f} %), "
                   f"{on.disk_kib_per_min:.0f} KiB per call per minute")
@@ -459,7 +506,9 @@ def main() -> None:
     print("(one in, one out); gen % and echo % are the load generator and SIPp's echo on the same cores;")
     print("loss % is over all calls; with a flood, 'others' is the loss of the calls not flooded and 'flooded'")
     print("that of the flooded call; drops: datagrams the kernel dropped for a full receive buffer, by socket owner;")
-    print("delay is one traversal (round trip through B2BUA -> SIPp echo -> B2BUA, halved; flooded call excluded).")
+    print("delay is one traversal (round trip through B2BUA -> SIPp echo -> B2BUA, halved; flooded call excluded),")
+    print("from the moment each packet was sent to the kernel's receive stamp of its echo; phases: whether all")
+    print("calls send at the same moment of each 20 ms (burst) or at evenly spread moments (spread).")
 
 
 if __name__ == "__main__":
