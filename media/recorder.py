@@ -135,7 +135,7 @@ class RecordingWriter:
             rec = files[key] = _Open(Path(arg))
             try:
                 rec.path.parent.mkdir(parents=True, exist_ok=True)
-                rec.file = open(rec.path, "wb", buffering=1 << 16)  # written out at each sync
+                rec.file = open(rec.path, "wb")
                 rec.file.write(wav_header(0))
                 rec.synced = now
             except OSError as exc:

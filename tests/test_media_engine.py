@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import struct
+import wave
+from typing import AsyncIterator
 
 import numpy as np
 import pytest
@@ -29,6 +32,38 @@ async def _send(peer: RtpPeer, target: tuple, samples: np.ndarray, pt: int = 0) 
         payload = g711.encode(samples[i * 160:(i + 1) * 160], pt).tobytes()
         peer.send_raw(target, struct.pack("!BBHII", 0x80, pt, i, 160 * i, 0x77) + payload)
         await asyncio.sleep(max(0.0, start + 0.02 * (i + 1) - loop.time()))
+
+
+@contextlib.asynccontextmanager
+async def _engine(port_min: int, events: list | None = None) -> AsyncIterator[tuple[MediaEngine, RtpPeer, RtpPeer]]:
+    """An engine on the running loop (ports ``port_min``..+20) and two peers, all closed afterwards."""
+    engine = MediaEngine(EngineConfig(port_min=port_min, port_max=port_min + 20),
+                         on_event=events.append if events is not None else None)
+    engine.start(asyncio.get_running_loop())
+    a, b = RtpPeer(), RtpPeer()
+    try:
+        yield engine, a, b
+    finally:
+        engine.close()
+        a.close()
+        b.close()
+
+
+async def _stop_recording(engine: MediaEngine, start: float) -> float:
+    """Stop call s1's recording; the seconds it lasted since ``start``, once the writer closed the file."""
+    import time
+
+    engine.stop_record("s1")
+    elapsed = time.monotonic() - start
+    await asyncio.sleep(0.3)
+    return elapsed
+
+
+def _stereo(path) -> np.ndarray:
+    """A recording's samples as (frames, 2): caller left, what it heard right."""
+    with wave.open(str(path)) as w:
+        assert (w.getnchannels(), w.getframerate(), w.getsampwidth()) == (2, 8000, 2)
+        return np.frombuffer(w.readframes(w.getnframes()), dtype=np.int16).reshape(-1, 2)
 
 
 @pytest.mark.parametrize("mix", [False, True])
@@ -71,18 +106,13 @@ def test_play_to_one_leg_replaces_or_mixes_the_other_side(mix: bool) -> None:
 def test_stereo_recording_caller_left_what_it_hears_right(tmp_path) -> None:
     """Both legs recorded from the first packet: the caller's audio left, the callee's right; the file
     is a valid WAV while the call is still running (sizes rewritten every second)."""
-    import wave
-
     from media.engine import RecordingDone
 
     path = tmp_path / "rec" / "call.wav"
 
     async def run() -> tuple[list, np.ndarray, np.ndarray, int]:
         events: list = []
-        engine = MediaEngine(EngineConfig(port_min=33100, port_max=33120), on_event=events.append)
-        engine.start(asyncio.get_running_loop())
-        a, b = RtpPeer(), RtpPeer()
-        try:
+        async with _engine(33100, events) as (engine, a, b):
             a_side, b_side = await _session(engine, a, b, codec=8)
             engine.record("s1", str(path))
             up, down = speech_like(2.0, seed=21), speech_like(2.0, seed=22)[::-1].copy()
@@ -93,16 +123,10 @@ def test_stereo_recording_caller_left_what_it_hears_right(tmp_path) -> None:
             engine.delete("s1")
             await asyncio.sleep(0.5)
             return events, up, down, mid_frames
-        finally:
-            engine.close()
-            a.close()
-            b.close()
 
     events, up, down, mid_frames = asyncio.run(run())
     assert mid_frames >= 8000 * 1.5
-    with wave.open(str(path)) as w:
-        assert (w.getnchannels(), w.getframerate(), w.getsampwidth()) == (2, 8000, 2)
-        audio = np.frombuffer(w.readframes(w.getnframes()), dtype=np.int16).reshape(-1, 2)
+    audio = _stereo(path)
     assert best_correlation(up, audio[:, 0]) > 0.97  # the caller, left
     assert best_correlation(down, audio[:, 1]) > 0.97  # the callee as the caller heard it, right
     done = [e for e in events if isinstance(e, RecordingDone)]
@@ -114,15 +138,10 @@ def test_recording_keeps_wall_clock_time_when_the_event_loop_stalls(tmp_path) ->
     scheduler catches up on by itself) are not made up twice: the recording lasts as long as the call
     did, so times in it (and its length at a crash) match the call's."""
     import time
-    import wave
-
     path = tmp_path / "stall.wav"
 
     async def run() -> float:
-        engine = MediaEngine(EngineConfig(port_min=39700, port_max=39720))
-        engine.start(asyncio.get_running_loop())
-        a, b = RtpPeer(), RtpPeer()
-        try:
+        async with _engine(39700) as (engine, a, b):
             await _session(engine, a, b)
             start = time.monotonic()
             engine.record("s1", str(path))
@@ -132,18 +151,10 @@ def test_recording_keeps_wall_clock_time_when_the_event_loop_stalls(tmp_path) ->
             for _ in range(6):  # short hiccups, which the tick scheduler makes up itself
                 time.sleep(0.06)
                 await asyncio.sleep(0.1)
-            engine.stop_record("s1")
-            elapsed = time.monotonic() - start
-            await asyncio.sleep(0.3)
-            return elapsed
-        finally:
-            engine.close()
-            a.close()
-            b.close()
+            return await _stop_recording(engine, start)
 
     elapsed = asyncio.run(run())
-    with wave.open(str(path)) as w:
-        seconds = w.getnframes() / 8000
+    seconds = len(_stereo(path)) / 8000
     assert elapsed - 0.15 <= seconds <= elapsed + 0.05, (seconds, elapsed)
 
 
@@ -179,16 +190,11 @@ def test_recording_puts_bursty_reordered_packets_and_a_stalled_loop_back_in_time
     250 ms meanwhile: the file still holds every frame where its timestamp puts it (the recording's
     jitter buffer), and lasts as long as the call."""
     import time
-    import wave
-
     path = tmp_path / "jitter.wav"
     up, down = speech_like(3.0, seed=31), speech_like(3.0, seed=32)[::-1].copy()
 
     async def run() -> float:
-        engine = MediaEngine(EngineConfig(port_min=39800, port_max=39820))
-        engine.start(asyncio.get_running_loop())
-        a, b = RtpPeer(), RtpPeer()
-        try:
+        async with _engine(39800) as (engine, a, b):
             a_side, b_side = await _session(engine, a, b)
             start = time.monotonic()
             engine.record("s1", str(path))
@@ -198,18 +204,10 @@ def test_recording_puts_bursty_reordered_packets_and_a_stalled_loop_back_in_time
             while any(t.is_alive() for t in senders):
                 await asyncio.sleep(0.05)
             await asyncio.sleep(0.1)
-            engine.stop_record("s1")
-            elapsed = time.monotonic() - start
-            await asyncio.sleep(0.3)
-            return elapsed
-        finally:
-            engine.close()
-            a.close()
-            b.close()
+            return await _stop_recording(engine, start)
 
     elapsed = asyncio.run(run())
-    with wave.open(str(path)) as w:
-        audio = np.frombuffer(w.readframes(w.getnframes()), dtype=np.int16).reshape(-1, 2)
+    audio = _stereo(path)
     assert best_correlation(up, audio[:, 0]) > 0.97  # every frame, in order, in one piece
     assert best_correlation(down, audio[:, 1]) > 0.97
     assert elapsed - 0.15 <= len(audio) / 8000 <= elapsed + 0.05, (len(audio) / 8000, elapsed)
@@ -218,15 +216,10 @@ def test_recording_puts_bursty_reordered_packets_and_a_stalled_loop_back_in_time
 def test_a_packet_too_late_for_its_place_in_the_recording_is_counted(tmp_path) -> None:
     """Frame 0 sent after a second of later frames: its place is already written, so it is dropped and
     counted, and the frames after it are not moved."""
-    import wave
-
     path = tmp_path / "late.wav"
 
     async def run() -> dict:
-        engine = MediaEngine(EngineConfig(port_min=39840, port_max=39860))
-        engine.start(asyncio.get_running_loop())
-        a, b = RtpPeer(), RtpPeer()
-        try:
+        async with _engine(39840) as (engine, a, b):
             a_side, _ = await _session(engine, a, b)
             engine.record("s1", str(path))
             tone = speech_like(1.2, seed=41)
@@ -241,21 +234,13 @@ def test_a_packet_too_late_for_its_place_in_the_recording_is_counted(tmp_path) -
             engine.stop_record("s1")
             await asyncio.sleep(0.3)
             return counters
-        finally:
-            engine.close()
-            a.close()
-            b.close()
 
     counters = asyncio.run(run())
     assert counters["recording_late"] == 1
-    with wave.open(str(path)) as w:
-        left = np.frombuffer(w.readframes(w.getnframes()), dtype=np.int16).reshape(-1, 2)[:, 0]
-    assert best_correlation(speech_like(1.2, seed=41)[160:], left) > 0.97
+    assert best_correlation(speech_like(1.2, seed=41)[160:], _stereo(path)[:, 0]) > 0.97
 
 
 def test_repair_restores_a_file_cut_by_a_crash(tmp_path) -> None:
-    import wave
-
     from media.recorder import repair, wav_header
 
     path = tmp_path / "cut.wav"
