@@ -93,6 +93,25 @@ def _carrier(tmp: Path, host: str, port: int, name: str, check: bool = False) ->
             "-trace_err", "-error_file", str(tmp / f"{name}_errors.txt")]
 
 
+def _pbx_call_to_carrier(tmp: Path, ext: str, number: str, *, carrier_b: bool = False, check: bool = False,
+                         calls: int = 1) -> tuple[str, int, str]:
+    """PBX extension ``ext`` calls ``number`` through a B2BUA on the test config, carrier (or carrier-b)
+    being a SIPp UAS (with ``check``: the scenario that checks what it gets, and its checks passed).
+    Returns the carrier's message log, its port and the B2BUA's log."""
+    cp, bp, pp = free_port(CARRIER), free_port(CARRIER_B), free_port(PBX)
+    host, port, name = (CARRIER_B, bp, "carrier_b") if carrier_b else (CARRIER, cp, "carrier")
+    with sipp_background(_carrier(tmp, host, port, name, check), tmp):
+        proc, b2bua_port = _start(tmp, _config(tmp, cp, bp, pp))
+        try:
+            _pbx_call(tmp, b2bua_port, ext, number, calls=calls)
+            proc.settle()
+        finally:
+            proc.stop()
+    if check:
+        _checks_passed(tmp, name)
+    return (tmp / f"{name}.log").read_bytes().decode("utf-8"), port, proc.log()
+
+
 def _checks_passed(tmp: Path, name: str) -> None:
     """uas_carrier_caller_id.xml's own checks (its <ereg check_it>) found nothing wrong."""
     errors = tmp / f"{name}_errors.txt"
@@ -112,16 +131,7 @@ def _header(msg: str, name: str) -> list[str]:
 def test_pbx_desk_phone_call_presents_the_department(tmp_path: Path) -> None:
     """Extension 2201 (in 교통정책과's number plan) calls a mobile: the carrier (E.164, PAI + PPI,
     branding on) sees the department's number, name and logo, nothing of the desk phone."""
-    cp, bp, pp = free_port(CARRIER), free_port(CARRIER_B), free_port(PBX)
-    with sipp_background(_carrier(tmp_path, CARRIER, cp, "carrier", True), tmp_path):
-        proc, port = _start(tmp_path, _config(tmp_path, cp, bp, pp))
-        try:
-            _pbx_call(tmp_path, port, "2201", "010-1234-5678", calls=2)
-            proc.settle()
-        finally:
-            proc.stop()
-    _checks_passed(tmp_path, "carrier")
-    raw = (tmp_path / "carrier.log").read_bytes().decode("utf-8")
+    raw, cp, b2bua_log = _pbx_call_to_carrier(tmp_path, "2201", "010-1234-5678", check=True, calls=2)
     invites = _invites(raw)
     assert len(invites) == 2, raw[:3000]
     inv = invites[0]
@@ -139,22 +149,14 @@ def test_pbx_desk_phone_call_presents_the_department(tmp_path: Path) -> None:
     assert not re.search(r"(?<![0-9A-Za-z])2201(?![0-9A-Za-z])", raw)  # the extension (not inside a random id)
     for word in ("Kim", PBX):
         assert word not in raw
-    assert proc.log().count("end status=200") == 2
+    assert b2bua_log.count("end status=200") == 2
 
 
 def test_national_trunk_without_branding_and_the_plan_prefix(tmp_path: Path) -> None:
     """Extension 5123 matches 총무과's prefix ``5*``; carrier-b wants national numbers, PAI and
     Remote-Party-ID, and no Call-Info."""
-    cp, bp, pp = free_port(CARRIER), free_port(CARRIER_B), free_port(PBX)
-    with sipp_background(_carrier(tmp_path, CARRIER_B, bp, "carrier_b", True), tmp_path):
-        proc, port = _start(tmp_path, _config(tmp_path, cp, bp, pp))
-        try:
-            _pbx_call(tmp_path, port, "5123", "02-3456-7890")
-            proc.settle()
-        finally:
-            proc.stop()
-    _checks_passed(tmp_path, "carrier_b")
-    inv = _invites((tmp_path / "carrier_b.log").read_bytes().decode("utf-8"))[0]
+    raw, bp, _ = _pbx_call_to_carrier(tmp_path, "5123", "02-3456-7890", carrier_b=True, check=True)
+    inv = _invites(raw)[0]
     assert inv.startswith(f"INVITE sip:0234567890@{CARRIER_B}:{bp} SIP/2.0")
     assert _header(inv, "From")[0].startswith('"서울시 총무과" <sip:0221335000@127.0.0.1>;tag=')
     assert _header(inv, "P-Asserted-Identity") == ['"서울시 총무과" <sip:0221335000@127.0.0.1>']
@@ -167,15 +169,8 @@ def test_national_trunk_without_branding_and_the_plan_prefix(tmp_path: Path) -> 
 def test_extension_outside_the_number_plan_calls_anonymously(tmp_path: Path) -> None:
     """No department claims extension 7777: the carrier gets an anonymous From, Privacy: id and
     no asserted identity (never the extension)."""
-    cp, bp, pp = free_port(CARRIER), free_port(CARRIER_B), free_port(PBX)
-    with sipp_background(_carrier(tmp_path, CARRIER, cp, "carrier"), tmp_path):
-        proc, port = _start(tmp_path, _config(tmp_path, cp, bp, pp))
-        try:
-            _pbx_call(tmp_path, port, "7777", "01012345678")
-            proc.settle()
-        finally:
-            proc.stop()
-    inv = _invites((tmp_path / "carrier.log").read_bytes().decode("utf-8"))[0]
+    raw, _, _ = _pbx_call_to_carrier(tmp_path, "7777", "01012345678")
+    inv = _invites(raw)[0]
     assert _header(inv, "From")[0].startswith('"Anonymous" <sip:anonymous@anonymous.invalid>;tag=')
     assert _header(inv, "Privacy") == ["id"]
     assert not _header(inv, "P-Asserted-Identity") and not _header(inv, "Call-Info")

@@ -317,16 +317,13 @@ def run(calls: int, seconds: float, flood_pps: int, workdir: Path, workers: int 
                         received0 += 1
                         continue
                     received += 1
-                    for level, kind, value in ancillary:
-                        if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS:
-                            sec, nsec = timespec(value)
-                            stamp = stamp_at(data, 12)[0]
-                            append(sec * 1_000_000_000 + nsec - stamp)
-                            if trace is not None:
-                                trace.append(stamp)
-                            break
-                    else:
-                        append(clock() - stamp_at(data, 12)[0])
+                    arrived = next((sec * 1_000_000_000 + nsec for level, kind, value in ancillary
+                                    if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS
+                                    for sec, nsec in [timespec(value)]), None) or clock()
+                    stamp = stamp_at(data, 12)[0]
+                    append(arrived - stamp)
+                    if trace is not None:
+                        trace.append(stamp)
 
         disk0 = _recorded_bytes(cfgdir / "recordings") if record else 0
         cpu0, echo0, gen0 = tree_cpu(b2b.pid), cpu_seconds(uas.pid), _self_cpu()
@@ -364,9 +361,8 @@ def run(calls: int, seconds: float, flood_pps: int, workdir: Path, workers: int 
             disk = disk / 1024 / calls / ((t1 - t0) / 60)
         if trace is not None:  # --dump: each echo's send moment (ns) and round trip (ns), for a timeline
             import numpy as np
-            n = min(len(trace), len(delays))
             np.save(workdir / f"delays-{label or 'this'}-{phases}-{workers}-{calls}-{int(time.time())}.npy",
-                    np.array([trace[:n], delays[:n]], dtype=np.int64))
+                    np.array([trace, delays], dtype=np.int64))
         delays.sort()
         elapsed = t1 - t0
         sent0 = sent // calls if flood_pps else 0
