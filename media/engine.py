@@ -27,7 +27,7 @@ import numpy as np
 
 from . import g711
 from .dtmf import Digit, InbandDetector, TelephoneEventDetector
-from .recorder import Finished, RecordingWriter
+from .recorder import LAW_FORMAT, Finished, RecordingWriter
 from .timeline import DELAY, RESYNC, RecordingClock, Track
 from .rtp import InStats, RtpError, new_out_stream, payload_offset, rewrite_rtcp
 
@@ -161,7 +161,7 @@ class _Leg:
 
 
 class _Session:
-    __slots__ = ("id", "legs", "created", "transcode", "recording", "rec_in", "rec_out", "rec_from")
+    __slots__ = ("id", "legs", "created", "transcode", "recording", "rec_in", "rec_out", "rec_from", "rec_law")
 
     def __init__(self, sid: str):
         self.id = sid
@@ -174,6 +174,7 @@ class _Session:
         self.rec_in: Track | None = None
         self.rec_out: Track | None = None
         self.rec_from = 0
+        self.rec_law = 0  # the file's G.711 law (payload type): the caller's when the recording began
 
 
 class MediaEngine:
@@ -197,7 +198,8 @@ class MediaEngine:
         #: the recorded calls as the tick reads them, rebuilt when they change: (call, its two tracks'
         #: frames, silence code), and which of them are A-law
         self._rec_rows: list[tuple[str, dict, dict, bytes]] = []
-        self._rec_alaw: list[int] = []
+        #: rows whose caller changed law since its file began: (row, the 256-code table to the file's law)
+        self._rec_convert: list[tuple[int, np.ndarray]] = []
         self._rec_dirty = False
         #: G.711 codes gathered for the writer, (calls, samples, 2), and how many frames it holds
         self._rec_block: np.ndarray | None = None
@@ -284,9 +286,15 @@ class MediaEngine:
             lg.remote = remote
             lg.rtcp_remote = (remote[0], remote[1] + 1)
             lg.latched = False
-        lg.codec = codec if codec is not None else lg.codec
-        if lg.session.recording:
+        old, lg.codec = lg.codec, codec if codec is not None else lg.codec
+        sess = lg.session
+        if sess.recording:
             self._rec_dirty = True
+            if lg.name == "a" and old in _SILENCE and lg.codec in _SILENCE and old != lg.codec:
+                table = g711.transcode_table(old, lg.codec)  # what is buffered is in the caller's old law
+                for track in (sess.rec_in, sess.rec_out):
+                    if track is not None:
+                        track.recode(table, g711.SILENCE[lg.codec])
         lg.dtmf_pt = dtmf_pt
         if recv and not lg.recv:
             lg.last_rx = time.monotonic()
@@ -317,7 +325,8 @@ class MediaEngine:
             lg.other.queue.clear()
 
     def record(self, session: str, path: str) -> None:
-        """Record the call in stereo to ``path`` (WAV): the caller (leg a) left, what it hears right.
+        """Record the call in stereo to ``path`` (WAV): the caller (leg a) left, what it hears right,
+        both as the G.711 codes of the caller's law (stored as they are, nothing decoded).
 
         Written by a separate thread that never blocks the tick; ``RecordingDone`` follows the stop.
         """
@@ -330,13 +339,14 @@ class MediaEngine:
         clock = self._rec_clock
         clock.start(now)
         a = sess.legs.get("a")
-        silence = g711.SILENCE[a.codec if a is not None and a.codec in g711.SILENCE else 0]
+        sess.rec_law = a.codec if a is not None and a.codec in g711.SILENCE else 0
+        silence = g711.SILENCE[sess.rec_law]
         sess.rec_in, sess.rec_out = Track(clock, silence), Track(clock, silence)
         sess.rec_from = max(clock.frame(now), clock.written)
         sess.recording = True
         self._recorded[session] = sess
         self._rec_dirty = True
-        self._writer.open(session, path)
+        self._writer.open(session, path, LAW_FORMAT[sess.rec_law])
         self._ensure_tick()
 
     def stop_record(self, session: str) -> None:
@@ -359,12 +369,12 @@ class MediaEngine:
         last = max(clock.frame(_monotonic()) - 1, sess.rec_in.last_frame(), sess.rec_out.last_frame())
         last = min(last, first + DELAY + RESYNC)  # (what is further ahead is no part of this call's time)
         if last >= first:
-            alaw = [0] if codec == 8 else []
-            tail = np.empty((last - first + 1, FRAME, 2), dtype=np.int16)
+            tail = np.empty((last - first + 1, FRAME, 2), dtype=np.uint8)
             for side, track in ((0, sess.rec_in), (1, sess.rec_out)):
                 codes = b"".join(track.take(n, silence) for n in range(first, last + 1))
-                tail[:, :, side] = g711.decode_rows(
-                    np.frombuffer(codes, dtype=np.uint8).reshape(1, -1), alaw).reshape(-1, FRAME)
+                tail[:, :, side] = np.frombuffer(codes, dtype=np.uint8).reshape(-1, FRAME)
+            if codec != sess.rec_law:
+                tail = np.take(g711.transcode_table(codec, sess.rec_law), tail)
             self._writer.put_many([(session, tail.tobytes())])
         sess.rec_in = sess.rec_out = None
         self._writer.close(session)
@@ -670,7 +680,7 @@ class MediaEngine:
         Frames are written :data:`~media.timeline.DELAY` behind the clock from each call's two
         :class:`~media.timeline.Track` jitter buffers, so a packet's place in the file is set by its
         timestamp, not by when the loop read it. Per tick and call that is two dict pops; the codes of
-        :data:`RECORD_BATCH` ticks are decoded together and handed to the writer as one block per call.
+        :data:`RECORD_BATCH` ticks are handed to the writer together, as one block of codes per call.
         When the loop fell behind, the frames due are taken at once (at most :data:`RECORD_BACKLOG_S`;
         beyond that the timeline skips ahead).
         """
@@ -706,31 +716,33 @@ class MediaEngine:
                 self._flush_recordings()
 
     def _rebuild_rec_rows(self) -> None:
-        self._rec_rows, self._rec_alaw = [], []
+        self._rec_rows, self._rec_convert = [], []
         for sid, sess in self._recorded.items():
             a = sess.legs.get("a")
             if a is not None and a.codec in _SILENCE and sess.rec_in is not None and sess.rec_out is not None:
-                if a.codec == 8:
-                    self._rec_alaw.append(len(self._rec_rows))
+                if a.codec != sess.rec_law:  # (a re-INVITE changed the caller's codec)
+                    self._rec_convert.append((len(self._rec_rows), g711.transcode_table(a.codec, sess.rec_law)))
                 self._rec_rows.append((sid, sess.rec_in.frames, sess.rec_out.frames, _SILENCE[a.codec]))
         self._rec_dirty = False
 
     def _flush_recordings(self) -> None:
-        """Decode the gathered codes (one table lookup for all calls) and hand the writer one block per
-        call. A call whose recording began after the block's first frame gets only its own part."""
+        """Hand the writer the gathered codes, one block per call (views, not copies). A call whose
+        recording began after the block's first frame gets only its own part."""
         block, self._rec_block = self._rec_block, None
         if block is None or not self._rec_fill or self._writer is None:
             return
-        pcm = g711.decode_rows(block[:, :self._rec_fill * FRAME], self._rec_alaw)  # (calls, samples, 2) int16
+        codes = block[:, :self._rec_fill * FRAME]  # (calls, samples, 2) uint8; each row contiguous
+        for i, table in self._rec_convert:
+            codes[i] = np.take(table, codes[i])
         start = self._rec_block_start
         items = []
         for i, (sid, _, _, _) in enumerate(self._rec_rows):
             sess = self._recorded.get(sid)
             skip = (sess.rec_from - start) * FRAME if sess is not None else 0
             if skip <= 0:
-                items.append((sid, memoryview(pcm[i]).cast("B")))
-            elif skip < pcm.shape[1]:
-                items.append((sid, memoryview(pcm[i, skip:]).cast("B")))
+                items.append((sid, memoryview(codes[i]).cast("B")))
+            elif skip < codes.shape[1]:
+                items.append((sid, memoryview(codes[i, skip:]).cast("B")))
         self._writer.put_many(items)
 
     def _detect_inband(self) -> None:

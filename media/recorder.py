@@ -1,5 +1,9 @@
 """Stereo call recording written off the media path, playable at every moment.
 
+Files are G.711 WAV (``WAVE_FORMAT_MULAW`` or ``WAVE_FORMAT_ALAW``, 8 kHz, 8 bits, two channels): the
+caller's own law, so the codes on the wire are stored as they are, bit-exact, at 16 kB/s (half of
+16-bit PCM, with nothing decoded on the media path). Standard readers (FFmpeg/PyAV, sox, players) play it.
+
 :class:`RecordingWriter` owns one thread and a queue bounded by how far behind the thread may fall: the
 tick hands it interleaved
 stereo frames (caller left, what the caller hears right) and never waits. Every half second each
@@ -25,27 +29,46 @@ log = logging.getLogger("media.recorder")
 
 RATE = 8000
 CHANNELS = 2
-WIDTH = 2
-HEADER = 44
+#: WAVE format tags (RFC 2361): linear PCM, and the two G.711 laws by RTP payload type
+PCM, ALAW, MULAW = 1, 6, 7
+LAW_FORMAT = {0: MULAW, 8: ALAW}
+#: header bytes: RIFF, ``fmt `` (18 bytes: with cbSize, as non-PCM formats need), ``fact``, ``data``
+HEADER = 58
+_PCM_HEADER = 44  # the canonical 16-bit PCM header (files from earlier versions)
 
 
-def wav_header(data_bytes: int) -> bytes:
-    """A canonical 44-byte PCM WAV header for ``data_bytes`` of 8 kHz 16-bit stereo."""
-    return (b"RIFF" + struct.pack("<I", 36 + data_bytes) + b"WAVE"
-            + b"fmt " + struct.pack("<IHHIIHH", 16, 1, CHANNELS, RATE, RATE * CHANNELS * WIDTH, CHANNELS * WIDTH,
-                                    8 * WIDTH)
+def wav_header(data_bytes: int, fmt: int = MULAW) -> bytes:
+    """The 58-byte header of an 8 kHz stereo G.711 WAV file holding ``data_bytes`` of codes (one byte a
+    sample, channels interleaved); the ``fact`` chunk counts sample frames, as the format requires of
+    non-PCM data."""
+    frames = data_bytes // CHANNELS
+    return (b"RIFF" + struct.pack("<I", HEADER - 8 + data_bytes) + b"WAVE"
+            + b"fmt " + struct.pack("<IHHIIHHH", 18, fmt, CHANNELS, RATE, RATE * CHANNELS, CHANNELS, 8, 0)
+            + b"fact" + struct.pack("<II", 4, frames)
             + b"data" + struct.pack("<I", data_bytes))
 
 
-def repair(path: Path) -> int:
-    """Rewrite the header sizes of a WAV file cut short (a crash); returns its audio bytes."""
+def _pcm_header(data_bytes: int) -> bytes:
+    return (b"RIFF" + struct.pack("<I", 36 + data_bytes) + b"WAVE"
+            + b"fmt " + struct.pack("<IHHIIHH", 16, PCM, CHANNELS, RATE, RATE * CHANNELS * 2, CHANNELS * 2, 16)
+            + b"data" + struct.pack("<I", data_bytes))
+
+
+def repair(path: Path) -> tuple[float, int]:
+    """Rewrite the header sizes of a recording cut short (a crash) from the file's length, dropping a
+    partial sample frame; returns its audio seconds and its size. Reads the format from the header
+    written at the start (a G.711 file, or a 16-bit PCM one from an earlier version)."""
     size = path.stat().st_size
-    data = max(0, size - HEADER)
-    data -= data % (CHANNELS * WIDTH)
     with open(path, "r+b") as f:
-        f.write(wav_header(data))
-        f.truncate(HEADER + data)
-    return data
+        head = f.read(HEADER)
+        fmt = struct.unpack_from("<H", head, 20)[0] if len(head) >= 22 and head[12:16] == b"fmt " else MULAW
+        header, width = (_PCM_HEADER, 2) if fmt == PCM else (HEADER, 1)
+        data = max(0, size - header)
+        data -= data % (CHANNELS * width)
+        f.seek(0)
+        f.write(_pcm_header(data) if fmt == PCM else wav_header(data, fmt if fmt in (ALAW, MULAW) else MULAW))
+        f.truncate(header + data)
+    return data / (RATE * CHANNELS * width), header + data
 
 
 @dataclass
@@ -60,10 +83,11 @@ class Finished:
 
 
 class _Open:
-    __slots__ = ("path", "file", "data", "synced", "error")
+    __slots__ = ("path", "fmt", "file", "data", "synced", "error")
 
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, fmt: int):
         self.path = path
+        self.fmt = fmt
         self.file = None
         self.data = 0
         self.synced = 0.0
@@ -91,8 +115,9 @@ class RecordingWriter:
         self._thread = threading.Thread(target=self._run, name="recording-writer", daemon=True)
         self._thread.start()
 
-    def open(self, key: str, path: str) -> None:
-        self._q.put(("open", key, path, time.monotonic()))
+    def open(self, key: str, path: str, fmt: int = MULAW) -> None:
+        """Start ``path``, a stereo WAV of G.711 codes in ``fmt`` (:data:`MULAW` or :data:`ALAW`)."""
+        self._q.put(("open", key, (path, fmt), time.monotonic()))
 
     def put_many(self, items: list[tuple[str, bytes]]) -> None:
         """Frames of every recorded call in one queue entry (one lock, not one per call)."""
@@ -132,11 +157,11 @@ class RecordingWriter:
             self._behind_since = None
         now = time.monotonic()
         if kind == "open":
-            rec = files[key] = _Open(Path(arg))
+            rec = files[key] = _Open(Path(arg[0]), arg[1])
             try:
                 rec.path.parent.mkdir(parents=True, exist_ok=True)
                 rec.file = open(rec.path, "wb")
-                rec.file.write(wav_header(0))
+                rec.file.write(wav_header(0, rec.fmt))
                 rec.synced = now
             except OSError as exc:
                 self._fail(rec, exc)
@@ -168,7 +193,7 @@ class RecordingWriter:
         try:
             assert rec.file is not None
             rec.file.flush()
-            os.pwrite(rec.file.fileno(), wav_header(rec.data), 0)
+            os.pwrite(rec.file.fileno(), wav_header(rec.data, rec.fmt), 0)
         except OSError as exc:
             self._fail(rec, exc)
 
@@ -194,6 +219,6 @@ class RecordingWriter:
         if rec.error is None:
             self.written += 1
         if self.on_finished is not None:
-            self.on_finished(Finished(key, str(rec.path), rec.data / (RATE * CHANNELS * WIDTH),
+            self.on_finished(Finished(key, str(rec.path), rec.data / (RATE * CHANNELS),
                                       HEADER + rec.data if rec.error is None else 0, rec.error))
 

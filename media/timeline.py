@@ -15,6 +15,8 @@ off its arrival (a new source, a jump) places the stream again from its arrival.
 
 from __future__ import annotations
 
+import numpy as np
+
 FRAME = 160  # samples (= G.711 bytes) per 20 ms at 8 kHz
 #: frames a recording is written behind the clock: how late a packet may be and still be recorded
 DELAY = 15
@@ -118,6 +120,12 @@ class Track:
                 start = len(payload) - (end - pos)
                 frame[offset:offset + take] = payload[start:start + take]
             pos += take
+
+    def recode(self, table: "np.ndarray", silence: int) -> None:
+        """The codes buffered so far mapped through ``table`` (256 entries): the stream changed law."""
+        for n, f in self.frames.items():  # (in place: the engine's rows hold this dict)
+            self.frames[n] = table[np.frombuffer(f, dtype=np.uint8)].tobytes()
+        self.silence = silence
 
     def take(self, frame: int, silence: bytes) -> bytes | bytearray:
         """Frame ``frame`` for the file (``silence`` where nothing arrived), forgetting it. Every frame

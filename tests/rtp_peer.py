@@ -145,3 +145,24 @@ def sdp_port(message_log: Path, first_line: str, timeout: float = 10.0) -> int:
                     return int(m.group(1))
         time.sleep(0.05)
     raise TimeoutError(f"no {first_line!r} with SDP in {message_log}")
+
+
+def read_recording(path: Path | str, codec: str | None = None) -> np.ndarray:
+    """A call recording's samples as int16 (frames, 2): caller left, what it heard right.
+
+    Decoded by FFmpeg (PyAV), a standard reader, not by our own tables; ``codec`` checks how the file
+    stores them (``pcm_mulaw`` or ``pcm_alaw``: the caller's G.711 law, kept as it was on the wire).
+    """
+    import av
+
+    with av.open(str(path)) as container:
+        stream = container.streams.audio[0]
+        assert (stream.channels, stream.sample_rate) == (2, 8000)
+        if codec is not None:
+            assert stream.codec_context.name == codec
+        frames = [f.to_ndarray() for f in container.decode(stream)]
+    if not frames:
+        return np.zeros((0, 2), dtype=np.int16)
+    data = np.concatenate(frames, axis=1)  # packed s16 stereo: (1, frames * 2)
+    assert data.dtype == np.int16
+    return data.reshape(-1, 2)

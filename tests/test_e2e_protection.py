@@ -14,7 +14,6 @@ import signal
 import subprocess
 import threading
 import time
-import wave
 from pathlib import Path
 from typing import Iterator
 
@@ -26,7 +25,7 @@ from b2bua.prompts import PromptSource
 from b2bua.storage.cdr import CdrStore
 from b2bua.storage.recordings import RecordingIndex, sha256_file
 from harness import ROOT, SCENARIOS, SIPP, B2BUAProcess, free_port, sipp_background, write_config
-from rtp_peer import RtpPeer, best_correlation, sdp_port, speech_like
+from rtp_peer import RtpPeer, best_correlation, read_recording, sdp_port, speech_like
 
 pytestmark = pytest.mark.skipif(SIPP is None, reason="sipp not installed (apt install sip-tester)")
 
@@ -220,9 +219,7 @@ def _recordings(tmp: Path) -> list[dict]:
 
 
 def _read_stereo(path: Path) -> tuple[np.ndarray, np.ndarray]:
-    with wave.open(str(path)) as w:
-        assert (w.getnchannels(), w.getframerate(), w.getsampwidth()) == (2, 8000, 2)
-        data = np.frombuffer(w.readframes(w.getnframes()), dtype="<i2").reshape(-1, 2)
+    data = read_recording(path, "pcm_mulaw")  # SIPp's callers send PCMU: stored as they came
     return data[:, 0].copy(), data[:, 1].copy()
 
 

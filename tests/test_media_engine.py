@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import struct
-import wave
 from typing import AsyncIterator
 
 import numpy as np
@@ -13,7 +12,7 @@ import pytest
 
 from media import g711
 from media.engine import EngineConfig, MediaEngine, PlayDone
-from rtp_peer import RtpPeer, best_correlation, speech_like
+from rtp_peer import RtpPeer, best_correlation, read_recording, speech_like
 
 
 async def _session(engine: MediaEngine, a: RtpPeer, b: RtpPeer, codec: int = 0) -> tuple[tuple, tuple]:
@@ -59,11 +58,9 @@ async def _stop_recording(engine: MediaEngine, start: float) -> float:
     return elapsed
 
 
-def _stereo(path) -> np.ndarray:
+def _stereo(path, codec: str | None = None) -> np.ndarray:
     """A recording's samples as (frames, 2): caller left, what it heard right."""
-    with wave.open(str(path)) as w:
-        assert (w.getnchannels(), w.getframerate(), w.getsampwidth()) == (2, 8000, 2)
-        return np.frombuffer(w.readframes(w.getnframes()), dtype=np.int16).reshape(-1, 2)
+    return read_recording(path, codec)
 
 
 @pytest.mark.parametrize("mix", [False, True])
@@ -118,19 +115,27 @@ def test_stereo_recording_caller_left_what_it_hears_right(tmp_path) -> None:
             up, down = speech_like(2.0, seed=21), speech_like(2.0, seed=22)[::-1].copy()
             await asyncio.gather(_send(a, a_side, up, pt=8), _send(b, b_side, down, pt=8))
             await asyncio.sleep(1.2)
-            with wave.open(str(path)) as w:  # mid-call: already a readable file with most of the audio
-                mid_frames = w.getnframes()
+            mid_frames = len(read_recording(path))  # mid-call: already a readable file with most of the audio
             engine.delete("s1")
             await asyncio.sleep(0.5)
             return events, up, down, mid_frames
 
     events, up, down, mid_frames = asyncio.run(run())
     assert mid_frames >= 8000 * 1.5
-    audio = _stereo(path)
+    audio = _stereo(path, "pcm_alaw")  # stored in the caller's law, as it came
     assert best_correlation(up, audio[:, 0]) > 0.97  # the caller, left
     assert best_correlation(down, audio[:, 1]) > 0.97  # the callee as the caller heard it, right
     done = [e for e in events if isinstance(e, RecordingDone)]
     assert len(done) == 1 and done[0].error is None and done[0].seconds >= 1.9
+    # bit-exact: the caller's channel holds the very A-law codes it sent, frame for frame
+    from media.recorder import HEADER
+
+    left = np.frombuffer(path.read_bytes()[HEADER:], dtype=np.uint8).reshape(-1, 2)[:, 0].tobytes()
+    sent = g711.encode(up, 8).tobytes()
+    at = left.find(sent[:160])
+    assert at >= 0
+    same = sum(left[at + i:at + i + 160] == sent[i:i + 160] for i in range(0, len(sent), 160))
+    assert same >= 0.99 * len(sent) / 160
 
 
 def test_recording_keeps_wall_clock_time_when_the_event_loop_stalls(tmp_path) -> None:
@@ -240,14 +245,36 @@ def test_a_packet_too_late_for_its_place_in_the_recording_is_counted(tmp_path) -
     assert best_correlation(speech_like(1.2, seed=41)[160:], _stereo(path)[:, 0]) > 0.97
 
 
+def test_a_caller_changing_law_mid_recording_stays_in_the_files_law(tmp_path) -> None:
+    """The file keeps the law the caller had when it began; after a re-INVITE to PCMA the codes are
+    converted to it, so both halves of the call play right."""
+    path = tmp_path / "law.wav"
+    first, second = speech_like(1.0, seed=51), speech_like(1.0, seed=52)
+
+    async def run() -> None:
+        async with _engine(39870) as (engine, a, b):
+            a_side, _ = await _session(engine, a, b, codec=0)
+            engine.record("s1", str(path))
+            await _send(a, a_side, first, pt=0)
+            engine.update("s1", "a", remote=("127.0.0.1", a.port), codec=8, dtmf_pt=101)
+            await _send(a, a_side, second, pt=8)
+            await asyncio.sleep(0.1)
+            await _stop_recording(engine, 0.0)
+
+    asyncio.run(run())
+    left = _stereo(path, "pcm_mulaw")[:, 0]
+    assert best_correlation(first, left[:12000]) > 0.95
+    assert best_correlation(second, left[-12000:]) > 0.95
+
+
 def test_repair_restores_a_file_cut_by_a_crash(tmp_path) -> None:
-    from media.recorder import repair, wav_header
+    from media.recorder import HEADER, repair, wav_header
 
     path = tmp_path / "cut.wav"
-    path.write_bytes(wav_header(0) + b"\x01\x00\x02\x00" * 8000 + b"\x03")  # header says 0, a torn last frame
-    assert repair(path) == 32000
-    with wave.open(str(path)) as w:
-        assert w.getnframes() == 8000
+    path.write_bytes(wav_header(0) + b"\x10\x90" * 8000 + b"\x03")  # header says 0, a torn last frame
+    assert repair(path) == (1.0, HEADER + 16000) and path.stat().st_size == HEADER + 16000
+    audio = read_recording(path, "pcm_mulaw")
+    assert len(audio) == 8000 and (audio[:, 0] == g711.ULAW_DECODE[0x10]).all()
 
 
 def test_worker_processes_take_prompts_larger_than_the_pipe_buffer() -> None:

@@ -12,13 +12,28 @@ from sqlalchemy import create_engine
 
 from b2bua.call.protection import RecordingStarted
 from b2bua.storage.recordings import RecordingIndex, sha256_file
+from media import g711
 from media.archive import convert
-from media.recorder import HEADER, repair, wav_header
+from media.recorder import ALAW, HEADER, repair, wav_header
+from rtp_peer import read_recording
+
+
+def _tones(seconds: float) -> np.ndarray:
+    t = np.arange(int(8000 * seconds)) / 8000
+    return (np.stack([np.sin(2 * np.pi * 440 * t), np.sin(2 * np.pi * 700 * t)], 1) * 8000).astype("<i2")
 
 
 def _wav(path: Path, seconds: float = 2.0) -> np.ndarray:
-    t = np.arange(int(8000 * seconds)) / 8000
-    x = (np.stack([np.sin(2 * np.pi * 440 * t), np.sin(2 * np.pi * 700 * t)], 1) * 8000).astype("<i2")
+    """A recording as the writer makes it: stereo A-law codes; returns the codes (frames, 2)."""
+    codes = g711.encode(_tones(seconds), 8)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(wav_header(codes.nbytes, ALAW) + codes.tobytes())
+    return codes
+
+
+def _pcm_wav(path: Path, seconds: float) -> np.ndarray:
+    """A 16-bit PCM recording, as versions before G.711 files wrote them."""
+    x = _tones(seconds)
     path.parent.mkdir(parents=True, exist_ok=True)
     with wave.open(str(path), "wb") as w:
         w.setnchannels(2)
@@ -86,20 +101,28 @@ def test_recover_repairs_unfinished_files_and_indexes_orphans(tmp_path: Path) ->
     index._pool.submit(lambda: None).result()  # the start row is written
     x = _wav(cut, 2.0)
     with open(cut, "r+b") as f:  # as a kill -9 leaves it: sizes of an older sync, a torn last frame
-        f.write(wav_header(8000))
+        f.write(wav_header(8000, ALAW))
         f.seek(0, 2)
-        f.write(b"\x01\x02\x03")
+        f.write(b"\x01")
     orphan = tmp_path / "rec" / "2026" / "11" / "28" / "c9-1.wav"
     _wav(orphan, 1.0)
+    legacy = tmp_path / "rec" / "2026" / "11" / "27" / "c8-1.wav"  # 16-bit PCM, cut short
+    pcm = _pcm_wav(legacy, 1.5)
+    with open(legacy, "r+b") as f:
+        f.seek(0, 2)
+        f.write(b"\x01\x02\x03")
     fixed = index.recover(repair)
-    assert fixed == 2
+    assert fixed == 3
     rows = {r["path"]: r for r in index.rows()}
     row = rows[str(cut)]
     assert row["status"] == "repaired" and row["duration"] == 2.0 and row["size"] == HEADER + x.nbytes
     assert row["sha256"] == sha256_file(cut)
-    with wave.open(str(cut)) as w:
-        assert w.getnframes() == len(x)
+    assert np.array_equal(read_recording(cut, "pcm_alaw"), g711.decode(x, 8))
     o = rows[str(orphan)]
     assert o["status"] == "repaired" and o["reason"] == "unknown" and o["call_id"] == "c9"
+    old = rows[str(legacy)]
+    assert old["duration"] == 1.5 and old["size"] == 44 + pcm.nbytes == legacy.stat().st_size
+    with wave.open(str(legacy)) as w:
+        assert w.getnframes() == len(pcm)
     assert index.recover(repair) == 0  # nothing left to do
     index.close()

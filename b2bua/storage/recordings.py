@@ -27,9 +27,8 @@ from .cdr import metadata
 
 log = logging.getLogger("b2bua.recordings")
 
-#: bytes per second of the recordings (8 kHz, 16-bit, stereo) and their WAV header
-BYTES_PER_SECOND = 8000 * 2 * 2
-WAV_HEADER = 44
+#: repairs a recording cut short and returns its audio seconds and final size (media.recorder.repair)
+Repair = Callable[[Path], tuple[float, int]]
 
 recordings_table = Table(
     "recordings", metadata,
@@ -135,7 +134,7 @@ class RecordingIndex:
                                                          "reason": "unknown", "start": end - seconds, **values}])
 
     # -- start-up ----------------------------------------------------------------------------
-    def recover(self, repair: Callable[[Path], int]) -> int:
+    def recover(self, repair: Repair) -> int:
         """Repair and index what a crash left behind (blocking: run before serving calls)."""
         fixed = 0
         with self.engine.begin() as conn:
@@ -165,15 +164,14 @@ class RecordingIndex:
         return fixed
 
     @staticmethod
-    def _repaired(path: Path, repair: Callable[[Path], int]) -> dict[str, Any]:
+    def _repaired(path: Path, repair: Repair) -> dict[str, Any]:
         if not path.is_file():
             return {"status": "failed", "error": "file missing after an unclean stop", "size": 0}
         try:
-            data = repair(path)
+            seconds, size = repair(path)
         except OSError as exc:
             return {"status": "failed", "error": f"repair failed: {exc}"[:255], "size": 0}
-        return {"status": "repaired", "duration": round(data / BYTES_PER_SECOND, 3),
-                "size": WAV_HEADER + data, "sha256": sha256_file(path)}
+        return {"status": "repaired", "duration": round(seconds, 3), "size": size, "sha256": sha256_file(path)}
 
     def rows(self) -> list[dict[str, Any]]:
         with self.engine.connect() as conn:
