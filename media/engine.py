@@ -34,8 +34,9 @@ from .rtp import InStats, RtpError, new_out_stream, payload_offset, rewrite_rtcp
 log = logging.getLogger("media.engine")
 
 FRAME = 160  # samples per 20 ms at 8 kHz
-#: ticks of recorded frames gathered before the writer gets them (100 ms: one write per call, not five)
-RECORD_BATCH = 5
+#: ticks of recorded frames gathered before the writer gets them: 400 ms, one write (and one header
+#: rewrite) per call, so with the 300 ms jitter delay a kill -9 loses under a second
+RECORD_BATCH = 20
 #: seconds of every recorded call the writer may fall behind (a stalled disk) before frames are dropped;
 #: also the most a late event loop is made up for in one tick
 RECORD_BACKLOG_S = 10

@@ -5,12 +5,12 @@ caller's own law, so the codes on the wire are stored as they are, bit-exact, at
 16-bit PCM, with nothing decoded on the media path). Standard readers (FFmpeg/PyAV, sox, players) play it.
 
 :class:`RecordingWriter` owns one thread and a queue bounded by how far behind the thread may fall: the
-tick hands it interleaved
-stereo frames (caller left, what the caller hears right) and never waits. Every half second each
-open WAV file gets its RIFF and data sizes rewritten and flushed, so a killed process leaves a file
-that standard readers open and that lasts to within a second of the kill (with the engine's 0.3 s
-jitter delay and 0.1 s batches); :func:`repair` fixes the sizes of
-such a file from its length at the next start.
+tick hands it interleaved stereo frames (caller left, what the caller hears right) in batches and never
+waits. Each batch goes to its file with one ``write`` (files are unbuffered), followed by a ``pwrite`` of the
+header's RIFF and data sizes, so the file on disk is complete and playable after every batch: a killed
+process leaves a file that standard readers open and that lasts to within a second of the kill (with the
+engine's 0.3 s jitter delay and 0.4 s batches); :func:`repair` fixes the sizes of a file cut inside a
+write at the next start.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import BinaryIO, Callable
 
 log = logging.getLogger("media.recorder")
 
@@ -83,14 +83,13 @@ class Finished:
 
 
 class _Open:
-    __slots__ = ("path", "fmt", "file", "data", "synced", "error")
+    __slots__ = ("path", "fmt", "file", "data", "error")
 
     def __init__(self, path: Path, fmt: int):
         self.path = path
         self.fmt = fmt
-        self.file = None
+        self.file: BinaryIO | None = None
         self.data = 0
-        self.synced = 0.0
         self.error: str | None = None
 
 
@@ -100,10 +99,8 @@ class RecordingWriter:
     bound is the writer's lag, not a number of entries, so many calls ending at once (each handing over
     the last of its audio) never lose frames to it."""
 
-    def __init__(self, on_finished: Callable[[Finished], None] | None = None, max_lag: float = 10.0,
-                 sync_every: float = 0.5):
+    def __init__(self, on_finished: Callable[[Finished], None] | None = None, max_lag: float = 10.0):
         self.on_finished = on_finished
-        self.sync_every = sync_every
         self._q: queue.Queue = queue.Queue()  # control entries always fit; data is bounded below
         self.max_lag = max_lag
         #: when the entry the writer is on (or was last on) was queued; None once it waited for work
@@ -150,19 +147,17 @@ class RecordingWriter:
     def _step(self, files: dict[str, "_Open"]) -> bool:
         """One queue entry (or a timeout); False once stopped."""
         try:
-            kind, key, arg, queued = self._q.get(timeout=self.sync_every)
+            kind, key, arg, queued = self._q.get(timeout=0.5)
             self._behind_since = queued  # how far behind the writer is while it is on this entry
         except queue.Empty:
-            kind, key, arg = "tick", "", None
-            self._behind_since = None
-        now = time.monotonic()
+            self._behind_since = None  # idle: caught up
+            return True
         if kind == "open":
             rec = files[key] = _Open(Path(arg[0]), arg[1])
             try:
                 rec.path.parent.mkdir(parents=True, exist_ok=True)
-                rec.file = open(rec.path, "wb")
+                rec.file = open(rec.path, "wb", buffering=0)
                 rec.file.write(wav_header(0, rec.fmt))
-                rec.synced = now
             except OSError as exc:
                 self._fail(rec, exc)
         elif kind == "batch":
@@ -170,8 +165,11 @@ class RecordingWriter:
                 rec = files.get(k)
                 if rec is not None and rec.file is not None:
                     try:
-                        rec.file.write(frames)
-                        rec.data += len(frames)
+                        written = rec.file.write(frames)
+                        if written != len(frames):
+                            raise OSError(f"short write: {written} of {len(frames)} bytes")
+                        rec.data += written
+                        os.pwrite(rec.file.fileno(), wav_header(rec.data, rec.fmt), 0)
                     except OSError as exc:
                         self._fail(rec, exc)
         elif kind in ("close", "stop"):
@@ -181,21 +179,7 @@ class RecordingWriter:
                     self._finish(k, rec)
             if kind == "stop":
                 return False
-        for rec in files.values():  # keep every file playable: sizes rewritten every sync_every
-            if rec.file is not None and now - rec.synced >= self.sync_every:
-                self._sync(rec)
-                rec.synced = now
         return True
-
-    def _sync(self, rec: _Open) -> None:
-        """The audio so far to the kernel (a killed process loses none of it), then the header's sizes
-        rewritten in place (``pwrite``: the file position stays at the end)."""
-        try:
-            assert rec.file is not None
-            rec.file.flush()
-            os.pwrite(rec.file.fileno(), wav_header(rec.data, rec.fmt), 0)
-        except OSError as exc:
-            self._fail(rec, exc)
 
     def _fail(self, rec: _Open, exc: OSError) -> None:
         self.failures += 1
@@ -210,8 +194,6 @@ class RecordingWriter:
 
     def _finish(self, key: str, rec: _Open) -> None:
         if rec.file is not None:
-            self._sync(rec)
-        if rec.file is not None:  # (a failed sync has closed it)
             try:
                 rec.file.close()
             except OSError as exc:

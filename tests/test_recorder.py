@@ -47,14 +47,16 @@ def test_a_stalled_disk_drops_and_counts_frames_without_blocking_the_tick(tmp_pa
 
 
 def test_file_is_a_valid_wav_while_still_being_written(tmp_path: Path) -> None:
-    writer = RecordingWriter(sync_every=0.05)
+    writer = RecordingWriter()
     path = tmp_path / "live.wav"
     writer.open("c1", str(path))
-    for _ in range(50):
-        writer.put_many([("c1", FRAME)])
-    time.sleep(0.3)
-    writer.put_many([("c1", FRAME)])  # the writer syncs the header as data keeps coming
-    time.sleep(0.2)
-    assert len(read_recording(path, "pcm_mulaw")) >= 50 * 160
+    for n in range(1, 4):
+        writer.put_many([("c1", FRAME * 20)])  # the engine's batch: 400 ms
+        deadline = time.monotonic() + 5
+        while writer._q.qsize() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        time.sleep(0.05)
+        # after every batch (the call still running, nothing closed) a reader gets all of it
+        assert len(read_recording(path, "pcm_mulaw")) == n * 20 * 160
     writer.close("c1")
     writer.stop()
