@@ -120,7 +120,7 @@ class EngineConfig:
 class _Leg:
     """One side of a session: the socket pair facing that endpoint and what it negotiated."""
 
-    __slots__ = ("session", "name", "port", "rtp", "rtcp", "remote", "rtcp_remote", "latched",
+    __slots__ = ("session", "name", "port", "rtp", "rtcp", "remote", "rtcp_remote", "latched", "signalled",
                  "symmetric", "codec", "dtmf_pt", "send", "recv", "out", "stats", "dropped",
                  "strangers", "last_rx", "detector", "other", "queue", "timed_out", "listen",
                  "relay_dtmf", "prompt", "prompt_pos", "prompt_loop", "prompt_mix", "prompt_id")
@@ -134,6 +134,8 @@ class _Leg:
         self.remote: tuple[str, int] | None = None
         self.rtcp_remote: tuple[str, int] | None = None
         self.latched = False
+        #: the address the endpoint's SDP gave: a packet from it always wins the latch back
+        self.signalled: tuple[str, int] | None = None
         self.symmetric = True
         self.codec: int | None = None
         self.dtmf_pt: int | None = None
@@ -283,8 +285,8 @@ class MediaEngine:
         lg = self.sessions[session].legs[leg]
         if relay_dtmf is not None:
             lg.relay_dtmf = relay_dtmf
-        if remote is not None and remote != lg.remote:
-            lg.remote = remote
+        if remote is not None and remote != lg.signalled:
+            lg.remote = lg.signalled = remote
             lg.rtcp_remote = (remote[0], remote[1] + 1)
             lg.latched = False
         old, lg.codec = lg.codec, codec if codec is not None else lg.codec
@@ -487,8 +489,11 @@ class MediaEngine:
                 return
             counters["rtp_in"] += 1
             if addr != lg.remote:
-                if lg.symmetric and not lg.latched:
-                    lg.remote = addr[:2]  # symmetric RTP / latching (RFC 4961)
+                if lg.symmetric and (not lg.latched or addr[:2] == lg.signalled):
+                    # symmetric RTP / latching (RFC 4961): the first source is taken (an endpoint behind
+                    # NAT sends from another address than its SDP's), but the signalled address always
+                    # takes the latch back, so a stranger that sent first does not keep the call's media
+                    lg.remote = addr[:2]
                     lg.rtcp_remote = (addr[0], addr[1] + 1)
                     lg.latched = True
                 elif lg.remote is None or addr[:2] != lg.remote:

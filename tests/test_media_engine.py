@@ -267,6 +267,39 @@ def test_a_caller_changing_law_mid_recording_stays_in_the_files_law(tmp_path) ->
     assert best_correlation(second, left[-12000:]) > 0.95
 
 
+def test_a_stranger_that_sends_first_loses_the_latch_to_the_signalled_address() -> None:
+    """RTP bleed: a stranger racing the caller's first packet is latched (as an endpoint behind NAT
+    would be), but the first packet from the address the caller's SDP gave takes the latch back; from
+    then on the stranger's packets are dropped and counted, and the callee's audio goes to the caller."""
+    frame = b"\xff" * 160
+
+    def pkt(seq: int, ssrc: int) -> bytes:
+        return struct.pack("!BBHII", 0x80, 0, seq, 160 * seq, ssrc) + frame
+
+    async def run() -> tuple[int, list, list, list]:
+        async with _engine(39900) as (engine, a, b):
+            a_side, b_side = await _session(engine, a, b)
+            stranger = RtpPeer()
+            try:
+                stranger.send_raw(a_side, pkt(1, 0xBAD))  # first: latched, relayed
+                await asyncio.sleep(0.05)
+                a.send_raw(a_side, pkt(2, 0x600D))  # the caller, from its SDP address: takes the latch
+                await asyncio.sleep(0.05)
+                for seq in range(3, 8):
+                    stranger.send_raw(a_side, pkt(seq, 0xBAD))
+                b.send_raw(b_side, pkt(1, 0xB))  # the callee's audio goes to the caller
+                await asyncio.sleep(0.1)
+                strangers = engine.sessions["s1"].legs["a"].strangers
+                return strangers, list(b.received), list(a.received), list(stranger.received)
+            finally:
+                stranger.close()
+
+    strangers, to_callee, to_caller, to_stranger = asyncio.run(run())
+    assert strangers == 5
+    assert len(to_callee) == 2  # the stranger's first packet, then the caller's; none after
+    assert len(to_caller) == 1 and not to_stranger
+
+
 def test_repair_restores_a_file_cut_by_a_crash(tmp_path) -> None:
     from media.recorder import HEADER, repair, wav_header
 
