@@ -199,7 +199,7 @@ class MediaEngine:
         self._recorded: dict[str, _Session] = {}
         self._writer: RecordingWriter | None = None
         #: the recorded calls as the tick reads them, rebuilt when they change: (call, its two tracks'
-        #: frames, silence code), and which of them are A-law
+        #: frames, the silence code of the caller's current law)
         self._rec_rows: list[tuple[str, dict, dict, bytes]] = []
         #: rows whose caller changed law since its file began: (row, the 256-code table to the file's law)
         self._rec_convert: list[tuple[int, np.ndarray]] = []
