@@ -81,7 +81,8 @@ class B2buaCollector:
                 rtp.add_metric([key], n)
             yield rtp
             rec = CounterMetricFamily("b2bua_recording_files", "Recording files by the writer (written, "
-                                      "failures: disk errors, dropped: frames lost while the writer was too far behind, a stalled disk)",
+                                      "failures: disk errors, dropped: frames lost while the writer was too "
+                                      "far behind, a stalled disk)",
                                       labels=["result"])
             for key, n in getattr(app.engine, "recording_stats", {}).items():
                 rec.add_metric([key], n)
