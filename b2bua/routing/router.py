@@ -18,7 +18,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Callable
 
-from ..call.b2bua import Route
+from ..call.route import Route
 from ..call.identity import Notice, NumberPlan, effective_caller_id, inbound, outbound
 from ..config import Config, Department, Device, RouteConfig, Trunk
 from ..sip.errors import SipError
