@@ -5,8 +5,9 @@ import sys
 
 # One BLAS thread: the media tick's small matrix products must not wake a pool of
 # spinning OpenBLAS threads on every 20 ms tick (they ate more than a core).
-for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
-    os.environ.setdefault(_var, "1")
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+os.environ.setdefault("MKL_NUM_THREADS", "1")
 
 from .cli import main
 

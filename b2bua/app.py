@@ -6,30 +6,30 @@ import asyncio
 import gc
 import logging
 import os
-import time
 import signal
 import ssl
+import time
 from collections import Counter
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
+from media.api import EngineControl, FinalStats, MediaEvent, RecordingDone
 from media.archive import convert as convert_recording
-from media.engine import EngineConfig, MediaEngine, RecordingDone
+from media.engine import EngineConfig, MediaEngine
 from media.recorder import repair as repair_recording
-from media.worker import FinalStats, WorkerEngine
+from media.worker import WorkerEngine
 
 from .call.b2bua import B2BUA, B2BUAConfig, CallRecord
 from .call.protection import StaffProtection
 from .call.session import SessionTimerConfig
+from .clock import Clock
 from .config import Config, ConfigError, Department, load_config
-from .prompts import PromptSource
-from .routing.schedule import OPEN, situation
-from .storage.recordings import RecordingIndex
-from .routing.health import GatewayMonitor
-from .routing.router import Router, dialled
 from .metrics import serve as serve_metrics
 from .notify.messenger import MessengerHook
-from .storage.cdr import CdrStore, resolve_url
+from .prompts import PromptSource
+from .routing.health import GatewayMonitor
+from .routing.router import Router, dialled
+from .routing.schedule import OPEN, situation
 from .sip.auth import DigestChallenger
 from .sip.events import Peer
 from .sip.message import Request, Response
@@ -37,6 +37,8 @@ from .sip.registrar import Registrar
 from .sip.stack import SipStack, StackConfig, make_response
 from .sip.timers import TimerConfig
 from .sip.transaction import ServerTransaction
+from .storage.cdr import CdrStore, resolve_url
+from .storage.recordings import RecordingIndex
 from .transport.server import Listener, SipServer
 
 log = logging.getLogger("b2bua")
@@ -59,7 +61,7 @@ def wall_clock() -> datetime:
         except ValueError:
             pass
         log.warning("B2BUA_FAKE_NOW=%r is not an ISO 8601 time with a zone; using the real clock", fake)
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 class Application:
@@ -73,6 +75,8 @@ class Application:
         for lst in self.listeners:
             local.setdefault(lst.transport, (sip.advertise or lst.host, lst.port))
         timers = TimerConfig(sip.timers.t1_ms / 1000, sip.timers.t2_ms / 1000, sip.timers.t4_ms / 1000)
+        #: the process's one clock: the SIP driver moves it (SipServer.tick), everything else reads it
+        self.clock = Clock()
         self.stack = SipStack(StackConfig(timers=timers, local=local, force_rport=sip.force_rport))
         self.registrar = Registrar()
         devices = {d.username: d.password for d in config.routing.devices}
@@ -83,15 +87,15 @@ class Application:
         self.messenger = MessengerHook(config.routing.messenger)
         self.router.on_notice = self.messenger.notify
         mcfg = config.process.media
-        self.engine: MediaEngine | None = None
+        self.engine: EngineControl | None = None
         if mcfg.enabled:
             ecfg = EngineConfig(host=mcfg.address, port_min=mcfg.port_min, port_max=mcfg.port_max,
                                 rtp_timeout=mcfg.rtp_timeout_s)
             if mcfg.workers:
-                self.engine = WorkerEngine(ecfg, mcfg.workers, on_event=self._media_event)  # type: ignore[assignment]
+                self.engine = WorkerEngine(ecfg, mcfg.workers, on_event=self._media_event)
             else:
                 self.engine = MediaEngine(ecfg, on_event=self._media_event)
-        self.b2bua = B2BUA(self.stack, lambda req, peer: self.router(req, peer, self.stack.now),
+        self.b2bua = B2BUA(self.stack, lambda req, peer: self.router(req, peer, self.clock.now),
                            B2BUAConfig(response_map=dict(config.routing.response_map),
                                        ring_timeout=sip.ring_timeout_s, max_calls=sip.max_calls,
                                        session_timer=SessionTimerConfig(sip.session_timer.enabled,
@@ -99,10 +103,11 @@ class Application:
                                                                         sip.session_timer.min_se_s),
                                        symmetric_rtp=mcfg.symmetric_rtp,
                                        max_duration=sip.max_call_duration_s),
-                           engine=self.engine)
+                           engine=self.engine, clock=self.clock)
         self.b2bua.handlers["REGISTER"] = self._register
-        self.health = GatewayMonitor(self.stack, self.router.down, lambda: self.config.routing.trunks)
-        self.b2bua.on_other_result = self.health.result
+        self.health = GatewayMonitor(self.stack, self.router.down, lambda: self.config.routing.trunks,
+                                     clock=self.clock)
+        self.b2bua.on_ping_result = self.health.result
         self._pid_file: Path | None = None
         self.cdr = CdrStore(resolve_url(config.process.storage.url, config.path.parent))
         self.b2bua.on_call_end = self._record
@@ -157,7 +162,7 @@ class Application:
     # -- staff devices: digest auth and registration (RFC 3261 §22, §10) ----------------
     def _challenge(self, req: Request, status: int, header: str, stale: bool = False) -> Response:
         resp = make_response(req, status, to_tag=self.stack.new_id())
-        for value in self.auth.challenge(self.stack.now, stale=stale):
+        for value in self.auth.challenge(self.clock.now, stale=stale):
             resp.add(header, value)
         return resp
 
@@ -184,7 +189,7 @@ class Application:
         """Queue the CDR (times become wall-clock seconds) and free the trunk's call slot."""
         if rec.route_obj is not None:
             self.router.release(rec.route_obj)
-        offset = time.time() - self.stack.now if self.server is None else time.time() - self.server.loop.time()
+        offset = time.time() - (self.server.loop.time() if self.server is not None else self.clock.now)
         row = {
             "call_id": rec.call_id, "a_call_id": rec.a_call_id, "b_call_id": rec.b_call_id,
             "from_uri": rec.from_uri[:255], "to_uri": rec.to_uri[:255], "route": rec.route[:64],
@@ -206,21 +211,24 @@ class Application:
             return OPEN
         return situation(schedule, self.config.holidays, wall_clock())
 
-    def _media_event(self, event: object) -> None:
+    def _media_event(self, event: MediaEvent) -> None:
         """DTMF, prompts, recordings and RTP timeouts from the media engine reach call control here."""
-        if isinstance(event, RecordingDone):
-            self.recordings.finished(event.path, event.seconds, event.size, event.error)
-            return
-        if isinstance(event, FinalStats):  # worker mode: the exact figures of a call that ended
-            self.cdr.amend(event.session, media_columns(event.stats))
-            return
-        self.b2bua.on_media_event(event, self.server.loop.time() if self.server is not None else None)
+        match event:
+            case RecordingDone(path=path, seconds=seconds, size=size, error=error):
+                self.recordings.finished(path, seconds, size, error)
+                return
+            case FinalStats(session=session, stats=stats):  # worker mode: the exact figures of a call that ended
+                self.cdr.amend(session, media_columns(stats))
+                return
+        if self.server is not None:
+            self.server.tick()  # the event happened now: call control reads the clock
+        self.b2bua.on_media_event(event)
         if self.server is not None:
             self.server.kick()
 
     # -- running ------------------------------------------------------------------------
-    def pump(self, now: float) -> None:
-        self.b2bua.drain(now)
+    def pump(self) -> None:
+        self.b2bua.drain()
 
     def _tls_contexts(self) -> tuple[ssl.SSLContext | None, ssl.SSLContext | None]:
         tls = self.config.process.sip.tls
@@ -243,12 +251,13 @@ class Application:
         def on_overload(flag: bool) -> None:
             self.b2bua.overloaded = flag
 
-        self.server = SipServer(self.stack, self.pump, tls_server=server_ctx, tls_client=client_ctx,
+        self.server = SipServer(self.stack, self.pump, clock=self.clock, tls_server=server_ctx, tls_client=client_ctx,
                                 overload_lag=self.config.process.sip.overload_lag_ms / 1000,
                                 on_overload=on_overload)
         self.recordings.recover(repair_recording)  # what an unclean stop left, before new calls
         if self.engine is not None:
             self.engine.start(asyncio.get_running_loop())
+            await self.engine.ready()  # worker processes bind their ports before the first call arrives
         self.cdr.start(asyncio.get_running_loop())
         await self.messenger.start()
         await self.server.start(self.listeners)

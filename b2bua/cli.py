@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import os
 
-for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
-    os.environ.setdefault(_var, "1")  # see __main__.py: no spinning BLAS pool next to the media tick
+# One BLAS thread, set before numpy loads (see __main__.py): no spinning BLAS pool next to the media tick.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+os.environ.setdefault("MKL_NUM_THREADS", "1")
 
 import argparse
 import asyncio
@@ -20,17 +22,26 @@ from .config import Config, ConfigError, load_config
 DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "config" / "b2bua.yaml"
 
 
+#: fields a call's log records carry (see :class:`b2bua.call.model.CallLog`)
+CALL_FIELDS = ("call", "sip_call_id")
+
+
 class _JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
-        return json.dumps({
+        line = {
             "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)) + f".{int(record.msecs):03d}Z",
             "level": record.levelname.lower(), "logger": record.name, "msg": record.getMessage(),
-        }, ensure_ascii=False)
+        }
+        for key in CALL_FIELDS:  # a call's lines (b2bua.call.model.CallLog): grep by SIP Call-ID
+            value = getattr(record, key, None)
+            if value is not None:
+                line[key] = value
+        return json.dumps(line, ensure_ascii=False)
 
 
 def _setup_logging(level: str, fmt: str) -> None:
     # Per-call info lines are on the hot path: skip caller lookup and thread/process fields.
-    logging._srcfile = None  # type: ignore[attr-defined]
+    logging._srcfile = None
     logging.logThreads = False
     logging.logProcesses = False
     logging.logMultiprocessing = False

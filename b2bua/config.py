@@ -8,6 +8,9 @@ value keeps its line number; schema errors are mapped back to those lines.
 from __future__ import annotations
 
 import difflib
+import ipaddress
+import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -16,9 +19,33 @@ from pydantic import BaseModel, Field, ValidationError, field_validator
 
 from media.prompts_lib import PromptError, PromptLibrary
 
+from .routing.extensions import extensions_overlap, parse_extension_range
+from .routing.forwarding import NEVER_FORWARDED
 from .routing.numbers import to_e164
 from .routing.schedule import Holidays, Schedule, load_holidays
+from .sip.uri import SipUri
+from .transport.listener import Listener
 from .yamlconf import ConfigError, Strict, load_yaml
+
+#: A trunk's audio codecs.
+Codec = Literal["PCMU", "PCMA"]
+#: Identity headers written towards a carrier: RFC 3325 PAI / PPI, or Remote-Party-ID.
+IdentityHeader = Literal["pai", "ppi", "rpid"]
+#: Digest algorithms offered to staff devices (RFC 8760).
+DigestAlgorithm = Literal["SHA-256", "MD5"]
+
+
+# Typed default factories (a lambda's list literal would be inferred as list[str], not of the Literal).
+def _default_codecs() -> list[Codec]:
+    return ["PCMA", "PCMU"]
+
+
+def _default_identity_headers() -> list[IdentityHeader]:
+    return ["pai"]
+
+
+def _default_digest_algorithms() -> list[DigestAlgorithm]:
+    return ["SHA-256", "MD5"]
 
 
 class TlsConfig(Strict):
@@ -63,8 +90,6 @@ class SipConfig(Strict):
     @field_validator("listen")
     @classmethod
     def _listen(cls, v: list[str]) -> list[str]:
-        from .transport.server import Listener
-
         for item in v:
             Listener.parse(item)
         return v
@@ -111,7 +136,7 @@ class Device(Strict):
     #: the department this device's calls present (caller ID, policies)
     department: str | None = None
     #: overrides of the department's caller ID for this device (only the keys given)
-    caller_id: "CallerIdOverride | None" = None
+    caller_id: CallerIdOverride | None = None
 
 
 class Gateway(Strict):
@@ -122,8 +147,6 @@ class Gateway(Strict):
     @field_validator("uri")
     @classmethod
     def _uri(cls, v: str) -> str:
-        from .sip.uri import SipUri
-
         if SipUri.parse(v).scheme not in ("sip", "sips"):
             raise ValueError(f"gateway {v!r} is not a sip: or sips: URI")
         return v
@@ -148,7 +171,7 @@ class Trunk(Strict):
     credentials: Credentials | None = None
     #: how this trunk writes numbers: E.164 (+8221331234) or national (0221331234)
     number_format: Literal["e164", "national"] = "national"
-    codecs: list[Literal["PCMU", "PCMA"]] = Field(default_factory=lambda: ["PCMA", "PCMU"])
+    codecs: list[Codec] = Field(default_factory=_default_codecs)
     max_calls: int = Field(1000, ge=1)
     max_cps: float = Field(50.0, gt=0)
     symmetric_rtp: bool = True
@@ -158,15 +181,11 @@ class Trunk(Strict):
     #: headers forwarded to this trunk besides our own (an allow-list; none by default)
     forward_headers: list[str] = Field(default_factory=list)
     #: identity headers written on calls to this carrier (RFC 3325 PAI/PPI, or Remote-Party-ID)
-    identity_headers: list[Literal["pai", "ppi", "rpid"]] = Field(default_factory=lambda: ["pai"])
+    identity_headers: list[IdentityHeader] = Field(default_factory=_default_identity_headers)
 
     @field_validator("forward_headers")
     @classmethod
     def _header_names(cls, v: list[str]) -> list[str]:
-        import re
-
-        from .call.identity import NEVER_FORWARDED
-
         for name in v:
             if not re.fullmatch(r"[A-Za-z0-9!%*_+`'~.-]+", name):
                 raise ValueError(f"{name!r} is not a header name")
@@ -177,8 +196,6 @@ class Trunk(Strict):
     @field_validator("addresses")
     @classmethod
     def _cidrs(cls, v: list[str]) -> list[str]:
-        import ipaddress
-
         for a in v:
             ipaddress.ip_network(a, strict=False)
         return v
@@ -201,8 +218,6 @@ class RouteConfig(Strict):
     @field_validator("targets")
     @classmethod
     def _targets(cls, v: list[str]) -> list[str]:
-        from .sip.uri import SipUri
-
         for t in v:
             u = SipUri.parse(t)
             if u.scheme not in ("sip", "sips"):
@@ -333,8 +348,6 @@ class Department(Strict):
     @field_validator("extensions")
     @classmethod
     def _extensions(cls, v: list[str]) -> list[str]:
-        from .call.identity import parse_extension_range
-
         for item in v:
             parse_extension_range(item)
         return v
@@ -342,8 +355,6 @@ class Department(Strict):
     @field_validator("numbers")
     @classmethod
     def _numbers(cls, v: list[str]) -> list[str]:
-        from .routing.numbers import to_e164
-
         for n in v:
             to_e164(n)
         return v
@@ -357,7 +368,7 @@ class UnknownNumber(Strict):
 class RoutingConfig(Strict):
     realm: str = "b2bua.local"
     #: Digest algorithms offered to staff devices, most preferred first (RFC 8760 §2.4).
-    digest_algorithms: list[Literal["SHA-256", "MD5"]] = Field(default_factory=lambda: ["SHA-256", "MD5"], min_length=1)
+    digest_algorithms: list[DigestAlgorithm] = Field(default_factory=_default_digest_algorithms, min_length=1)
     #: public holidays data file (relative to this file), for schedules
     holidays_file: str | None = None
     trunks: list[Trunk] = Field(default_factory=list)
@@ -572,10 +583,10 @@ def _cross_check(routing: RoutingConfig, path: Path, lines: dict[tuple, int]) ->
             problem = prompt_problem(name)
             if problem:
                 out.append(f"{at('departments', i, 'policy', 'ringback', situation)}: {problem}")
-        for key, name in ((("recording_notice",), d.policy.recording_notice),
-                          (("long_call", "announcement"), d.policy.long_call.announcement)):
+        for keys, name in ((("recording_notice",), d.policy.recording_notice),
+                           (("long_call", "announcement"), d.policy.long_call.announcement)):
             if (problem := prompt_problem(name)):
-                out.append(f"{at('departments', i, 'policy', *key)}: {problem}")
+                out.append(f"{at('departments', i, 'policy', *keys)}: {problem}")
         if d.policy.long_call.key == d.policy.recording_key:
             out.append(f"{at('departments', i, 'policy', 'recording_key')}: the same key as long_call.key")
     if routing.unknown_number.prompt and (problem := prompt_problem(routing.unknown_number.prompt)):
@@ -587,10 +598,8 @@ def _cross_check(routing: RoutingConfig, path: Path, lines: dict[tuple, int]) ->
     return out
 
 
-def _check_caller_id(routing: RoutingConfig, at: Any) -> list[str]:
+def _check_caller_id(routing: RoutingConfig, at: Callable[..., str]) -> list[str]:
     """The PBX number plan claims each extension once; the messenger has its secret."""
-    from .call.identity import extensions_overlap, parse_extension_range
-
     out: list[str] = []
     claimed: list[tuple[tuple[str, str], str, str]] = []  # ((low, high), item, department)
     for i, d in enumerate(routing.departments):

@@ -3,26 +3,143 @@
 Nothing is updated on the signalling or media hot path for Prometheus' sake: a
 custom collector turns the plain counters of the stack, call control and media
 engine into metric families when ``/metrics`` is scraped.
+
+What is read is described by :class:`MetricsSource` (the application satisfies it), so this
+module does not depend on the application that wires the components together.
 """
 
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Iterator
+from collections.abc import Container, Iterable, Iterator, Mapping, Sequence, Sized
+from typing import TYPE_CHECKING, Protocol
 
 from prometheus_client import CollectorRegistry, start_http_server
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 
 if TYPE_CHECKING:
-    from .app import Application
+    from .config import Config
 
 log = logging.getLogger("b2bua.metrics")
 
 
+# -- what the collector reads -----------------------------------------------------------------
+# Read-only properties, so that plain attributes (and subtypes: a Counter for a Mapping) satisfy them.
+class _Stats(Protocol):
+    """A component with a ``stats`` counter (staff protection)."""
+
+    @property
+    def stats(self) -> Mapping[str, int]: ...
+
+
+class _CallControl(Protocol):
+    """Call control's counters."""
+
+    @property
+    def calls(self) -> Sized: ...
+    @property
+    def stats(self) -> Mapping[str, int]: ...
+    @property
+    def by_route(self) -> Mapping[tuple[str, str], int]: ...
+    @property
+    def responses(self) -> Mapping[int, int]: ...
+    @property
+    def setup_buckets(self) -> Sequence[float]: ...
+    @property
+    def setup_counts(self) -> Sequence[int]: ...
+    @property
+    def setup_sum(self) -> float: ...
+
+
+class _Stack(Protocol):
+    """The SIP transaction layer's counters."""
+
+    @property
+    def stats(self) -> Mapping[str, int]: ...
+    @property
+    def transaction_count(self) -> int: ...
+
+
+class _Engine(Protocol):
+    """The media engine (in process or workers); ``recording_stats`` is read when it has one."""
+
+    @property
+    def counters(self) -> Mapping[str, int]: ...
+    @property
+    def free_ports(self) -> int: ...
+
+
+class _RecordingIndex(Protocol):
+    @property
+    def counts(self) -> Mapping[str, int]: ...
+
+
+class _Router(Protocol):
+    """Routing's counters: per reason, per source trunk, and the gateways marked down."""
+
+    @property
+    def rejected(self) -> Mapping[str, int]: ...
+    @property
+    def trunks(self) -> Iterable[str]: ...
+    @property
+    def active(self) -> Mapping[str, int]: ...
+    @property
+    def attempts(self) -> Mapping[str, int]: ...
+    @property
+    def down(self) -> Container[str]: ...
+
+
+class _Cdr(Protocol):
+    @property
+    def written(self) -> int: ...
+    @property
+    def failures(self) -> int: ...
+
+
+class _Messenger(Protocol):
+    @property
+    def counters(self) -> Mapping[str, int]: ...
+    @property
+    def queued(self) -> int: ...
+
+
+class _Server(Protocol):
+    @property
+    def lag(self) -> float: ...
+
+
+class MetricsSource(Protocol):
+    """Everything /metrics reads: the components of one B2BUA process (``b2bua.app.Application``)."""
+
+    @property
+    def config(self) -> Config: ...
+    @property
+    def b2bua(self) -> _CallControl: ...
+    @property
+    def stack(self) -> _Stack: ...
+    @property
+    def engine(self) -> _Engine | None: ...
+    @property
+    def recordings(self) -> _RecordingIndex: ...
+    @property
+    def protection(self) -> _Stats: ...
+    @property
+    def router(self) -> _Router: ...
+    @property
+    def reloads(self) -> Mapping[str, int]: ...
+    @property
+    def cdr(self) -> _Cdr: ...
+    @property
+    def messenger(self) -> _Messenger | None: ...
+    @property
+    def server(self) -> _Server | None: ...
+
+
+# -- the collector ----------------------------------------------------------------------------
 class B2buaCollector:
     """Everything /metrics shows."""
 
-    def __init__(self, app: "Application"):
+    def __init__(self, app: MetricsSource):
         self.app = app
 
     def collect(self) -> Iterator[Metric]:
@@ -51,7 +168,7 @@ class B2buaCollector:
             responses.add_metric([str(code)], n)
         yield responses
         buckets, acc = [], 0
-        for bound, n in zip(b2b.setup_buckets, b2b.setup_counts):
+        for bound, n in zip(b2b.setup_buckets, b2b.setup_counts, strict=False):  # the last count is +Inf
             acc += n
             buckets.append((repr(bound), acc))
         buckets.append(("+Inf", acc + b2b.setup_counts[-1]))
@@ -118,10 +235,10 @@ class B2buaCollector:
             trunk_attempts.add_metric([trunk], router.attempts[trunk])
         yield trunk_attempts
         gw = GaugeMetricFamily("b2bua_gateway_up", "1 when the gateway answers OPTIONS pings", labels=["gateway"])
-        for trunk in app.config.routing.trunks:
-            if trunk.options_ping is not None:
-                for g in trunk.gateways:
-                    gw.add_metric([g.uri], 0 if g.uri in router.down else 1)
+        for pinged in app.config.routing.trunks:
+            if pinged.options_ping is not None:
+                for gateway in pinged.gateways:
+                    gw.add_metric([gateway.uri], 0 if gateway.uri in router.down else 1)
         yield gw
         reloads = CounterMetricFamily("b2bua_config_reloads", "Configuration reloads", labels=["result"])
         reloads.add_metric(["ok"], app.reloads["ok"])
@@ -131,7 +248,7 @@ class B2buaCollector:
         cdr.add_metric(["written"], app.cdr.written)
         cdr.add_metric(["write_failures"], app.cdr.failures)
         yield cdr
-        hook = getattr(app, "messenger", None)
+        hook = app.messenger
         if hook is not None:
             notices = CounterMetricFamily("b2bua_messenger_notices", "Messenger hook notices by outcome "
                                           "(queued, sent, failed, dropped, retries, errors, http_<code>)",
@@ -151,10 +268,10 @@ class B2buaCollector:
             yield lag
 
 
-def serve(app: "Application", address: str) -> CollectorRegistry:
+def serve(app: MetricsSource, address: str) -> CollectorRegistry:
     """Expose /metrics on ``host:port`` from a small thread (prometheus_client's server)."""
     registry = CollectorRegistry()
-    registry.register(B2buaCollector(app))  # type: ignore[arg-type]
+    registry.register(B2buaCollector(app))
     host, _, port = address.rpartition(":")
     start_http_server(int(port), addr=host.strip("[]") or "127.0.0.1", registry=registry)
     log.info("metrics on http://%s/metrics", address)

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import Generic, TypeVar
 
 import numpy as np
+
+#: what the caller names its streams by (the engine: ``id()`` of a leg)
+K = TypeVar("K", bound=Hashable)
 
 EVENT_DIGITS = "0123456789*#ABCD"
 
@@ -102,7 +107,7 @@ def goertzel_power(frames: np.ndarray, freqs: np.ndarray, rate: int = 8000) -> n
     return parts[:, :f] ** 2 + parts[:, f:] ** 2
 
 
-class InbandDetector:
+class InbandDetector(Generic[K]):
     """In-band DTMF for legs without telephone-event: one 20 ms frame per stream per tick.
 
     A key is reported after two consecutive frames show the same row+column pair with
@@ -110,10 +115,10 @@ class InbandDetector:
     """
 
     def __init__(self) -> None:
-        self._last: dict[object, str] = {}  # streams whose last frame held a tone
-        self._held: dict[object, int] = {}
+        self._last: dict[K, str] = {}  # streams whose last frame held a tone
+        self._held: dict[K, int] = {}
 
-    def feed(self, keys: list[object], frames: np.ndarray) -> list[tuple[object, Digit]]:
+    def feed(self, keys: Sequence[K], frames: np.ndarray) -> list[tuple[K, Digit]]:
         """``frames`` is (N, 160) int16 for the N streams in ``keys``; returns new digits."""
         if not keys:
             return []
@@ -126,8 +131,8 @@ class InbandDetector:
         strong = (lp + hp) / total > 0.3
         twist = (lp / (hp + 1e-9) < 8) & (hp / (lp + 1e-9) < 8)
         found = strong & twist & (np.minimum(lp, hp) > 1e9)
-        out = []
-        seen: dict[object, str] = {}
+        out: list[tuple[K, Digit]] = []
+        seen: dict[K, str] = {}
         for i in np.flatnonzero(found).tolist():  # only streams with a tone now: usually none
             key = keys[i]
             digit = seen[key] = _KEYS[li[i]][hi[i]]
@@ -145,6 +150,6 @@ class InbandDetector:
         self._last.update(seen)
         return out
 
-    def forget(self, key: object) -> None:
+    def forget(self, key: K) -> None:
         self._last.pop(key, None)
         self._held.pop(key, None)

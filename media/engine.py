@@ -1,9 +1,10 @@
 """The media engine: anchors RTP for both legs of every call.
 
 Call control talks to it only through the commands of :class:`MediaEngine`
-(``allocate``/``update``/``delete``/``stats``), in the spirit of rtpengine's ng
-protocol, and hears back through ``on_event`` (:class:`DtmfEvent`,
-:class:`MediaTimeout`). Nothing here knows about SIP.
+(``allocate``/``update``/``delete``/``play``/``record``, the :class:`~media.api.Engine`
+protocol), in the spirit of rtpengine's ng protocol, and hears back through
+``on_event`` (the events of :mod:`media.api`: :class:`DtmfEvent`, :class:`PlayDone`,
+:class:`RecordingDone`, :class:`MediaTimeout`). Nothing here knows about SIP.
 
 Plain relay forwards each packet on arrival with its header rewritten (one
 SSRC and continuous numbering per receiver). Streams that need signal
@@ -20,16 +21,17 @@ import socket
 import struct
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 
 from . import g711
+from .api import DtmfEvent, MediaEvent, MediaTimeout, PlayDone, PortsExhausted, RecordingDone
 from .dtmf import Digit, InbandDetector, TelephoneEventDetector
 from .recorder import LAW_FORMAT, Finished, RecordingWriter
-from .timeline import DELAY, RESYNC, RecordingClock, Track
 from .rtp import InStats, RtpError, new_out_stream, payload_offset, rewrite_rtcp
+from .timeline import DELAY, RESYNC, RecordingClock, Track
 
 log = logging.getLogger("media.engine")
 
@@ -63,48 +65,6 @@ def bind_pair(host: str, port: int) -> tuple[socket.socket, socket.socket]:
     return rtp, rtcp
 
 
-class PortsExhausted(Exception):
-    """No free RTP port pair: call control answers 503."""
-
-
-@dataclass(slots=True)
-class DtmfEvent:
-    session: str
-    leg: str
-    digit: str
-    duration_ms: int
-    source: str
-
-
-@dataclass(slots=True)
-class PlayDone:
-    """A prompt finished playing to a leg (not sent for looped prompts until stopped)."""
-
-    session: str
-    leg: str
-    prompt: str
-
-
-@dataclass(slots=True)
-class RecordingDone:
-    """A recording was closed (``error`` set when the disk failed; the call went on regardless)."""
-
-    session: str
-    path: str
-    seconds: float
-    size: int
-    error: str | None = None
-
-
-@dataclass(slots=True)
-class MediaTimeout:
-    """No RTP from a leg for ``rtp_timeout`` seconds."""
-
-    session: str
-    leg: str
-    idle: float
-
-
 @dataclass(slots=True)
 class EngineConfig:
     host: str = "127.0.0.1"
@@ -125,7 +85,7 @@ class _Leg:
                  "strangers", "last_rx", "detector", "other", "queue", "timed_out", "listen",
                  "relay_dtmf", "prompt", "prompt_pos", "prompt_loop", "prompt_mix", "prompt_id")
 
-    def __init__(self, session: "_Session", name: str, port: int, rtp: socket.socket, rtcp: socket.socket):
+    def __init__(self, session: _Session, name: str, port: int, rtp: socket.socket, rtcp: socket.socket):
         self.session = session
         self.name = name
         self.port = port
@@ -183,7 +143,7 @@ class _Session:
 class MediaEngine:
     """In-process media engine on the running asyncio loop."""
 
-    def __init__(self, config: EngineConfig | None = None, on_event: Callable[[object], None] | None = None):
+    def __init__(self, config: EngineConfig | None = None, on_event: Callable[[MediaEvent], None] | None = None):
         self.config = config or EngineConfig()
         self.on_event = on_event
         self.sessions: dict[str, _Session] = {}
@@ -209,7 +169,7 @@ class MediaEngine:
         self._rec_fill = 0
         self._rec_clock = RecordingClock()
         self._rec_block_start = 0  # the timeline frame the first gathered block begins at
-        self._inband = InbandDetector()
+        self._inband: InbandDetector[int] = InbandDetector()  # keyed by id() of the leg
         #: recording_late: packets that came too late for their place in a recording (its jitter buffer)
         self.counters = {"rtp_in": 0, "rtp_out": 0, "rtp_dropped": 0, "rtp_strangers": 0, "rtp_lost": 0, "rtcp": 0,
                          "recording_late": 0}
@@ -218,6 +178,11 @@ class MediaEngine:
     def start(self, loop: asyncio.AbstractEventLoop | None = None) -> None:
         self._loop = loop or asyncio.get_event_loop()
         self._watch = self._loop.call_later(1.0, self._watchdog)
+
+    async def ready(self, timeout: float = 30.0) -> None:
+        """In process, the engine serves as soon as :meth:`start` returned (``timeout`` is not needed)."""
+        if self._loop is None:
+            raise RuntimeError("MediaEngine.start() first")
 
     def close(self) -> None:
         for sid in list(self.sessions):
@@ -462,7 +427,7 @@ class MediaEngine:
             "codec": lg.codec if lg.codec is not None else -1,
         } for name, lg in sess.legs.items()}
 
-    def _emit(self, event: object) -> None:
+    def _emit(self, event: MediaEvent) -> None:
         if self.on_event is not None:
             try:
                 self.on_event(event)
@@ -615,7 +580,7 @@ class MediaEngine:
             # one (streams, samples) block per codec pair and frame size (20 ms, 30 ms, ...)
             codes = np.frombuffer(b"".join(p for _, p in items), dtype=np.uint8).reshape(len(items), size)
             out = np.take(g711.transcode_table(src, dst), codes) if src != dst else codes
-            for (lg, _), row in zip(items, out):
+            for (lg, _), row in zip(items, out, strict=True):
                 other = lg.other
                 assert other is not None and other.remote is not None
                 try:
@@ -668,7 +633,7 @@ class MediaEngine:
         np.clip(mixed, -32768, 32767, out=mixed)
         mixed16 = mixed.astype(np.int16)
         sent = 0
-        for lg, row in zip(legs, mixed16):
+        for lg, row in zip(legs, mixed16, strict=True):
             assert lg.codec is not None and lg.remote is not None
             payload = g711.encode(row, lg.codec).tobytes()
             try:
@@ -741,14 +706,14 @@ class MediaEngine:
         for i, table in self._rec_convert:
             codes[i] = np.take(table, codes[i])
         start = self._rec_block_start
-        items = []
+        items: list[tuple[str, bytes | memoryview]] = []
         for i, (sid, _, _, _) in enumerate(self._rec_rows):
             sess = self._recorded.get(sid)
             skip = (sess.rec_from - start) * FRAME if sess is not None else 0
             if skip <= 0:
-                items.append((sid, memoryview(codes[i]).cast("B")))
+                items.append((sid, codes[i].data.cast("B")))  # (ndarray.data: its memoryview)
             elif skip < codes.shape[1]:
-                items.append((sid, memoryview(codes[i, skip:]).cast("B")))
+                items.append((sid, codes[i, skip:].data.cast("B")))
         self._writer.put_many(items)
 
     def _detect_inband(self) -> None:
@@ -768,9 +733,9 @@ class MediaEngine:
             return
         codes = np.frombuffer(b"".join(payloads), dtype=np.uint8).reshape(len(keys), FRAME)
         for key, digit in self._inband.feed(keys, g711.decode_rows(codes, alaw)):
-            lg = self._listening.get(key)  # type: ignore[arg-type]
-            if lg is not None:
-                self._emit(DtmfEvent(lg.session.id, lg.name, digit.digit, digit.duration_ms, digit.source))
+            heard = self._listening.get(key)
+            if heard is not None:
+                self._emit(DtmfEvent(heard.session.id, heard.name, digit.digit, digit.duration_ms, digit.source))
 
     # -- RTP timeout -----------------------------------------------------------------------
     def _watchdog(self) -> None:
@@ -788,4 +753,5 @@ class MediaEngine:
         self._watch = self._loop.call_later(1.0, self._watchdog)
 
 
-__all__ = ["MediaEngine", "EngineConfig", "DtmfEvent", "MediaTimeout", "PortsExhausted", "Digit"]
+__all__ = ["MediaEngine", "EngineConfig", "DtmfEvent", "MediaTimeout", "PlayDone", "RecordingDone", "PortsExhausted",
+           "Digit"]

@@ -7,7 +7,7 @@ with a single fancy-indexing operation and no Python loop per sample.
 
 from __future__ import annotations
 
-from functools import lru_cache
+from functools import cache
 
 import numpy as np
 
@@ -91,13 +91,13 @@ def encode(samples: np.ndarray, pt: int) -> np.ndarray:
     return np.take(ENCODE[pt], samples.view(np.uint16))
 
 
-@lru_cache(maxsize=None)
+@cache
 def transcode_table(src_pt: int, dst_pt: int) -> np.ndarray:
     """A 256-entry table mapping one law's codes to the other's directly."""
     return ENCODE[dst_pt][DECODE[src_pt].view(np.uint16)]
 
 
-@lru_cache(maxsize=None)
+@cache
 def mix_table(pt: int, prompt_shift: int = 1) -> np.ndarray:
     """A 65536-entry table: ``(voice_code << 8) | prompt_code`` -> the code of
     ``voice + prompt / 2**prompt_shift`` (saturated), i.e. decode, mix and encode in one lookup.

@@ -26,7 +26,7 @@ def decode_file(path: Path) -> np.ndarray:
 
     try:
         with av.open(str(path)) as container:
-            stream = next((s for s in container.streams if s.type == "audio"), None)
+            stream = next(iter(container.streams.audio), None)
             if stream is None:
                 raise PromptError(f"{path}: no audio stream")
             resampler = av.AudioResampler(format="s16", layout="mono", rate=RATE)
@@ -36,7 +36,7 @@ def decode_file(path: Path) -> np.ndarray:
                     chunks.append(out.to_ndarray().reshape(-1))
             for out in resampler.resample(None):
                 chunks.append(out.to_ndarray().reshape(-1))
-    except (av.error.FFmpegError, OSError) as exc:  # type: ignore[attr-defined]
+    except (av.error.FFmpegError, OSError) as exc:
         raise PromptError(f"{path}: cannot decode: {exc}") from None
     if not chunks:
         raise PromptError(f"{path}: no audio")

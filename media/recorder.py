@@ -21,9 +21,10 @@ import queue
 import struct
 import threading
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Callable
+from typing import BinaryIO
 
 log = logging.getLogger("media.recorder")
 
@@ -116,7 +117,7 @@ class RecordingWriter:
         """Start ``path``, a stereo WAV of G.711 codes in ``fmt`` (:data:`MULAW` or :data:`ALAW`)."""
         self._q.put(("open", key, (path, fmt), time.monotonic()))
 
-    def put_many(self, items: list[tuple[str, bytes]]) -> None:
+    def put_many(self, items: Sequence[tuple[str, bytes | memoryview]]) -> None:
         """Frames of every recorded call in one queue entry (one lock, not one per call)."""
         now = time.monotonic()
         behind = self._behind_since
@@ -144,7 +145,7 @@ class RecordingWriter:
             except Exception:  # the writer must outlive any one file's trouble
                 log.exception("recording writer")
 
-    def _step(self, files: dict[str, "_Open"]) -> bool:
+    def _step(self, files: dict[str, _Open]) -> bool:
         """One queue entry (or a timeout); False once stopped."""
         try:
             kind, key, arg, queued = self._q.get(timeout=0.5)
@@ -153,13 +154,13 @@ class RecordingWriter:
             self._behind_since = None  # idle: caught up
             return True
         if kind == "open":
-            rec = files[key] = _Open(Path(arg[0]), arg[1])
+            new = files[key] = _Open(Path(arg[0]), arg[1])
             try:
-                rec.path.parent.mkdir(parents=True, exist_ok=True)
-                rec.file = open(rec.path, "wb", buffering=0)
-                rec.file.write(wav_header(0, rec.fmt))
+                new.path.parent.mkdir(parents=True, exist_ok=True)
+                new.file = open(new.path, "wb", buffering=0)
+                new.file.write(wav_header(0, new.fmt))
             except OSError as exc:
-                self._fail(rec, exc)
+                self._fail(new, exc)
         elif kind == "batch":
             for k, frames in arg:
                 rec = files.get(k)

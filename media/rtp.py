@@ -57,7 +57,7 @@ def new_ssrc() -> int:
     return int.from_bytes(os.urandom(4), "big")
 
 
-def new_out_stream() -> "OutStream":
+def new_out_stream() -> OutStream:
     """Random SSRC, initial sequence number and timestamp (RFC 3550 §5.1)."""
     r = os.urandom(10)
     return OutStream(int.from_bytes(r[:4], "big"), int.from_bytes(r[4:6], "big"), int.from_bytes(r[6:], "big"))

@@ -121,7 +121,7 @@ class Track:
                 frame[offset:offset + take] = payload[start:start + take]
             pos += take
 
-    def recode(self, table: "np.ndarray", silence: int) -> None:
+    def recode(self, table: np.ndarray, silence: int) -> None:
         """The codes buffered so far mapped through ``table`` (256 entries): the stream changed law."""
         for n, f in self.frames.items():  # (in place: the engine's rows hold this dict)
             self.frames[n] = table[np.frombuffer(f, dtype=np.uint8)].tobytes()

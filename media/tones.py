@@ -6,7 +6,7 @@ TTA/KS X 6201); the beeps are short 1 kHz / 480 Hz bursts that only staff hear.
 
 from __future__ import annotations
 
-from functools import lru_cache
+from functools import cache
 
 import numpy as np
 
@@ -28,20 +28,20 @@ def silence(seconds: float) -> np.ndarray:
     return np.zeros(int(RATE * seconds), dtype=np.int16)
 
 
-@lru_cache(maxsize=None)
+@cache
 def ringback(cycles: int = 1) -> np.ndarray:
     """``cycles`` ringback cadences (1 s tone, 2 s silence)."""
     one = np.concatenate([_tone((440.0, 480.0), 1.0), silence(2.0)])
     return np.tile(one, cycles)
 
 
-@lru_cache(maxsize=None)
+@cache
 def beep() -> np.ndarray:
     """The short tone that tells staff a key was taken (recording on/off)."""
     return np.concatenate([_tone((1000.0,), 0.15, 0.3), silence(0.05)])
 
 
-@lru_cache(maxsize=None)
+@cache
 def refused() -> np.ndarray:
     """Two low beeps: the key did nothing (the long-call limit has not passed yet)."""
     low = _tone((480.0,), 0.12, 0.3)

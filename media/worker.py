@@ -10,6 +10,15 @@ order, so a port freed by ``delete`` is never reopened before the worker has clo
 Statistics come back with a report every second; ``delete`` returns the last report of the session
 (at most a second old) at once, and the exact final figures follow as a :class:`FinalStats` event,
 with which the CDR is amended.
+
+The pipes carry dataclasses: the commands of :mod:`media.api` (:data:`~media.api.Command`) down to a
+worker, and the events of :mod:`media.api` plus the worker's own messages here (:class:`Ready`,
+:class:`Report`, :class:`WorkerError`: :data:`WorkerMessage`) back up; each side dispatches with ``match``.
+
+A spawned worker needs a while to start (a fresh interpreter importing numpy: a few tenths of a second,
+seconds on a loaded machine); a port is bound only once its worker runs, so RTP sent to it before then is
+lost. Each worker says :class:`Ready` once its loop serves, and :meth:`WorkerEngine.ready` waits for all
+of them: the application awaits it before it takes calls.
 """
 
 from __future__ import annotations
@@ -19,30 +28,72 @@ import hashlib
 import logging
 import multiprocessing as mp
 import os
+import time
 import zlib
 from collections import deque
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from multiprocessing.connection import Connection
-from typing import Any, Callable, Iterator
+from typing import Any, TypeAlias
 
 import numpy as np
 
-from .engine import EngineConfig, MediaEngine, PortsExhausted, bind_pair
+from .api import (
+    Allocate,
+    Command,
+    Delete,
+    FinalStats,
+    MediaEvent,
+    Play,
+    PortsExhausted,
+    Record,
+    Stop,
+    StopPlay,
+    StopRecord,
+    Update,
+)
+from .engine import EngineConfig, MediaEngine, bind_pair
 
 log = logging.getLogger("media.worker")
 
 REPORT_EVERY = 1.0
 #: prompts each worker keeps (by content), so a prompt crosses the pipe once, not per call
 PROMPT_CACHE = 64
+#: seconds :meth:`WorkerEngine.ready` waits by default for the workers to start
+READY_TIMEOUT = 30.0
 
 
-@dataclass(slots=True)
-class FinalStats:
-    """A deleted session's exact statistics, after ``delete`` answered with the last report's."""
+# -- what a worker says besides the events (worker -> controller) --------------------------------
+@dataclass(frozen=True, slots=True)
+class Ready:
+    """The worker's engine serves: its loop runs and reads the pipe, so ports it is told to open are bound
+    at once. Sent once, first, before anything else."""
+
+    pid: int
+
+
+@dataclass(frozen=True, slots=True)
+class Report:
+    """Sent every :data:`REPORT_EVERY` seconds: the worker's packet counters and recording writer's figures
+    (totals since it started) and the statistics of each of its live sessions."""
+
+    counters: dict[str, int]
+    stats: dict[str, dict[str, dict[str, float]]]
+    recording: dict[str, int]
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerError:
+    """A command failed in the worker (an unknown session, a port it could not bind): logged by the
+    controller; ``session`` is empty for commands without one."""
 
     session: str
-    stats: dict[str, dict[str, float]]
+    what: str
+
+
+#: everything a worker sends up its pipe
+WorkerMessage: TypeAlias = MediaEvent | Ready | Report | WorkerError
 
 
 def _bindable(host: str, port: int) -> bool:
@@ -77,7 +128,7 @@ def _recv(conn: Connection) -> Any:
         return conn.recv()
 
 
-def _send(conn: Connection, msg: tuple) -> None:
+def _send(conn: Connection, msg: Command | WorkerMessage) -> None:
     with _blocking(conn):
         conn.send(msg)
 
@@ -93,50 +144,60 @@ def _worker_main(conn: Connection, config: EngineConfig) -> None:
         pass
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
-    engine = MediaEngine(config, on_event=lambda ev: _send(conn, ("event", ev)))
+    engine = MediaEngine(config, on_event=lambda ev: _send(conn, ev))
     engine.start(loop)
     prompts: dict[bytes, Any] = {}  # prompt audio by content digest: sent over the pipe once
+
+    def run(cmd: Command) -> bool:
+        """Carry out one command; False when told to stop."""
+        match cmd:
+            case Allocate(session, leg, port):
+                engine.allocate(session, leg, port)
+            case Update(session, leg, remote, codec, dtmf_pt, send, recv, symmetric, relay_dtmf):
+                engine.update(session, leg, remote=remote, codec=codec, dtmf_pt=dtmf_pt, send=send, recv=recv,
+                              symmetric=symmetric, relay_dtmf=relay_dtmf)
+            case Play(session, leg, key, samples, prompt, loop_, mix):
+                if samples is not None:
+                    prompts[key] = samples
+                    while len(prompts) > PROMPT_CACHE:
+                        del prompts[next(iter(prompts))]
+                engine.play(session, leg, prompts[key], prompt=prompt, loop=loop_, mix=mix)
+            case StopPlay(session, leg):
+                engine.stop_play(session, leg)
+            case Record(session, path):
+                engine.record(session, path)
+            case StopRecord(session):
+                engine.stop_record(session)
+            case Delete(session):
+                _send(conn, FinalStats(session, engine.delete(session)))
+            case Stop():
+                return False
+            case _:
+                _send(conn, WorkerError("", f"unknown command {cmd!r}"))
+        return True
 
     def on_command() -> None:
         while conn.poll():
             try:
-                msg = _recv(conn)
+                cmd: Command = _recv(conn)
             except (EOFError, OSError):
                 loop.stop()
                 return
-            kind = msg[0]
             try:
-                if kind == "allocate":
-                    engine.allocate(msg[1], msg[2], msg[3])
-                elif kind == "update":
-                    engine.update(msg[1], msg[2], **msg[3])
-                elif kind == "play":
-                    key, samples = msg[3], msg[4]
-                    if samples is not None:
-                        prompts[key] = samples
-                        while len(prompts) > PROMPT_CACHE:
-                            del prompts[next(iter(prompts))]
-                    engine.play(msg[1], msg[2], prompts[key], **msg[5])
-                elif kind == "stop_play":
-                    engine.stop_play(msg[1], msg[2])
-                elif kind == "record":
-                    engine.record(msg[1], msg[2])
-                elif kind == "stop_record":
-                    engine.stop_record(msg[1])
-                elif kind == "delete":
-                    _send(conn, ("final", msg[1], engine.delete(msg[1])))
-                elif kind == "stop":
+                if not run(cmd):
                     loop.stop()
                     return
             except (KeyError, OSError, PortsExhausted) as exc:
-                _send(conn, ("error", msg[1] if len(msg) > 1 else "", f"{kind}: {exc}"))
+                _send(conn, WorkerError(getattr(cmd, "session", ""), f"{type(cmd).__name__}: {exc!r}"))
 
     def report() -> None:
-        _send(conn, ("report", dict(engine.counters), {sid: engine.stats(sid) for sid in engine.sessions}))
+        _send(conn, Report(dict(engine.counters), {sid: engine.stats(sid) for sid in engine.sessions},
+                           engine.recording_stats))
         loop.call_later(REPORT_EVERY, report)
 
     loop.add_reader(conn.fileno(), on_command)
     loop.call_later(REPORT_EVERY, report)
+    _send(conn, Ready(os.getpid()))  # commands sent meanwhile wait in the pipe, in order
     try:
         loop.run_forever()
     finally:
@@ -145,9 +206,9 @@ def _worker_main(conn: Connection, config: EngineConfig) -> None:
 
 
 class WorkerEngine:
-    """N media worker processes behind the engine's command interface."""
+    """N media worker processes behind the engine's command interface (:class:`~media.api.EngineControl`)."""
 
-    def __init__(self, config: EngineConfig, workers: int, on_event: Callable[[object], None] | None = None):
+    def __init__(self, config: EngineConfig, workers: int, on_event: Callable[[MediaEvent], None] | None = None):
         self.config = config
         self.on_event = on_event
         self.workers = max(1, workers)
@@ -160,13 +221,21 @@ class WorkerEngine:
         self._conns: list[Connection] = []
         self._procs: list[Any] = []
         self._ports: dict[str, list[int]] = {}
-        self._reports: list[dict[str, int]] = [{} for _ in range(self.workers)]
+        self._reports: list[Report | None] = [None] * self.workers
         self._stats: dict[str, dict[str, dict[str, float]]] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         self._prompts: list[dict[bytes, None]] = [{} for _ in range(self.workers)]
+        #: workers that have not said Ready yet, those that died before, and when they were started
+        self._starting: set[int] = set()
+        self._failed: set[int] = set()
+        self._started = 0.0
+        self._ready: asyncio.Event | None = None  # set once no worker is starting any more
 
     def start(self, loop: asyncio.AbstractEventLoop | None = None) -> None:
+        """Spawn the workers and return at once; they serve once :meth:`ready` returns."""
         self._loop = loop or asyncio.get_event_loop()
+        self._ready = asyncio.Event()
+        self._started = time.monotonic()
         ctx = mp.get_context("spawn")  # a clean child: no copy of the signalling state
         for i in range(self.workers):
             parent, child = ctx.Pipe()
@@ -176,15 +245,43 @@ class WorkerEngine:
             child.close()
             self._conns.append(parent)
             self._procs.append(proc)
+            self._starting.add(i)
             self._loop.add_reader(parent.fileno(), self._on_message, i)
-        log.info("media: %d worker processes", self.workers)
+        log.info("media: %d worker processes starting", self.workers)
+
+    async def ready(self, timeout: float = READY_TIMEOUT) -> None:
+        """Wait (without blocking the loop) until every worker serves; RuntimeError when one died first
+        or they were not all up within ``timeout`` seconds. Commands sent before wait in the pipes, but a
+        port is bound only once its worker runs: RTP sent to it before then is lost."""
+        if self._ready is None:
+            raise RuntimeError("WorkerEngine.start() first")
+        try:
+            await asyncio.wait_for(self._ready.wait(), timeout)
+        except TimeoutError:
+            raise RuntimeError(f"media workers {sorted(self._starting)} not ready after {timeout:g} s "
+                               "(a machine too busy, or a worker stuck starting)") from None
+        if self._failed:
+            raise RuntimeError(f"media workers {sorted(self._failed)} exited before they were ready (see the log)")
+
+    def _up(self, w: int, failed: bool = False) -> None:
+        """Worker ``w`` is ready, or gone before it was."""
+        if w not in self._starting:
+            return
+        self._starting.discard(w)
+        if failed:
+            self._failed.add(w)
+        if not self._starting and self._ready is not None:
+            self._ready.set()
+            if not self._failed:
+                log.info("media: %d worker processes ready after %.2f s", self.workers,
+                         time.monotonic() - self._started)
 
     def close(self) -> None:
-        for i, conn in enumerate(self._conns):
+        for conn in self._conns:
             try:
                 if self._loop is not None:
                     self._loop.remove_reader(conn.fileno())
-                conn.send(("stop",))
+                conn.send(Stop())
             except (OSError, ValueError):
                 pass
         for proc in self._procs:
@@ -206,15 +303,20 @@ class WorkerEngine:
             port = free.popleft()
             if _bindable(self.config.host, port):
                 self._ports.setdefault(session, []).append(port)
-                _send(self._conns[w], ("allocate", session, leg, port))
+                _send(self._conns[w], Allocate(session, leg, port))
                 return self.config.host, port
             free.append(port)  # taken by someone else: try it again later
         raise PortsExhausted(f"no free RTP ports in worker {w}")
 
-    def update(self, session: str, leg: str, **kwargs: Any) -> None:
-        _send(self._conns[self._worker(session)], ("update", session, leg, kwargs))
+    def update(self, session: str, leg: str, *, remote: tuple[str, int] | None = None, codec: int | None = None,
+               dtmf_pt: int | None = None, send: bool = True, recv: bool = True, symmetric: bool = True,
+               relay_dtmf: bool | None = None) -> None:
+        _send(self._conns[self._worker(session)],
+              Update(session, leg, remote, codec, dtmf_pt, send, recv, symmetric, relay_dtmf))
 
-    def play(self, session: str, leg: str, samples: Any, **kwargs: Any) -> None:
+    def play(self, session: str, leg: str, samples: Any, *, prompt: str = "", loop: bool = False,
+             mix: bool = False) -> None:
+        """The prompt's audio goes to the session's worker only the first time (then its digest)."""
         w = self._worker(session)
         data = np.ascontiguousarray(samples, dtype=np.int16)
         key = hashlib.blake2b(data.tobytes(), digest_size=16).digest()
@@ -224,33 +326,43 @@ class WorkerEngine:
             known[key] = None
             while len(known) > PROMPT_CACHE:  # the same eviction order as the worker's
                 del known[next(iter(known))]
-        _send(self._conns[w], ("play", session, leg, key, data if fresh else None, kwargs))
+        _send(self._conns[w], Play(session, leg, key, data if fresh else None, prompt, loop, mix))
 
     def stop_play(self, session: str, leg: str) -> None:
-        _send(self._conns[self._worker(session)], ("stop_play", session, leg))
+        _send(self._conns[self._worker(session)], StopPlay(session, leg))
 
     def record(self, session: str, path: str) -> None:
-        _send(self._conns[self._worker(session)], ("record", session, path))
+        _send(self._conns[self._worker(session)], Record(session, path))
 
     def stop_record(self, session: str) -> None:
-        _send(self._conns[self._worker(session)], ("stop_record", session))
+        _send(self._conns[self._worker(session)], StopRecord(session))
 
     def delete(self, session: str) -> dict[str, dict[str, float]]:
         w = self._worker(session)
-        _send(self._conns[w], ("delete", session))
+        _send(self._conns[w], Delete(session))
         self._free[w].extend(self._ports.pop(session, []))  # reopened only after the worker closed them
         return self._stats.pop(session, {})
 
     def stats(self, session: str) -> dict[str, dict[str, float]]:
         return self._stats.get(session, {})
 
-    @property
-    def counters(self) -> dict[str, int]:
+    def _total(self, field: str) -> dict[str, int]:
         total: dict[str, int] = {}
         for report in self._reports:
-            for k, v in report.items():
-                total[k] = total.get(k, 0) + v
+            if report is not None:
+                for k, v in getattr(report, field).items():
+                    total[k] = total.get(k, 0) + v
         return total
+
+    @property
+    def counters(self) -> dict[str, int]:
+        """The workers' packet counters added up (as of their last reports)."""
+        return self._total("counters")
+
+    @property
+    def recording_stats(self) -> dict[str, int]:
+        """The workers' recording writers' figures added up (as of their last reports)."""
+        return self._total("recording")
 
     @property
     def free_ports(self) -> int:
@@ -263,21 +375,24 @@ class WorkerEngine:
             try:
                 if not conn.poll():
                     return
-                msg = _recv(conn)
+                msg: WorkerMessage = _recv(conn)
             except (EOFError, OSError):
                 log.error("media worker %d is gone", w)
                 if self._loop is not None:
                     self._loop.remove_reader(conn.fileno())
+                self._up(w, failed=True)
                 return
-            kind = msg[0]
-            if kind == "event" and self.on_event is not None:
-                self.on_event(msg[1])
-            elif kind == "report":
-                self._reports[w] = msg[1]
-                for sid, st in msg[2].items():
-                    if sid in self._ports:
-                        self._stats[sid] = st
-            elif kind == "final" and self.on_event is not None:
-                self.on_event(FinalStats(msg[1], msg[2]))
-            elif kind == "error":
-                log.warning("media worker %d: %s (%s)", w, msg[2], msg[1])
+            match msg:
+                case Report(stats=stats):
+                    self._reports[w] = msg
+                    for sid, st in stats.items():
+                        if sid in self._ports:
+                            self._stats[sid] = st
+                case Ready(pid):
+                    log.debug("media worker %d (pid %d) ready", w, pid)
+                    self._up(w)
+                case WorkerError(session, what):
+                    log.warning("media worker %d: %s (%s)", w, what, session)
+                case _:  # an event: DTMF, prompt done, recording done, RTP timeout, a deleted call's figures
+                    if self.on_event is not None:
+                        self.on_event(msg)

@@ -9,9 +9,9 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
 
 import yaml
 
@@ -62,7 +62,7 @@ class B2BUAProcess:
         self.log_path = log_path
         self.proc: subprocess.Popen | None = None
 
-    def start(self) -> "B2BUAProcess":
+    def start(self) -> B2BUAProcess:
         args = [sys.executable, "-m", "b2bua", "run", "--config", str(self.config)]
         for item in self.listen:
             args += ["--listen", item]
@@ -160,7 +160,7 @@ def sipp_stats(cwd: Path) -> dict[str, int]:
     header = lines[0].split(";")
     values = lines[-1].split(";")
     out: dict[str, int] = {}
-    for k, v in zip(header, values):
+    for k, v in zip(header, values, strict=False):  # a killed SIPp may leave a short last row
         if v.isdigit():
             out[k] = int(v)
     return out

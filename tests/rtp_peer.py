@@ -47,7 +47,7 @@ class RtpPeer:
         while not self._stop.is_set():
             try:
                 data, addr = self.sock.recvfrom(2048)
-            except socket.timeout:
+            except TimeoutError:
                 continue
             except OSError:
                 return

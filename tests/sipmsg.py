@@ -1,7 +1,7 @@
 """Small raw-SIP helpers for the transaction tests.
 
 They build and inspect wire bytes with plain string handling, independent of
-the stack's own builders (``make_response``, ``_send_ack``, ``_send_cancel``),
+the stack's own builders (``make_response``, ``_send_ack``, ``send_cancel``),
 so the tests can check what the stack writes against RFC 3261 rather than
 against itself.
 """

@@ -308,16 +308,16 @@ def test_method_is_part_of_the_digest() -> None:
 
 def test_unknown_scheme_rfc4475_regaut01() -> None:
     raw = (
-        "REGISTER sip:example.com SIP/2.0\r\n"
-        "To: sip:j.user@example.com\r\n"
-        "From: sip:j.user@example.com;tag=87321hj23128\r\n"
-        "Max-Forwards: 8\r\n"
-        "Call-ID: regaut01.0ha0isndaksdj\r\n"
-        "CSeq: 9338 REGISTER\r\n"
-        "Via: SIP/2.0/TCP 192.0.2.253;branch=z9hG4bKbeefbeefbeef\r\n"
-        "Authorization: NoOneKnowsThisScheme opaque-data=here\r\n"
-        "Content-Length: 0\r\n\r\n"
-    ).encode()
+        b"REGISTER sip:example.com SIP/2.0\r\n"
+        b"To: sip:j.user@example.com\r\n"
+        b"From: sip:j.user@example.com;tag=87321hj23128\r\n"
+        b"Max-Forwards: 8\r\n"
+        b"Call-ID: regaut01.0ha0isndaksdj\r\n"
+        b"CSeq: 9338 REGISTER\r\n"
+        b"Via: SIP/2.0/TCP 192.0.2.253;branch=z9hG4bKbeefbeefbeef\r\n"
+        b"Authorization: NoOneKnowsThisScheme opaque-data=here\r\n"
+        b"Content-Length: 0\r\n\r\n"
+    )
     req = parse_message(raw)
     res = challenger().verify(req, T0)
     assert (res.ok, res.stale, res.username) == (False, False, None)

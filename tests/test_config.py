@@ -7,14 +7,15 @@ import sys
 from pathlib import Path
 
 import pytest
+from harness import ROOT
 
 from b2bua.config import ConfigError, load_config
-from harness import ROOT
 
 
 def _write(tmp: Path, b2bua: str | None = None, routing: str | None = None) -> Path:
     (tmp / "b2bua.yaml").write_text(b2bua if b2bua is not None else (ROOT / "config" / "b2bua.yaml").read_text())
-    (tmp / "routing.yaml").write_text(routing if routing is not None else (ROOT / "config" / "routing.yaml").read_text())
+    shipped = (ROOT / "config" / "routing.yaml").read_text()
+    (tmp / "routing.yaml").write_text(routing if routing is not None else shipped)
     (tmp / "holidays.yaml").write_text((ROOT / "config" / "holidays.yaml").read_text())
     return tmp / "b2bua.yaml"
 
@@ -81,7 +82,8 @@ def test_duplicate_route_names(tmp_path: Path) -> None:
     path = _write(tmp_path, routing="routes:\n  - name: a\n    targets: [sip:127.0.0.1]\n"
                                     "  - name: a\n    targets: [sip:127.0.0.2]\n")
     problems = _problems(path)
-    assert any(p.startswith(f"{tmp_path / 'routing.yaml'}:4: routes.1.name: duplicate route name 'a'") for p in problems)
+    where = f"{tmp_path / 'routing.yaml'}:4"
+    assert any(p.startswith(f"{where}: routes.1.name: duplicate route name 'a'") for p in problems)
     assert any(p.startswith(f"{tmp_path / 'routing.yaml'}:4: routes.1.prefix: prefix '' is already routed by route 'a'")
                for p in problems), problems
 

@@ -7,7 +7,6 @@ import socket
 from pathlib import Path
 
 import pytest
-
 from harness import SCENARIOS, SIPP, b2bua, free_port, sipp, sipp_background
 
 pytestmark = pytest.mark.skipif(SIPP is None, reason="sipp not installed (apt install sip-tester)")

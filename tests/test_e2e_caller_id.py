@@ -13,7 +13,6 @@ from urllib.parse import quote
 
 import pytest
 import yaml
-
 from harness import SCENARIOS, SIPP, B2BUAProcess, free_port, sipp, sipp_background, write_config
 
 from b2bua.routing.numbers import variants
@@ -213,7 +212,8 @@ def _leak_rows(n: int) -> list[list[str]]:
     """Per call: 5 spellings that fit in a URI, then 5 of any kind, rotating through all of them."""
     spellings = sorted(variants(PERSONAL)) + ["010-9876-5432", "+82-10-9876-5432"]
     uri_safe = sorted({s for s in spellings if re.fullmatch(r"[-+.%0-9A-Za-z]+", s)} |
-                      {quote(s, safe="") for s in spellings} | {"010%2D9876%2D5432", "%30%31%30%39%38%37%36%35%34%33%32"})
+                      {quote(s, safe="") for s in spellings} |
+                      {"010%2D9876%2D5432", "%30%31%30%39%38%37%36%35%34%33%32"})
     free = sorted(set(spellings) | {quote(s) for s in spellings})
     rows = []
     for i in range(n):
@@ -256,8 +256,8 @@ def test_nothing_of_the_staff_member_reaches_the_carrier(tmp_path: Path, media: 
     received = proc.log_path.read_bytes()
     assert all(v.encode() in received for r in rows for v in r) and STAFF_NAME.encode() in received
     assert not re.search(r"(?<![0-9A-Za-z])2201(?![0-9A-Za-z])", text)  # the extension
-    for name in ("Diversion", "History-Info", "Referred-By", "Remote-Party-ID", "User-Agent", "Subject", "Organization", "Alert-Info", "Reply-To", "X-Staff-Mobile",
-                 "X-Extension", "X-Device"):
+    for name in ("Diversion", "History-Info", "Referred-By", "Remote-Party-ID", "User-Agent", "Subject",
+                 "Organization", "Alert-Info", "Reply-To", "X-Staff-Mobile", "X-Extension", "X-Device"):
         assert not re.search(rf"^{name}:", text, re.M | re.I), name
     assert text.count("\nX-Case-Id: CASE-4242") == len(rows)  # the allow-list still works
     assert proc.log().count("end status=200") == len(rows)

@@ -5,13 +5,12 @@ from __future__ import annotations
 import re
 import subprocess
 import threading
+from itertools import pairwise
 from pathlib import Path
 
 import numpy as np
 import pytest
-
 import yaml
-
 from harness import SCENARIOS, SIPP, B2BUAProcess, free_port, sipp, sipp_background, write_config
 from rtp_peer import RtpPeer, best_correlation, sdp_port, speech_like
 
@@ -36,7 +35,7 @@ class MediaCall:
         self.hold_ms = hold_ms
         self.media = {**MEDIA, **(media or {})}
 
-    def __enter__(self) -> "MediaCall":
+    def __enter__(self) -> MediaCall:
         tmp = self.tmp
         uas_port = free_port()
         self._uas = sipp_background(["-sf", str(SCENARIOS / "uas_rtp.xml"), "-i", "127.0.0.1", "-p", str(uas_port),
@@ -108,7 +107,7 @@ def test_sdp_each_side_sees_only_our_ports_and_audio_flows_both_ways(tmp_path: P
         ssrcs = {r.ssrc for r in peer.received}
         assert len(ssrcs) == 1 and 0x1234 not in ssrcs
         seqs = [r.seq for r in peer.received]
-        assert all((b - a) & 0xFFFF == 1 for a, b in zip(seqs, seqs[1:]))
+        assert all((b - a) & 0xFFFF == 1 for a, b in pairwise(seqs))
         assert {r.source for r in peer.received} == {call.a_target if peer is call.a else call.b_target}
 
 
@@ -132,7 +131,8 @@ def test_bad_packets_and_strangers_are_dropped_and_counted(tmp_path: Path) -> No
         stranger = RtpPeer()
         good = np.full(160, 0xFF, dtype=np.uint8).tobytes()
         call.a.send_raw(call.a_target, b"\x80\x00\x00\x01\x00\x00\x00\xa0\x00\x00\x12\x34" + good)  # latches
-        for bad in (b"\x40" + b"\x00" * 30, b"\x80\x00\x00", b"\x80\x12\x00\x02\x00\x00\x01\x40\x00\x00\x12\x34" + good):
+        for bad in (b"\x40" + b"\x00" * 30, b"\x80\x00\x00",
+                    b"\x80\x12\x00\x02\x00\x00\x01\x40\x00\x00\x12\x34" + good):
             call.a.send_raw(call.a_target, bad)  # version 1, truncated, payload type 18 not negotiated
         for _ in range(5):
             stranger.send_raw(call.a_target, b"\x80\x00\x00\x09\x00\x00\x05\xa0\x00\x00\x99\x99" + good)
@@ -183,9 +183,11 @@ def test_rfc4733_digits_reported_once_each(tmp_path: Path, workers: int) -> None
 
 def test_port_exhaustion_gets_503(tmp_path: Path) -> None:
     """Two port pairs = one call; a second concurrent call is refused with 503, the first completes."""
-    with MediaCall(tmp_path, (0, "PCMU"), (0, "PCMU"), hold_ms=2500, media={"port_min": 31200, "port_max": 31204}) as call:
+    with MediaCall(tmp_path, (0, "PCMU"), (0, "PCMU"), hold_ms=2500,
+                   media={"port_min": 31200, "port_max": 31204}) as call:
         scenario = tmp_path / "uac503.xml"
-        scenario.write_text((SCENARIOS / "uac_expect_status.xml").read_text().replace('response="486"', 'response="503"'))
+        scenario.write_text((SCENARIOS / "uac_expect_status.xml").read_text()
+                            .replace('response="486"', 'response="503"'))
         res = sipp(["-sf", str(scenario), f"127.0.0.1:{call.port}", "-i", "127.0.0.1", "-p", str(free_port()),
                     "-m", "1"], tmp_path)
         assert res.returncode == 0, res.stdout.decode(errors="replace")[-2000:]
@@ -252,11 +254,14 @@ def test_malformed_sdp_is_refused_not_crashed(tmp_path: Path) -> None:
         sock.bind(("127.0.0.1", 0))
         lp = sock.getsockname()[1]
         answers = []
-        for n, body in enumerate([b"v=1\r\no=x\r\n", b"v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nm=audio 9 RTP/AVP 0\r\n",
-                                  b"v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nm=audio 4000 RTP/AVP 18\r\n",
-                                  b"v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nm=audio x RTP/AVP 0\r\n"]):
-            msg = (f"INVITE sip:1@127.0.0.1:{port} SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:{lp};branch=z9hG4bKsdp{n}\r\n"
-                   f"From: <sip:a@127.0.0.1>;tag={n}\r\nTo: <sip:1@127.0.0.1>\r\nCall-ID: sdp{n}@t\r\nCSeq: 1 INVITE\r\n"
+        head = b"v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\n"
+        for n, body in enumerate([b"v=1\r\no=x\r\n", head + b"m=audio 9 RTP/AVP 0\r\n",
+                                  head + b"c=IN IP4 127.0.0.1\r\nm=audio 4000 RTP/AVP 18\r\n",
+                                  head + b"c=IN IP4 127.0.0.1\r\nm=audio x RTP/AVP 0\r\n"]):
+            msg = (f"INVITE sip:1@127.0.0.1:{port} SIP/2.0\r\n"
+                   f"Via: SIP/2.0/UDP 127.0.0.1:{lp};branch=z9hG4bKsdp{n}\r\n"
+                   f"From: <sip:a@127.0.0.1>;tag={n}\r\nTo: <sip:1@127.0.0.1>\r\nCall-ID: sdp{n}@t\r\n"
+                   f"CSeq: 1 INVITE\r\n"
                    f"Contact: <sip:a@127.0.0.1:{lp}>\r\nMax-Forwards: 70\r\nContent-Type: application/sdp\r\n"
                    f"Content-Length: {len(body)}\r\n\r\n").encode() + body
             sock.sendto(msg, ("127.0.0.1", port))

@@ -12,7 +12,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from harness import ROOT, SIPP, B2BUAProcess, free_port, sipp, sipp_background, write_config
 
 pytestmark = pytest.mark.skipif(SIPP is None, reason="sipp not installed (apt install sip-tester)")
@@ -75,11 +74,11 @@ def test_reload_swaps_routing_for_new_calls_and_keeps_live_ones(tmp_path: Path) 
             proc.stop()
     log = proc.log()
     assert log.count("end status=200 cause=normal") == 3
-    assert 'b2bua_call_attempts_total{route="to-%d"} 1.0' % old_uas in body
-    assert 'b2bua_call_attempts_total{route="to-%d"} 2.0' % new_uas in body
+    assert f'b2bua_call_attempts_total{{route="to-{old_uas}"}} 1.0' in body
+    assert f'b2bua_call_attempts_total{{route="to-{new_uas}"}} 2.0' in body
     assert 'b2bua_config_reloads_total{result="ok"} 1.0' in body
     assert 'b2bua_config_reloads_total{result="failed"} 1.0' in body
-    assert 'b2bua_calls_ended_total{cause="normal",route="to-%d"} 2.0' % new_uas in body
+    assert f'b2bua_calls_ended_total{{cause="normal",route="to-{new_uas}"}} 2.0' in body
     assert "b2bua_call_setup_seconds_count 3.0" in body
     assert "b2bua_active_calls 0.0" in body
     assert 'b2bua_responses_sent_total{code="200"}' in body

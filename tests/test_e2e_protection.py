@@ -14,18 +14,19 @@ import signal
 import subprocess
 import threading
 import time
+from collections.abc import Iterator
+from itertools import pairwise
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 import pytest
 import yaml
+from harness import ROOT, SCENARIOS, SIPP, B2BUAProcess, free_port, sipp_background, write_config
+from rtp_peer import RtpPeer, best_correlation, read_recording, sdp_port, speech_like
 
 from b2bua.prompts import PromptSource
 from b2bua.storage.cdr import CdrStore
 from b2bua.storage.recordings import RecordingIndex, sha256_file
-from harness import ROOT, SCENARIOS, SIPP, B2BUAProcess, free_port, sipp_background, write_config
-from rtp_peer import RtpPeer, best_correlation, read_recording, sdp_port, speech_like
 
 pytestmark = pytest.mark.skipif(SIPP is None, reason="sipp not installed (apt install sip-tester)")
 
@@ -134,7 +135,7 @@ def _continuous(peer: RtpPeer) -> None:
     audio = [r for r in peer.received if r.pt == 0]
     assert len({r.ssrc for r in audio}) == 1
     seqs = [r.seq for r in audio]
-    assert all((b - a) & 0xFFFF == 1 for a, b in zip(seqs, seqs[1:]))
+    assert all((b - a) & 0xFFFF == 1 for a, b in pairwise(seqs))
 
 
 # -- situational ringback --------------------------------------------------------------------------

@@ -11,7 +11,6 @@ import re
 from pathlib import Path
 
 import pytest
-
 from harness import SCENARIOS, SIPP, B2BUAProcess, free_port, sipp, sipp_background, write_config
 
 pytestmark = pytest.mark.skipif(SIPP is None, reason="sipp not installed (apt install sip-tester)")
@@ -163,7 +162,7 @@ def test_gateway_down_by_options_is_skipped(tmp_path: Path) -> None:
             deadline = __import__("time").monotonic() + 10
             while "is down" not in proc.log() and __import__("time").monotonic() < deadline:
                 __import__("time").sleep(0.1)
-            assert "gateway sip:127.0.1.1:%d is down" % dead in proc.log()
+            assert f"gateway sip:127.0.1.1:{dead} is down" in proc.log()
             _uac(tmp_path, port, PBX, "01012345678", calls=2)
             proc.settle()
             body = urllib.request.urlopen(f"http://127.0.0.1:{metrics}/metrics", timeout=5).read().decode()

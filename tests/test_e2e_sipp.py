@@ -6,7 +6,6 @@ import re
 from pathlib import Path
 
 import pytest
-
 from harness import SCENARIOS, SIPP, b2bua, free_port, sipp, sipp_background
 
 pytestmark = pytest.mark.skipif(SIPP is None, reason="sipp not installed (apt install sip-tester)")
@@ -120,7 +119,8 @@ def test_unreachable_callee_times_out_with_408(tmp_path: Path) -> None:
     """Timer B on the outbound leg (T1 shortened) becomes 408 for the caller."""
     uac = tmp_path / "uac.xml"
     uac.write_text((SCENARIOS / "uac_expect_status.xml").read_text().replace('response="486"', 'response="408"'))
-    with b2bua(tmp_path, uas_port=free_port(), sip={"timers": {"t1_ms": 20, "t2_ms": 160, "t4_ms": 200}}) as (proc, port):
+    timers = {"t1_ms": 20, "t2_ms": 160, "t4_ms": 200}
+    with b2bua(tmp_path, uas_port=free_port(), sip={"timers": timers}) as (proc, port):
         _uac(port, tmp_path, scenario=str(uac), calls=2, rate=10)
     assert proc.log().count("status=408 cause=timeout") == 2
 

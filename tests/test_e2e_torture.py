@@ -9,7 +9,6 @@ import socket
 import time
 from pathlib import Path
 
-
 from harness import b2bua, free_port
 
 TORTURE = Path(os.environ.get("RFC4475_DIR", Path(__file__).resolve().parents[2] / "shared" / "testdata" / "rfc4475"))
@@ -85,7 +84,7 @@ def _first_status(sock: socket.socket, wait: float, call_id: bytes) -> int | Non
         sock.settimeout(left)
         try:
             data, _ = sock.recvfrom(65535)
-        except socket.timeout:
+        except TimeoutError:
             return None
         m = re.match(rb"SIP/2\.0 (\d{3})", data)
         assert m, data[:200]
@@ -99,7 +98,7 @@ def _drain(sock: socket.socket) -> None:
     try:
         while True:
             sock.recvfrom(65535)
-    except socket.timeout:
+    except TimeoutError:
         pass
 
 

@@ -12,9 +12,9 @@ import threading
 from pathlib import Path
 
 import pytest
+from harness import SIPP, b2bua, free_port, sipp, sipp_background
 
 from b2bua.sip.message import Request, StreamFramer, parse_message
-from harness import SIPP, b2bua, free_port, sipp, sipp_background
 
 
 def _make_cert(tmp: Path, name: str = "localhost") -> tuple[Path, Path]:
@@ -150,7 +150,8 @@ def test_udp_caller_to_tls_carrier_with_certificate_check(tmp_path: Path, truste
         expect = "200" if trusted else "502"
         scenario = tmp_path / "uac.xml"
         from harness import SCENARIOS
-        scenario.write_text((SCENARIOS / "uac_expect_status.xml").read_text().replace('response="486"', f'response="{expect}"'))
+        scenario.write_text((SCENARIOS / "uac_expect_status.xml").read_text()
+                            .replace('response="486"', f'response="{expect}"'))
         if trusted:
             res = sipp(["-sn", "uac", f"127.0.0.1:{port}", "-i", "127.0.0.1", "-p", str(free_port()), "-m", "1",
                         "-d", "100"], tmp_path)

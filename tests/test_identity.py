@@ -6,17 +6,22 @@ from pathlib import Path
 
 import pytest
 import yaml
+from harness import ROOT
 
 from b2bua.call.b2bua import Route
 from b2bua.call.identity import (
-    NumberPlan, Presentation, extensions_overlap, outbound, parse_extension_range, scrub_sdp,
+    NumberPlan,
+    Presentation,
+    extensions_overlap,
+    outbound,
+    parse_extension_range,
+    scrub_sdp,
 )
 from b2bua.config import ConfigError, Trunk, load_config
 from b2bua.routing.router import Router
 from b2bua.sip.events import Peer
 from b2bua.sip.message import Request, parse_message
 from b2bua.sip.registrar import Registrar
-from harness import ROOT
 
 PBX = Peer("udp", "192.0.2.3", 5060)  # the city-pbx trunk of config/routing.yaml
 CARRIER_A = Peer("udp", "203.0.113.10", 5060)
@@ -110,7 +115,7 @@ def test_pbx_call_to_a_carrier_presents_the_department_per_trunk() -> None:
     no Call-Info): each target carries its own trunk's presentation."""
     route = _router()(_invite("010-1234-5678", '"Kim Minsu" <sip:2201@192.0.2.3>'), PBX, 0.0)
     assert isinstance(route, Route) and route.name == "mobile" and len(route.presentation) == len(route.targets)
-    by_host = {t.split("@")[1].split(":")[0]: p for t, p in zip(route.targets, route.presentation)}
+    by_host = {t.split("@")[1].split(":")[0]: p for t, p in zip(route.targets, route.presentation, strict=True)}
     a = _applied(by_host["203.0.113.10"])
     assert a.get("from") == '"서울시 교통정책과" <sip:+82221332200@192.0.2.1;user=phone>;tag=ours'
     assert a.get("to") == "<sip:+821012345678@203.0.113.10:5060>"

@@ -3,17 +3,17 @@ the INVITE towards a carrier, and what later crosses to it or to a citizen."""
 
 from __future__ import annotations
 
+from flows import A_CSEQ, B_TAG, SDP_A, A, B, Harness, a_request, b_request, establish, reply, start_call
+
 from b2bua.call.b2bua import Route
 from b2bua.call.identity import Presentation
 from b2bua.sip.events import Peer
 from b2bua.sip.message import Request
-from test_b2bua_flows import (
-    A, A_CSEQ, B, B_TAG, SDP_A, Harness, a_request, b_request, establish, reply, start_call,
-)
 
-PRESENTATION = Presentation(("서울시 교통정책과", "+82221332200"),
-                            identities=(("p-asserted-identity", '"서울시 교통정책과" <sip:+82221332200@{host};user=phone>'),),
-                            privacy="none")
+PRESENTATION = Presentation(
+    ("서울시 교통정책과", "+82221332200"),
+    identities=(("p-asserted-identity", '"서울시 교통정책과" <sip:+82221332200@{host};user=phone>'),),
+    privacy="none")
 
 
 class ToCarrier(Harness):
@@ -65,7 +65,8 @@ def test_in_dialog_requests_and_answers_towards_the_carrier_say_nothing_of_the_c
 def test_refusal_by_the_department_reaches_the_citizen_without_its_reason() -> None:
     h = ToDepartment()
     s = start_call(h)
-    h.from_b(reply(s.b_invite, 480, "Lunch Break Until 13h", to_tag=B_TAG, extra=('Reason: SIP;cause=480;text="lunch"',)))
+    h.from_b(reply(s.b_invite, 480, "Lunch Break Until 13h", to_tag=B_TAG,
+                   extra=('Reason: SIP;cause=480;text="lunch"',)))
     final = [m for m in h.take_a() if m.status == 480][0]
     assert final.data.startswith(b"SIP/2.0 480 Temporarily Unavailable\r\n")
     assert final.msg.get("reason") == "SIP;cause=480" and b"unch" not in final.data

@@ -5,14 +5,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import struct
-from typing import AsyncIterator
+from collections.abc import AsyncIterator
 
 import numpy as np
 import pytest
+from rtp_peer import RtpPeer, best_correlation, read_recording, speech_like
 
 from media import g711
 from media.engine import EngineConfig, MediaEngine, PlayDone
-from rtp_peer import RtpPeer, best_correlation, read_recording, speech_like
 
 
 async def _session(engine: MediaEngine, a: RtpPeer, b: RtpPeer, codec: int = 0) -> tuple[tuple, tuple]:
@@ -321,6 +321,7 @@ def test_worker_processes_take_prompts_larger_than_the_pipe_buffer() -> None:
         events: list = []
         engine = WorkerEngine(EngineConfig(port_min=39600, port_max=39620), 1, on_event=events.append)
         engine.start(asyncio.get_running_loop())
+        await engine.ready()  # the worker serves its pipe: packets from now on are not lost
         a = RtpPeer()
         try:
             for sid in ("s1", "s2"):
@@ -397,6 +398,7 @@ def test_worker_mode_never_advertises_a_port_someone_else_holds() -> None:
     async def run() -> tuple[int, int, list]:
         engine = WorkerEngine(EngineConfig(port_min=39800, port_max=39806), 1)
         engine.start(asyncio.get_running_loop())
+        await engine.ready()
         a, b = RtpPeer(), RtpPeer()
         try:
             _, a_port = engine.allocate("s1", "a")

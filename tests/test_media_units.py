@@ -4,22 +4,24 @@ from __future__ import annotations
 
 import struct
 import warnings
+from itertools import pairwise
 from pathlib import Path
 
 import numpy as np
 import pytest
+from rtp_peer import speech_like
 
 from media import g711
 from media.dtmf import InbandDetector, TelephoneEventDetector
 from media.rtp import InStats, RtpError, check, new_out_stream, rewrite_rtcp
-from rtp_peer import speech_like
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore", DeprecationWarning)
     import audioop
 
 
-@pytest.mark.parametrize("pt,enc,dec", [(0, audioop.lin2ulaw, audioop.ulaw2lin), (8, audioop.lin2alaw, audioop.alaw2lin)])
+@pytest.mark.parametrize("pt,enc,dec", [(0, audioop.lin2ulaw, audioop.ulaw2lin),
+                                        (8, audioop.lin2alaw, audioop.alaw2lin)])
 def test_g711_tables_match_the_reference_codec_bit_for_bit(pt, enc, dec) -> None:
     pcm = np.arange(-32768, 32768, dtype=np.int16)
     assert np.array_equal(g711.encode(pcm, pt), np.frombuffer(enc(pcm.tobytes(), 2), np.uint8))
@@ -47,8 +49,8 @@ def test_out_stream_stays_continuous_across_relay_and_own_audio() -> None:
     for i in range(3):  # the far end again, with a different SSRC and numbering
         seen.append(struct.unpack_from("!HII", out.relay(_pkt(100 + i, 7 + 160 * i, ssrc=0xBBBB)), 2))
     assert {s[2] for s in seen} == {out.ssrc}
-    assert all((b[0] - a[0]) & 0xFFFF == 1 for a, b in zip(seen, seen[1:]))
-    assert all((b[1] - a[1]) & 0xFFFFFFFF == 160 for a, b in zip(seen, seen[1:]))
+    assert all((b[0] - a[0]) & 0xFFFF == 1 for a, b in pairwise(seen))
+    assert all((b[1] - a[1]) & 0xFFFFFFFF == 160 for a, b in pairwise(seen))
 
 
 def test_rtp_check_rejects_bad_packets() -> None:

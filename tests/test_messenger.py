@@ -10,14 +10,13 @@ import re
 import threading
 import time
 import urllib.request
+from collections.abc import Awaitable, Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Awaitable, Callable
 
 import pytest
 from aiohttp import web
-
-from harness import SCENARIOS, SIPP, free_port, sipp_background
+from harness import SIPP, free_port, sipp_background
 
 from b2bua.call.identity import Notice
 from b2bua.config import Messenger
@@ -180,9 +179,8 @@ class _Hanging(BaseHTTPRequestHandler):
 
 @pytest.mark.skipif(SIPP is None, reason="sipp not installed (apt install sip-tester)")
 def test_call_completes_while_the_endpoint_hangs(tmp_path: Path) -> None:
-    from test_e2e_caller_id import CARRIER, CARRIER_B, PBX, _config, _pbx_call, _start
-
     import yaml
+    from test_e2e_caller_id import CARRIER, CARRIER_B, PBX, _config, _pbx_call, _start
 
     http_port = free_port()
     server = ThreadingHTTPServer(("127.0.0.1", http_port), _Hanging)

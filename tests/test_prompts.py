@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
+from harness import ROOT
 
 from b2bua.config import ConfigError, load_config
-from harness import ROOT
 from media.prompts_lib import PROMPT_DIR, PromptError, PromptLibrary
 
 

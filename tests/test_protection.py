@@ -14,15 +14,23 @@ from typing import Any
 
 import numpy as np
 import pytest
+from flows import (
+    A_CSEQ,
+    B_CONTACT,
+    SDP_A,
+    SDP_B,
+    A,
+    B,
+    Harness,
+    a_request,
+    b_request,
+    reply,
+)
 
 from b2bua.call.b2bua import Route
 from b2bua.call.protection import RecordingStarted, StaffProtection
 from b2bua.config import Department
 from media.engine import DtmfEvent, PlayDone
-
-from test_b2bua_flows import (
-    A, A_CSEQ, B, B_CONTACT, SDP_A, SDP_B, Harness, a_request, b_request, reply,
-)
 
 PROMPT_SECONDS = 2.0
 
@@ -133,7 +141,7 @@ class World:
         self.h.from_a(a_request(self.h, "INVITE", cseq=A_CSEQ, branch=self.h.branch("a-inv"), body=SDP_A))
 
     def event(self, ev: object) -> None:
-        self.h.b2bua.on_media_event(ev, self.h.now)
+        self.h.b2bua.on_media_event(ev)
         self.h._collect()
 
     def play_done(self, leg: str = "a", prompt: str = "") -> None:
@@ -404,8 +412,8 @@ def test_staff_keys_by_sip_info_count_and_never_reach_the_caller() -> None:
     w = World(department(recording="on_demand", recording_key="*1"))
     b_inv = w.talking()
     for n, digit in enumerate("*1"):
-        w.h.from_b(b_request(w.h, b_inv, "INFO", cseq=10 + n, to_tag="bt", body=f"Signal={digit}\r\nDuration=160\r\n".encode(),
-                             ctype="application/dtmf-relay"))
+        body = f"Signal={digit}\r\nDuration=160\r\n".encode()
+        w.h.from_b(b_request(w.h, b_inv, "INFO", cseq=10 + n, to_tag="bt", body=body, ctype="application/dtmf-relay"))
         assert [s.status for s in w.h.take(B)] == [200]  # answered by us
     assert w.h.take(A) == []  # the caller got no INFO
     assert [c[0] for c in w.engine.take()] == ["record", "play"]  # and the key worked

@@ -7,8 +7,9 @@ import threading
 import time
 from pathlib import Path
 
-from media.recorder import HEADER, Finished, RecordingWriter
 from rtp_peer import read_recording
+
+from media.recorder import HEADER, Finished, RecordingWriter
 
 FRAME = b"\xff" * 320  # 20 ms of 8 kHz stereo mu-law (silence)
 

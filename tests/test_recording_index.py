@@ -8,6 +8,7 @@ from pathlib import Path
 import av
 import numpy as np
 import pytest
+from rtp_peer import read_recording
 from sqlalchemy import create_engine
 
 from b2bua.call.protection import RecordingStarted
@@ -15,7 +16,6 @@ from b2bua.storage.recordings import RecordingIndex, sha256_file
 from media import g711
 from media.archive import convert
 from media.recorder import ALAW, HEADER, repair, wav_header
-from rtp_peer import read_recording
 
 
 def _tones(seconds: float) -> np.ndarray:

@@ -222,16 +222,16 @@ def test_same_contact_twice_in_one_request(reg: Registrar) -> None:
 
 def test_escaped_header_not_applied_rfc4475_regescrt(reg: Registrar) -> None:
     raw = (
-        "REGISTER sip:example.com SIP/2.0\r\n"
-        "To: sip:user@example.com\r\n"
-        "From: sip:user@example.com;tag=8\r\n"
-        "Max-Forwards: 70\r\n"
-        "Call-ID: regescrt.k345asrl3fdbv@192.0.2.1\r\n"
-        "CSeq: 14398234 REGISTER\r\n"
-        "Via: SIP/2.0/UDP host5.example.com;branch=z9hG4bKkdjuw\r\n"
-        "M: <sip:user@example.com?Route=%3Csip:sip.example.com%3E>\r\n"
-        "L:0\r\n\r\n"
-    ).encode()
+        b"REGISTER sip:example.com SIP/2.0\r\n"
+        b"To: sip:user@example.com\r\n"
+        b"From: sip:user@example.com;tag=8\r\n"
+        b"Max-Forwards: 70\r\n"
+        b"Call-ID: regescrt.k345asrl3fdbv@192.0.2.1\r\n"
+        b"CSeq: 14398234 REGISTER\r\n"
+        b"Via: SIP/2.0/UDP host5.example.com;branch=z9hG4bKkdjuw\r\n"
+        b"M: <sip:user@example.com?Route=%3Csip:sip.example.com%3E>\r\n"
+        b"L:0\r\n\r\n"
+    )
     resp = reg.handle_register(parse_message(raw), T0, PHONE)
     assert resp.status == 200
     assert not resp.has("route")

@@ -2,18 +2,28 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
+from harness import ROOT
 from pydantic import ValidationError
 
 from b2bua.config import ConfigError
 from b2bua.routing.schedule import (
-    AFTER_HOURS, HOLIDAY, LUNCH, OPEN, SEOUL, Holidays, Override, Schedule, WeeklyHours, load_holidays,
-    next_change, situation,
+    AFTER_HOURS,
+    HOLIDAY,
+    LUNCH,
+    OPEN,
+    SEOUL,
+    Holidays,
+    Override,
+    Schedule,
+    WeeklyHours,
+    load_holidays,
+    next_change,
+    situation,
 )
-from harness import ROOT
 
 KST = timezone(timedelta(hours=9))
 WEEKDAY_HOURS = ["09:00-18:00"]
@@ -117,13 +127,13 @@ def test_first_matching_override_wins(holidays: Holidays) -> None:
 
 
 def test_utc_input_is_converted_to_seoul(holidays: Holidays) -> None:
-    when = datetime(2026, 3, 3, 1, 30, tzinfo=timezone.utc)  # 10:30 KST, a Tuesday
+    when = datetime(2026, 3, 3, 1, 30, tzinfo=UTC)  # 10:30 KST, a Tuesday
     assert situation(civil(), holidays, when) == OPEN
     # 2026-03-01T16:00Z is 01:00 KST on Monday 2026-03-02 (삼일절 대체공휴일): the day is Seoul's
-    assert situation(civil(), holidays, datetime(2026, 3, 2, 1, 0, tzinfo=timezone.utc)) == HOLIDAY
-    assert situation(civil(), holidays, datetime(2026, 3, 1, 23, 30, tzinfo=timezone.utc)) == HOLIDAY
+    assert situation(civil(), holidays, datetime(2026, 3, 2, 1, 0, tzinfo=UTC)) == HOLIDAY
+    assert situation(civil(), holidays, datetime(2026, 3, 1, 23, 30, tzinfo=UTC)) == HOLIDAY
     # 2026-03-03T09:30Z is 18:30 KST
-    assert situation(civil(), holidays, datetime(2026, 3, 3, 9, 30, tzinfo=timezone.utc)) == AFTER_HOURS
+    assert situation(civil(), holidays, datetime(2026, 3, 3, 9, 30, tzinfo=UTC)) == AFTER_HOURS
     assert situation(civil(), holidays, datetime(2026, 3, 3, 10, 30, tzinfo=KST)) == OPEN
 
 
@@ -163,7 +173,7 @@ def test_next_change_over_weekend_and_holidays(holidays: Holidays) -> None:
 
 
 def test_next_change_accepts_utc_and_answers_in_seoul_time(holidays: Holidays) -> None:
-    got = next_change(civil(), holidays, datetime(2026, 3, 4, 1, 30, tzinfo=timezone.utc))  # 10:30 KST
+    got = next_change(civil(), holidays, datetime(2026, 3, 4, 1, 30, tzinfo=UTC))  # 10:30 KST
     assert got == kst(2026, 3, 4, 12, 0)
     assert got is not None and got.utcoffset() == timedelta(hours=9)
 
@@ -259,7 +269,7 @@ def test_holidays_file_loads(tmp_path: Path) -> None:
     h = load_holidays(path)
     assert h.is_holiday(date(2026, 1, 1)) and h.name(date(2026, 2, 17)) == "설날"
     assert not h.is_holiday(date(2026, 1, 2)) and h.name(date(2026, 1, 2)) is None
-    assert h.is_holiday(datetime(2025, 12, 31, 15, 30, tzinfo=timezone.utc))  # 00:30 KST on Jan 1
+    assert h.is_holiday(datetime(2025, 12, 31, 15, 30, tzinfo=UTC))  # 00:30 KST on Jan 1
     assert len(h) == 2 and list(h) == [date(2026, 1, 1), date(2026, 2, 17)]
     empty = tmp_path / "empty.yaml"
     empty.write_text("# nothing yet\n")
@@ -335,4 +345,4 @@ def test_without_tzdata_seoul_is_fixed_utc_plus_9(monkeypatch: pytest.MonkeyPatc
     monkeypatch.setattr(zoneinfo, "ZoneInfo", missing)
     tz = schedule._seoul()
     assert tz.utcoffset(None) == timedelta(hours=9) and tz.tzname(None) == "KST"
-    assert datetime(2026, 7, 1, 3, 0, tzinfo=timezone.utc).astimezone(tz).hour == 12
+    assert datetime(2026, 7, 1, 3, 0, tzinfo=UTC).astimezone(tz).hour == 12

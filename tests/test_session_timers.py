@@ -3,12 +3,22 @@
 from __future__ import annotations
 
 import pytest
+from flows import (
+    A_CSEQ,
+    B_CONTACT,
+    B_TAG,
+    SDP_A,
+    SDP_B,
+    A,
+    B,
+    Harness,
+    Setup,
+    a_request,
+    reply,
+)
 
 from b2bua.call.b2bua import B2BUA, B2BUAConfig
 from b2bua.call.session import SessionTimerConfig
-from test_b2bua_flows import (
-    A, A_CSEQ, B, B_CONTACT, B_TAG, SDP_A, SDP_B, Harness, Setup, a_request, reply,
-)
 
 
 class StHarness(Harness):
@@ -20,7 +30,7 @@ class StHarness(Harness):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        self.b2bua = B2BUA(self.stack, self.route, B2BUAConfig(session_timer=self._st))
+        self.b2bua = B2BUA(self.stack, self.route, B2BUAConfig(session_timer=self._st), clock=self.clock)
         self.b2bua.on_call_end = self.records.append
 
 

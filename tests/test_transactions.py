@@ -20,8 +20,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import pytest
-
 import sipmsg as m
+
 from b2bua.sip.events import (
     AckTimeout,
     CancelReceived,
@@ -1186,3 +1186,80 @@ def test_rfc2543_ack_for_a_2xx_goes_to_the_tu_and_stops_resending(branch):
     assert [s.ms for s in h.responses(200)] == [0, 500]
     assert h.run_until_empty(100_000) == 32_000  # Timer L
     h.assert_no_leaks()
+
+
+# =================================================================================================
+# The stack's clock is an input; transactions reach the stack only through TransactionHost
+# =================================================================================================
+def test_stack_now_is_read_only():
+    h = Harness()
+    h.receive(m.request("OPTIONS"), UAC_UDP, at=1_000)
+    assert h.stack.now == 1.0
+    with pytest.raises(AttributeError):
+        h.stack.now = 5.0  # type: ignore[misc]  # the point of the test: a read-only property
+    assert h.stack.now == 1.0
+
+
+def test_an_older_now_does_not_move_the_clock_back():
+    h = Harness()
+    stack = h.stack
+    txn = server_txn(h, m.request("OPTIONS"), at=10_000)
+    assert stack.now == 10.0
+    # Every input with an older time leaves the clock where it is.
+    stack.handle_timer(4.0)
+    assert stack.now == 10.0
+    stack.receive(m.request("OPTIONS", branch="z9hG4bKother"), UAC_UDP, 3.0)
+    assert stack.now == 10.0
+    client = stack.send_request(new_request("INVITE"), UAS_UDP, 2.0)
+    assert stack.now == 10.0
+    stack.cancel(client, 1.0)
+    stack.transport_error(UAS_UDP, 1.5)
+    assert stack.now == 10.0
+    # A 200 to the OPTIONS given with an old time: Timer J starts from 10 s, not from 2 s (§17.2.2).
+    stack.respond(txn, make_response(txn.request, 200, to_tag="t"), 2.0)
+    assert stack.now == 10.0
+    assert txn.state is State.COMPLETED
+    stack.handle_timer(2.0 + h.b_ms / 1000)  # Timer J, had the clock gone back to 2 s
+    assert txn.state is State.COMPLETED
+    assert stack.now == 2.0 + h.b_ms / 1000
+    stack.handle_timer(10.0 + h.b_ms / 1000)
+    assert txn.state is State.TERMINATED
+    assert stack.now == 10.0 + h.b_ms / 1000
+    # A later time still moves it on.
+    stack.handle_timer(100.0)
+    assert stack.now == 100.0
+
+
+def test_transactions_use_only_the_public_transaction_host():
+    """b2bua/sip/transaction.py touches no private member of its host and never imports the stack."""
+    import ast
+    from pathlib import Path
+
+    import b2bua.sip.transaction as transaction
+
+    tree = ast.parse(Path(transaction.__file__).read_text())
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom):
+            assert node.module is not None and "stack" not in node.module.split("."), ast.dump(node)
+        elif isinstance(node, ast.Import):
+            assert all("stack" not in a.name.split(".") for a in node.names), ast.dump(node)
+
+    def is_host(expr: ast.expr) -> bool:
+        """``self.host`` or the ``host`` parameter of a transaction's constructor."""
+        if isinstance(expr, ast.Name):
+            return expr.id == "host"
+        return isinstance(expr, ast.Attribute) and expr.attr == "host" and isinstance(expr.value, ast.Name) \
+            and expr.value.id == "self"
+
+    used = {node.attr for node in ast.walk(tree) if isinstance(node, ast.Attribute) and is_host(node.value)}
+    assert used, "transactions no longer reach their host through self.host?"
+    assert not [a for a in used if a.startswith("_")], used
+    stack_refs = [n for n in ast.walk(tree) if isinstance(n, ast.Attribute) and n.attr == "stack"]
+    assert stack_refs == [], "a transaction holds its TransactionHost as .host, not a stack"
+
+    protocol = next(n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == "TransactionHost")
+    declared = {n.name for n in protocol.body if isinstance(n, ast.FunctionDef)}
+    assert not [a for a in declared if a.startswith("_")], declared
+    assert used <= declared, f"used but not in TransactionHost: {used - declared}"
+    # and the stack really implements every member of it
+    assert all(hasattr(SipStack(), name) for name in declared)

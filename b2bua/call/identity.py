@@ -17,10 +17,13 @@ the INVITE it builds from scratch (``B2BUA._send_b_invite``).
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Iterable
+from typing import TYPE_CHECKING
 from urllib.parse import unquote
 
+from ..routing.extensions import extension_matches, extensions_overlap, is_prefix, parse_extension_range
+from ..routing.forwarding import NEVER_FORWARDED
 from ..routing.numbers import to_e164, to_national
 from ..sip.errors import SipError
 from ..sip.message import Request
@@ -31,59 +34,11 @@ if TYPE_CHECKING:
 
 ANONYMOUS = Address("sip:anonymous@anonymous.invalid", "Anonymous")
 
-#: Headers a trunk's allow-list can never forward: we write them ourselves, per leg, or they
-#: are identities (forwarding the caller's own would defeat the point).
-NEVER_FORWARDED = frozenset({
-    "via", "from", "to", "call-id", "cseq", "contact", "content-length", "content-type", "max-forwards",
-    "route", "record-route", "authorization", "proxy-authorization", "p-asserted-identity",
-    "p-preferred-identity", "remote-party-id", "privacy", "call-info", "allow", "supported", "require",
-    "session-expires", "min-se", "content-disposition", "content-encoding",
-})
-
 #: SDP lines that describe the session's owner rather than the media (RFC 8866 §5.4-5.7).
 _SDP_PERSONAL = ("i=", "u=", "e=", "p=")
 
-_EXTENSION = re.compile(r"[0-9*#]+")
-
 
 # -- the PBX number plan --------------------------------------------------------------------
-def parse_extension_range(item: str) -> tuple[str, str]:
-    """``"2201"`` -> ("2201", "2201"); ``"22*"`` (prefix) -> ("22", "22\\uffff");
-    ``"2200-2299"`` -> ("2200", "2299"). ValueError for anything else."""
-    text = str(item).strip()
-    if text.endswith("*") and _EXTENSION.fullmatch(text[:-1]) and text[:-1].isdigit():
-        return text[:-1], text[:-1] + "\uffff"
-    low, dash, high = text.partition("-")
-    if dash:
-        if not (low.isdigit() and high.isdigit() and len(low) == len(high)):
-            raise ValueError(f"extension range {item!r} needs two numbers of one length (2200-2299)")
-        if low > high:
-            raise ValueError(f"extension range {item!r} runs backwards")
-        return low, high
-    if not _EXTENSION.fullmatch(text):
-        raise ValueError(f"{item!r} is not an extension, a prefix (22*) or a range (2200-2299)")
-    return text, text
-
-
-def extensions_overlap(a: tuple[str, str], b: tuple[str, str]) -> bool:
-    """True when some extension falls in both (ranges of different lengths never overlap)."""
-    prefix_a, prefix_b = a[1].endswith("\uffff"), b[1].endswith("\uffff")
-    if prefix_a or prefix_b:
-        pa, pb = (a[0] if prefix_a else None), (b[0] if prefix_b else None)
-        if pa is not None and pb is not None:
-            return pa.startswith(pb) or pb.startswith(pa)
-        p, other = (pa, b) if pa is not None else (pb, a)
-        assert p is not None
-        return other[0][:len(p)] <= p <= other[1][:len(p)]
-    return len(a[0]) == len(b[0]) and a[0] <= b[1] and b[0] <= a[1]
-
-
-def _matches(rng: tuple[str, str], ext: str) -> bool:
-    if rng[1].endswith("\uffff"):
-        return ext.startswith(rng[0])
-    return len(ext) == len(rng[0]) and rng[0] <= ext <= rng[1]
-
-
 @dataclass
 class NumberPlan:
     """Extension -> department for calls from the PBX: the most specific entry wins
@@ -92,7 +47,7 @@ class NumberPlan:
     entries: list[tuple[tuple[str, str], str]] = field(default_factory=list)
 
     @classmethod
-    def build(cls, departments: Iterable["Department"]) -> "NumberPlan":
+    def build(cls, departments: Iterable[Department]) -> NumberPlan:
         plan = cls()
         for d in departments:
             plan.entries.append(((d.extension, d.extension), d.name))
@@ -104,9 +59,9 @@ class NumberPlan:
             return None
         best: tuple[tuple[int, int], str] | None = None
         for rng, dept in self.entries:
-            if not _matches(rng, extension):
+            if not extension_matches(rng, extension):
                 continue
-            if rng[1].endswith("\uffff"):
+            if is_prefix(rng):
                 rank = (2, -len(rng[0]))
             elif rng[0] == rng[1]:
                 rank = (0, 0)
@@ -209,11 +164,11 @@ def scrub_sdp(body: bytes, host: str | None = None) -> bytes:
     return "\r\n".join(out).encode()
 
 
-def _trunk_number(number: str, trunk: "Trunk") -> str:
+def _trunk_number(number: str, trunk: Trunk) -> str:
     return to_e164(number) if trunk.number_format == "e164" else to_national(number)
 
 
-def effective_caller_id(department: "CallerId | None", device: "Device | None") -> "CallerId | None":
+def effective_caller_id(department: CallerId | None, device: Device | None) -> CallerId | None:
     """The department's caller ID with the device's own keys laid over it."""
     override = device.caller_id if device is not None else None
     if override is None:
@@ -224,7 +179,7 @@ def effective_caller_id(department: "CallerId | None", device: "Device | None") 
     return department.model_copy(update=changes)
 
 
-def outbound(caller_id: "CallerId | None", trunk: "Trunk", a_req: Request, *, department: str | None = None,
+def outbound(caller_id: CallerId | None, trunk: Trunk, a_req: Request, *, department: str | None = None,
              called: str = "") -> Presentation:
     """The presentation towards carrier ``trunk`` for a staff member's call ``a_req``."""
     forwarded = tuple(_allowed(a_req, trunk))
@@ -241,7 +196,8 @@ def outbound(caller_id: "CallerId | None", trunk: "Trunk", a_req: Request, *, de
             identities.append(("p-preferred-identity", str(Address(uri, display))))
         elif kind == "rpid":  # draft-ietf-sip-privacy-04, still what some carriers want
             privacy = "off" if caller_id.privacy == "none" else "full"
-            identities.append(("remote-party-id", f"{Address(uri, display)};party=calling;screen=yes;privacy={privacy}"))
+            rpid = f"{Address(uri, display)};party=calling;screen=yes;privacy={privacy}"
+            identities.append(("remote-party-id", rpid))
     info: list[str] = []
     if trunk.call_info:
         reason = f';call-reason={_quote(caller_id.call_reason)}' if caller_id.call_reason else ""
@@ -263,8 +219,9 @@ def inbound(a_req: Request) -> Presentation:
     hidden = bool(privacy & {"id", "user", "header"})
     frm = a_req.from_
     user = _user(frm.uri)
-    anonymous = hidden or user is None or user.lower() == "anonymous"
-    from_id = None if anonymous else (frm.display, _national_or_none(user) or user)
+    from_id: tuple[str | None, str] | None = None  # anonymous
+    if not hidden and user is not None and user.lower() != "anonymous":
+        from_id = (frm.display, _national_or_none(user) or user)
     identities: list[tuple[str, str]] = []
     if not hidden:
         for value in a_req.get_all("p-asserted-identity")[:1]:
@@ -336,7 +293,7 @@ def mentions_caller(value: str, marks: tuple[set[str], set[str]]) -> bool:
     return any(n in digits for n in marks[0]) or any(w in text for w in marks[1])
 
 
-def _allowed(a_req: Request, trunk: "Trunk") -> Iterable[tuple[str, str]]:
+def _allowed(a_req: Request, trunk: Trunk) -> Iterable[tuple[str, str]]:
     allow = set(trunk.forward_headers) - NEVER_FORWARDED
     if not allow:
         return
@@ -346,5 +303,7 @@ def _allowed(a_req: Request, trunk: "Trunk") -> Iterable[tuple[str, str]]:
             yield name, value
 
 
+#: ``extensions_overlap`` and ``parse_extension_range`` live in :mod:`b2bua.routing.extensions`; they are
+#: re-exported here for the tests that import them from this module.
 __all__ = ["Notice", "NumberPlan", "Presentation", "effective_caller_id", "extensions_overlap", "inbound", "outbound",
            "parse_extension_range", "scrub_sdp"]

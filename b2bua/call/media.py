@@ -12,7 +12,9 @@ from __future__ import annotations
 import itertools
 import os
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
+
+from media.api import Engine
 
 from ..sip.sdp import Codec, Media, SdpError, SessionDescription
 
@@ -33,21 +35,6 @@ class NotAcceptable(SdpError):
 
     status = 488
     reason = "Not Acceptable Here"
-
-
-class Engine(Protocol):
-    """The media engine's command interface as call control sees it."""
-
-    def allocate(self, session: str, leg: str) -> tuple[str, int]: ...
-    def update(self, session: str, leg: str, *, remote: tuple[str, int] | None = None, codec: int | None = None,
-               dtmf_pt: int | None = None, send: bool = True, recv: bool = True, symmetric: bool = True,
-               relay_dtmf: bool | None = None) -> None: ...
-    def delete(self, session: str) -> dict[str, dict[str, float]]: ...
-    def play(self, session: str, leg: str, samples: Any, *, prompt: str = "", loop: bool = False,
-             mix: bool = False) -> None: ...
-    def stop_play(self, session: str, leg: str) -> None: ...
-    def record(self, session: str, path: str) -> None: ...
-    def stop_record(self, session: str) -> None: ...
 
 
 def answer_direction(offer: str, answer: str) -> str:
@@ -87,7 +74,9 @@ class MediaSession:
         self.prefer = {leg: [c.lower() for c in names] for leg, names in (prefer or {}).items()}
         self.ports: dict[str, tuple[str, int]] = {}
         self.codec: dict[str, int] = {}
-        self._origin = {leg: [str(next(_session_ids)), 0] for leg in ("a", "b")}
+        #: our o= session id per leg, and the version we last sent (RFC 8866 §5.2, RFC 3264 §8)
+        self._session_id = {leg: str(next(_session_ids)) for leg in ("a", "b")}
+        self._version = {"a": 0, "b": 0}
         self._pending: _Offer | None = None
         self._answers: dict[bytes, bytes] = {}  # answerer SDP -> the answer we gave (for repeated 18x/2xx)
         self.closed = False
@@ -258,6 +247,21 @@ class MediaSession:
         sdp = self._build(offerer, host, 0, pending.codecs[:1], None, "inactive", template=pending)
         return sdp.serialize()
 
+    # -- prompts and recording (what call features do with the media) ---------------------------
+    def play(self, leg: str, samples: Any, *, prompt: str = "", loop: bool = False, mix: bool = False) -> None:
+        """Play 8 kHz audio to ``leg``, replacing what it hears (``mix``: over it); ``PlayDone`` follows."""
+        self.engine.play(self.id, leg, samples, prompt=prompt, loop=loop, mix=mix)
+
+    def stop_play(self, leg: str) -> None:
+        self.engine.stop_play(self.id, leg)
+
+    def record(self, path: str) -> None:
+        """Record both legs to ``path`` (stereo: caller left, staff right) until :meth:`stop_record`."""
+        self.engine.record(self.id, path)
+
+    def stop_record(self) -> None:
+        self.engine.stop_record(self.id)
+
     def close(self) -> dict[str, dict[str, float]]:
         if self.closed:
             return {}
@@ -267,10 +271,9 @@ class MediaSession:
     # -- SDP building --------------------------------------------------------------------
     def _build(self, leg: str, host: str, port: int, codecs: list[Codec], te_pt: int | None, direction: str,
                *, template: _Offer | None = None, ptime: int | None = None) -> SessionDescription:
-        origin = self._origin[leg]
-        origin[1] += 1
+        self._version[leg] += 1
         ip = "IP6" if ":" in host else "IP4"
-        sdp = SessionDescription(origin=["-", origin[0], str(origin[1]), "IN", ip, host], name="-",
+        sdp = SessionDescription(origin=["-", self._session_id[leg], str(self._version[leg]), "IN", ip, host], name="-",
                                  connection=host, session_lines=[("t", "0 0")])
         audio = Media("audio", port, "RTP/AVP", [str(c.pt) for c in codecs])
         for c in codecs:

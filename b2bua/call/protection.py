@@ -1,8 +1,8 @@
 """Staff protection: situational ringback, the recording notice, recordings and the staff keys.
 
 Sans-I/O like the B2BUA it plugs into (:class:`~b2bua.call.b2bua.Features`): it is driven by the
-call's events, arms timers on the stack's queue and reaches media only through the engine's
-commands (``play``, ``stop_play``, ``record``, ``stop_record``).
+call's events, arms timers through the B2BUA's clock and reaches media only through the call's
+:class:`~b2bua.call.media.MediaSession` (``play``, ``stop_play``, ``record``, ``stop_record``).
 
 For a citizen's call to a department (staff on leg b):
 
@@ -26,13 +26,19 @@ from __future__ import annotations
 import logging
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
-from typing import Any, Callable, Protocol
+from typing import Any, Protocol
 
 from ..config import Department
 from ..sip.timers import TimerHandle
-from .b2bua import B2BUA, Call, CallState, Features, Route
+from .b2bua import B2BUA
+from .features import Features
+from .media import MediaSession
+from .model import Call
+from .route import Route
+from .state import ENDED, LIVE
 
 log = logging.getLogger("b2bua.protection")
 
@@ -102,6 +108,13 @@ class Protected:
     timer: TimerHandle | None = None
     hard_timer: TimerHandle | None = None
 
+    @property
+    def dept(self) -> Department:
+        """The department whose policy applies (an announcement call has none and never asks)."""
+        if self.department is None:
+            raise LookupError("an announcement for an unknown number has no department policy")
+        return self.department
+
 
 class StaffProtection(Features):
     """The department policies of ``routing.yaml`` applied to calls."""
@@ -160,7 +173,7 @@ class StaffProtection(Features):
 
     def _admit(self, call: Call, st: Protected) -> bool:
         """Notice (and recording) first for ``recording: full``, else straight to ringing."""
-        policy = st.department.policy
+        policy = st.dept.policy
         if policy.recording == "full" and self._early(call, st):
             st.phase = Phase.NOTICE
             self._start_recording(call, st, "full")
@@ -172,13 +185,13 @@ class StaffProtection(Features):
 
     def _ringback(self, call: Call, st: Protected) -> None:
         st.phase = Phase.RINGBACK
-        ringback = st.department.policy.ringback
+        ringback = st.dept.policy.ringback
         prompt = ringback.get("default" if st.situation == "open" else st.situation) or ringback.get("default")
         if prompt and self._early(call, st):
             samples = self._samples(call, prompt, ringback=True)
             if samples is None:
                 return
-            self._engine(call).play(call.id, "a", samples, prompt=prompt, loop=True)
+            self._media(call).play("a", samples, prompt=prompt, loop=True)
             st.playing = True
             self.stats["ringbacks"] += 1
 
@@ -187,7 +200,7 @@ class StaffProtection(Features):
         if st.department is None:  # an unknown number's announcement
             self.b2bua.release(call, call.route.release_status, "unknown_number")
             return True
-        action = st.department.policy.closed[st.situation]
+        action = st.dept.policy.closed[st.situation]
         route = self.fallback(action.fallback) if action.fallback else None
         if route is not None:
             dept = self.departments(route.department) if route.department else None
@@ -195,7 +208,7 @@ class StaffProtection(Features):
             r.targets, r.name, r.codecs, r.symmetric_b = route.targets, route.name, route.codecs, route.symmetric_b
             r.department, r.credentials, r.failover = route.department, route.credentials, route.failover
             self.stats["fallbacks"] += 1
-            log.info("call %s: %s is %s, sent on to %s", call.id, st.department.name, st.situation, action.fallback)
+            log.info("call %s: %s is %s, sent on to %s", call.id, st.dept.name, st.situation, action.fallback)
             if dept is not None:
                 st.department, st.situation = dept, "open"
                 held = self._admit(call, st)
@@ -231,27 +244,27 @@ class StaffProtection(Features):
         if not isinstance(st, Protected):
             return
         if st.playing and call.media is not None:
-            self._engine(call).stop_play(call.id, "a")
+            self._media(call).stop_play("a")
             st.playing = False
         st.phase = Phase.TALKING
-        if st.inbound and st.department.policy.recording == "full" and st.recording is None:
+        if st.inbound and st.dept.policy.recording == "full" and st.recording is None:
             self._start_recording(call, st, "full")  # no early media was possible (late offer)
-        hard = st.department.policy.long_call.hard_max_min
+        hard = st.dept.policy.long_call.hard_max_min
         if hard:
-            st.hard_timer = self.b2bua.stack.timers.call_at(self.b2bua.now + hard * 60, self._hard_max, call)
+            st.hard_timer = self.b2bua.call_at(self.b2bua.clock.now + hard * 60, self._hard_max, call)
 
     def on_dtmf(self, call: Call, leg: str, digit: str) -> None:
         st = call.features
         if not isinstance(st, Protected) or leg != st.staff_leg:
             return  # the caller's keypad never triggers anything
-        now = self.b2bua.now
+        now = self.b2bua.clock.now
         if now - st.key_at > KEY_GAP_S:
             st.keys = ""
         st.key_at = now
         st.keys = (st.keys + digit)[-4:]
-        if st.phase is not Phase.TALKING or call.state not in (CallState.ANSWERED, CallState.CONFIRMED):
+        if st.phase is not Phase.TALKING or call.state not in LIVE:
             return
-        policy = st.department.policy
+        policy = st.dept.policy
         if policy.recording == "on_demand" and st.keys.endswith(policy.recording_key):
             st.keys = ""
             self._toggle_recording(call, st)
@@ -280,25 +293,24 @@ class StaffProtection(Features):
     # -- the long-call key and the hard maximum ------------------------------------------------
     def _hard_max(self, call: Call) -> None:
         st = call.features
-        if isinstance(st, Protected) and st.phase is Phase.TALKING and call.state in (CallState.ANSWERED,
-                                                                                      CallState.CONFIRMED):
+        if isinstance(st, Protected) and st.phase is Phase.TALKING and call.state in LIVE:
             self.stats["max_duration"] += 1
             self._announce_end(call, st, "max_duration", MAX_DURATION_REASON)
 
     def _announce_end(self, call: Call, st: Protected, cause: str, reason: str) -> None:
         """The announcement mixed into both directions, then BYE on both legs."""
         st.phase, st.end_cause, st.end_reason = Phase.ENDING, cause, reason
-        name = st.department.policy.long_call.announcement
+        name = st.dept.policy.long_call.announcement
         log.info("call %s: %s, announcing", call.id, cause)
         samples = self._samples(call, name)
         if samples is None:
             self._end(call, st)
             return
-        engine = self._engine(call)
+        media = self._media(call)
         for leg in ("a", "b"):
-            engine.play(call.id, leg, samples, prompt=name, mix=True)
+            media.play(leg, samples, prompt=name, mix=True)
         seconds = len(samples) / RATE
-        st.timer = self.b2bua.stack.timers.call_at(self.b2bua.now + seconds + ANNOUNCEMENT_GRACE_S, self._end,
+        st.timer = self.b2bua.call_at(self.b2bua.clock.now + seconds + ANNOUNCEMENT_GRACE_S, self._end,
                                                    call, st)
 
     def _end(self, call: Call, st: Protected) -> None:
@@ -309,7 +321,7 @@ class StaffProtection(Features):
     # -- recording ---------------------------------------------------------------------------
     def _toggle_recording(self, call: Call, st: Protected) -> None:
         if st.recording is not None:
-            self._engine(call).stop_record(call.id)
+            self._media(call).stop_record()
             self.recordings.stopped(st.recording, self.wall())
             log.info("call %s: on-demand recording stopped", call.id)
             st.recording = None
@@ -322,18 +334,18 @@ class StaffProtection(Features):
             return
         st.segments += 1
         path = self.recordings.path_for(call.id, st.segments)
-        self._engine(call).record(call.id, path)
+        self._media(call).record(path)
         st.recording = path
         self.stats[f"recordings:{reason}"] += 1
-        self.recordings.started(RecordingStarted(call.id, st.department.name,
+        self.recordings.started(RecordingStarted(call.id, st.dept.name,
                                                  "inbound" if st.inbound else "outbound", reason, path, self.wall()))
         log.info("call %s: recording (%s) to %s", call.id, reason, path)
 
     # -- media helpers -------------------------------------------------------------------------
     @staticmethod
-    def _engine(call: Call) -> Any:
+    def _media(call: Call) -> MediaSession:
         assert call.media is not None
-        return call.media.engine
+        return call.media
 
     def _early(self, call: Call, st: Protected) -> bool:
         if not st.early:
@@ -345,13 +357,13 @@ class StaffProtection(Features):
         samples = self._samples(call, name)
         if samples is None:
             return False
-        self._engine(call).play(call.id, leg, samples, prompt=name)
+        self._media(call).play(leg, samples, prompt=name)
         st.playing = True
         # if the engine cannot play it (no address for the caller yet) the call must not hang here
         phase = st.phase
         if st.timer is not None:
             st.timer.cancel()
-        st.timer = self.b2bua.stack.timers.call_at(self.b2bua.now + len(samples) / RATE + ANNOUNCEMENT_GRACE_S,
+        st.timer = self.b2bua.call_at(self.b2bua.clock.now + len(samples) / RATE + ANNOUNCEMENT_GRACE_S,
                                                    self._prompt_overdue, call, st, phase, leg, name)
         return True
 
@@ -364,13 +376,13 @@ class StaffProtection(Features):
             return None
 
     def _prompt_overdue(self, call: Call, st: Protected, phase: Phase, leg: str, name: str) -> None:
-        if call.features is st and st.phase is phase and call.state is not CallState.ENDED:
+        if call.features is st and st.phase is phase and call.state is not ENDED:
             log.warning("call %s: prompt %r did not finish in time; going on", call.id, name)
             self.on_play_done(call, leg, name)
 
     def _tone(self, call: Call, leg: str, samples: Any, name: str) -> None:
         if call.media is not None:
-            self._engine(call).play(call.id, leg, samples, prompt=name, mix=True)
+            self._media(call).play(leg, samples, prompt=name, mix=True)
 
 
 __all__ = ["Phase", "Prompts", "Protected", "RecordingLog", "RecordingStarted", "StaffProtection"]

@@ -69,7 +69,7 @@ class MessengerHook:
         self.counters: Counter[str] = Counter()  # queued, sent, failed, dropped, retries
         self._queue: asyncio.Queue[dict[str, str]] | None = None
         self._tasks: list[asyncio.Task[None]] = []
-        self._session: "aiohttp.ClientSession | None" = None
+        self._session: aiohttp.ClientSession | None = None
 
     @property
     def enabled(self) -> bool:
@@ -165,7 +165,7 @@ class MessengerHook:
                                           timeout=aiohttp.ClientTimeout(total=c.timeout_s)) as resp:
                 await resp.read()
                 status = resp.status
-        except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
+        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
             self.counters["errors"] += 1
             log.info("messenger POST failed: %s", exc.__class__.__name__)
             return "retry"

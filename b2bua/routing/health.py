@@ -1,24 +1,27 @@
 """Gateway health by OPTIONS pings (RFC 3261 §11): down after ``threshold`` unanswered pings,
-up again at the first answer. Sans-I/O: pings go through the stack, timers through its queue."""
+up again at the first answer. Sans-I/O: pings go through the stack, timers through its queue,
+time is read from the process's one :class:`~b2bua.clock.Clock`."""
 
 from __future__ import annotations
 
 import logging
 from collections import Counter
-from typing import Callable
+from collections.abc import Callable
 
+from ..call.users import Ping
+from ..clock import Clock
 from ..config import Trunk
 from ..sip.dialog import uri_to_peer
 from ..sip.message import Request, Response
 from ..sip.stack import SipStack
-from ..sip.transaction import ClientTransaction
 
 log = logging.getLogger("b2bua.health")
 
 
 class GatewayMonitor:
-    def __init__(self, stack: SipStack, down: set[str], trunks: Callable[[], list[Trunk]]):
+    def __init__(self, stack: SipStack, down: set[str], trunks: Callable[[], list[Trunk]], *, clock: Clock):
         self.stack = stack
+        self.clock = clock
         self.down = down
         self.trunks = trunks
         self.misses: Counter[str] = Counter()
@@ -35,7 +38,7 @@ class GatewayMonitor:
 
     def _schedule(self, uri: str, interval: float, threshold: int, first: bool = False) -> None:
         delay = 0.0 if first else interval
-        self._handles[uri] = self.stack.timers.call_at(self.stack.now + delay, self._ping, uri, interval, threshold)
+        self._handles[uri] = self.stack.timers.call_at(self.clock.now + delay, self._ping, uri, interval, threshold)
 
     def _ping(self, uri: str, interval: float, threshold: int) -> None:
         if not any(g.uri == uri for t in self.trunks() if t.options_ping for g in t.gateways):
@@ -44,21 +47,19 @@ class GatewayMonitor:
             return
         req = Request("OPTIONS", uri)
         req.add("max-forwards", "70")
-        req.add("from", f"<sip:ping@{self.stack.config.local.get('udp', ('127.0.0.1', 5060))[0]}>;tag={self.stack.new_id()}")
+        host = self.stack.config.local.get("udp", ("127.0.0.1", 5060))[0]
+        req.add("from", f"<sip:ping@{host}>;tag={self.stack.new_id()}")
         req.add("to", f"<{uri}>")
         req.add("call-id", f"{self.stack.new_id()}@ping")
         req.add("cseq", "1 OPTIONS")
-        txn = self.stack.send_request(req, uri_to_peer(uri), self.stack.now)
-        txn.user = ("ping", uri, threshold)
+        txn = self.stack.send_request(req, uri_to_peer(uri), self.clock.now)
+        txn.user = Ping(uri, threshold)
         self.pings += 1
         self._schedule(uri, interval, threshold)
 
-    def result(self, txn: ClientTransaction, resp: Response | None) -> None:
+    def result(self, ping: Ping, resp: Response | None) -> None:
         """A ping's final response (any answer means alive), or None for a timeout."""
-        user = txn.user
-        if not (isinstance(user, tuple) and user and user[0] == "ping"):
-            return
-        _, uri, threshold = user
+        uri, threshold = ping.uri, ping.threshold
         if resp is not None:
             self.misses[uri] = 0
             if uri in self.down:

@@ -15,11 +15,11 @@ from __future__ import annotations
 import ipaddress
 import random
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
-from ..call.route import Route
 from ..call.identity import Notice, NumberPlan, effective_caller_id, inbound, outbound
+from ..call.route import Route
 from ..config import Config, Department, Device, RouteConfig, Trunk
 from ..sip.errors import SipError
 from ..sip.events import Peer
@@ -104,7 +104,7 @@ class Router:
         self.device_config = {d.username: d for d in r.devices}
         self._gateway_trunk = {_hostport(g.uri): t for t in r.trunks for g in t.gateways}
 
-    def inherit(self, old: "Router") -> None:
+    def inherit(self, old: Router) -> None:
         """Keep counts of calls in progress across a reload."""
         self.active = old.active
         self.attempts = old.attempts

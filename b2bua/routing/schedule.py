@@ -26,6 +26,7 @@ import functools
 import re
 from collections.abc import Iterator, Mapping
 from datetime import date, datetime, time, timedelta, timezone, tzinfo
+from itertools import pairwise
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -33,7 +34,6 @@ import yaml
 from pydantic import AfterValidator, Field, field_validator, model_validator
 
 from b2bua.yamlconf import ConfigError, Strict, load_yaml
-
 
 __all__ = [
     "AFTER_HOURS", "HOLIDAY", "LUNCH", "OPEN", "SEOUL", "Holidays", "Override", "Schedule", "WeeklyHours",
@@ -140,7 +140,7 @@ class WeeklyHours(Strict):
     @classmethod
     def _no_overlap(cls, v: list[str]) -> list[str]:
         spans = sorted((parse_range(t), t) for t in v)
-        for (prev, prev_text), (cur, cur_text) in zip(spans, spans[1:]):
+        for (prev, prev_text), (cur, cur_text) in pairwise(spans):
             if cur[0] < prev[1]:
                 raise ValueError(f"{prev_text!r} overlaps {cur_text!r}")
         return v

@@ -13,8 +13,8 @@ import hashlib
 import hmac
 import os
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from .errors import ParseError
 from .grammar import TOKEN_RE, quote, read_quoted

@@ -38,7 +38,7 @@ class Dialog:
     confirmed: bool = False
 
     @classmethod
-    def from_uac(cls, req: Request, resp: Response) -> "Dialog":
+    def from_uac(cls, req: Request, resp: Response) -> Dialog:
         """UAC dialog from a 1xx/2xx with a To tag (§12.1.2); route set is Record-Route reversed."""
         contact = resp.get_all("contact")
         target = Address.parse(contact[0]).uri if contact else req.uri
@@ -57,7 +57,7 @@ class Dialog:
         )
 
     @classmethod
-    def from_uas(cls, req: Request, local_tag: str, local_contact: str) -> "Dialog":
+    def from_uas(cls, req: Request, local_tag: str, local_contact: str) -> Dialog:
         """UAS dialog from the request we answer with a tag (§12.1.1)."""
         contact = req.get_all("contact")
         target = Address.parse(contact[0]).uri if contact else ""

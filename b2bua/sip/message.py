@@ -26,9 +26,10 @@ COMPACT = {
 #: The spelling we use when we write a header ourselves.
 CANONICAL = {
     "call-id": "Call-ID", "cseq": "CSeq", "www-authenticate": "WWW-Authenticate",
-    "rseq": "RSeq", "rack": "RAck", "mime-version": "MIME-Version",
+    "rseq": "RSeq", "rack": "RAck",  # RFC 3262 §7.1, §7.2
+    "mime-version": "MIME-Version",
     "p-asserted-identity": "P-Asserted-Identity", "p-preferred-identity": "P-Preferred-Identity",
-    "min-se": "Min-SE", "rseq": "RSeq", "rack": "RAck", "sip-etag": "SIP-ETag", "sip-if-match": "SIP-If-Match",
+    "min-se": "Min-SE", "sip-etag": "SIP-ETag", "sip-if-match": "SIP-If-Match",
 }
 
 #: Headers that may appear once only (§20; RFC 4475 §3.3.8, §3.3.9).
@@ -84,7 +85,7 @@ class Via:
     params: dict[str, str | None] = field(default_factory=dict)
 
     @classmethod
-    def parse(cls, value: str) -> "Via":
+    def parse(cls, value: str) -> Via:
         m = _VIA.match(value.strip())
         if m is None:
             raise ParseError(f"bad Via {value[:60]!r}")
@@ -483,16 +484,13 @@ def validate_request(req: Request) -> None:
     if req.uri[:4].lower() in ("sip:", "sips"):
         if SipUri.parse(req.uri).headers is not None:
             raise ParseError("headers are not allowed in a Request-URI (§19.1.1)")
-    req.top_via  # parses all Via values
-    for v in req.vias:
+    for v in req.vias:  # parses every Via value (§20.42); raises if one is missing or malformed
         if not v.params.get("branch") and "branch" in v.params:
             raise ParseError("empty branch")
     num, method = req.cseq
     if method != req.method:
         raise ParseError("CSeq method does not match the request method")
-    req.call_id
-    req.from_
-    req.to
+    _parsed(req.call_id, req.from_, req.to)
     mf = req.get("max-forwards")
     if mf is not None:
         mf = mf.strip()
@@ -509,11 +507,15 @@ def validate_response(resp: Response) -> None:
     """Check what a client transaction needs to match a response (§17.1.3)."""
     if resp.status > 699:
         raise ParseError("status code out of range")
-    resp.top_via
-    resp.cseq
-    resp.call_id
-    resp.from_
-    resp.to
+    _parsed(resp.top_via, resp.cseq, resp.call_id, resp.from_, resp.to)
+
+
+def _parsed(*views: object) -> None:
+    """Take typed views such as ``msg.to`` only to have them evaluated, in order.
+
+    Reading a view parses its header and raises :class:`ParseError` if it is
+    missing or malformed; the validators need that check, not the value.
+    """
 
 
 def token_list(msg: Message, key: str) -> list[str]:

@@ -12,9 +12,9 @@ from __future__ import annotations
 import math
 import secrets
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from email.utils import formatdate
-from typing import Callable
 
 from .errors import ParseError
 from .events import Peer

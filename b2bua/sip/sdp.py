@@ -122,7 +122,7 @@ class SessionDescription:
     media: list[Media] = field(default_factory=list)
 
     @classmethod
-    def parse(cls, body: bytes) -> "SessionDescription":
+    def parse(cls, body: bytes) -> SessionDescription:
         try:
             text = body.decode("utf-8")
         except UnicodeDecodeError:

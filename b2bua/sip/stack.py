@@ -4,6 +4,11 @@ Feed it bytes with :meth:`SipStack.receive`, read :meth:`SipStack.next_event`,
 send what :meth:`SipStack.datagrams_to_send` returns and call
 :meth:`SipStack.handle_timer` at :meth:`SipStack.get_timer`. Nothing here
 touches a socket or a clock; ``now`` is always passed in (seconds, float).
+
+Layering (as pjsip's transport -> transaction -> dialog -> UA): the stack is the
+transport layer and the transaction table, and implements
+:class:`~b2bua.sip.transaction.TransactionHost` for its transactions; this module
+imports the transaction module, never the other way round.
 """
 
 from __future__ import annotations
@@ -15,8 +20,17 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .errors import ParseError, SipError
+from .events import (
+    AckTimeout,
+    CancelReceived,
+    Event,
+    Peer,
+    RequestReceived,
+    ResponseReceived,
+    TransactionTimeout,
+    TransportError,
+)
 from .grammar import split_commas
-from .events import AckTimeout, CancelReceived, Event, Peer, RequestReceived, TransportError
 from .message import (
     MAGIC_COOKIE,
     PartialRequest,
@@ -26,8 +40,8 @@ from .message import (
     validate_request,
     validate_response,
 )
-from .transaction import ClientTransaction, ServerTransaction, State, Transaction
 from .timers import TimerConfig, TimerHandle, TimerQueue
+from .transaction import ClientTransaction, ServerTransaction, State, Transaction
 
 REASONS = {
     100: "Trying", 180: "Ringing", 181: "Call Is Being Forwarded", 182: "Queued",
@@ -110,12 +124,30 @@ class _Pending2xx:
 
 
 class SipStack:
-    """Transport and transaction layers of RFC 3261 (§17, §18) without I/O."""
+    """Transport and transaction layers of RFC 3261 (§17, §18) without I/O.
+
+    The clock is an input. Every entry point (:meth:`receive`,
+    :meth:`handle_timer`, :meth:`transport_error`, :meth:`send_request`,
+    :meth:`send_ack`, :meth:`cancel`, :meth:`respond`) takes the current time as
+    ``now`` and the stack keeps the latest one; :attr:`now` reads it back and is
+    read-only (assigning it raises :class:`AttributeError`). It never goes
+    backwards: an input carrying an older ``now`` than one already seen leaves it
+    where it is, so timers (§17.1.1.2, §17.2.1, §13.3.1.4) are always scheduled
+    from the latest time known. To move the clock without SIP traffic, call
+    :meth:`handle_timer` with the new time.
+
+    The stack is the :class:`~b2bua.sip.transaction.TransactionHost` of its
+    transactions: :attr:`now`, :attr:`timers`, :attr:`config`,
+    :meth:`transport_send`, :meth:`response_received`, :meth:`timed_out`, :meth:`ack_timed_out`,
+    :meth:`forget_transaction`,
+    :meth:`start_2xx_retransmit` and :meth:`send_cancel`.
+    """
 
     def __init__(self, config: StackConfig | None = None):
         self.config = config or StackConfig()
         self.timers = TimerQueue()
-        self.now = 0.0
+        #: The time of the latest input (see :attr:`now`); written only by :meth:`_advance`.
+        self._now = 0.0
         self.stats: Counter[str] = Counter()
         self._events: deque[Event] = deque()
         self._out: list[tuple[bytes, Peer]] = []
@@ -128,32 +160,48 @@ class SipStack:
         prefix = os.urandom(4).hex()
         self._ids = (f"{prefix}{n:x}" for n in itertools.count(1))
 
+    # -- the clock ----------------------------------------------------------------------
+    @property
+    def now(self) -> float:
+        """The time of the latest input, in seconds: read-only and never decreasing."""
+        return self._now
+
+    def _advance(self, now: float) -> None:
+        """Take the ``now`` of an input; an older time than one already seen is ignored."""
+        if now > self._now:
+            self._now = now
+
     # -- identifiers ------------------------------------------------------------------
     def new_id(self) -> str:
         """A unique token: process-random prefix plus a counter."""
         return next(self._ids)
 
     def new_branch(self) -> str:
+        """A fresh Via branch with the RFC 3261 magic cookie (§8.1.1.7)."""
         return MAGIC_COOKIE + next(self._ids)
 
     # -- driver interface ---------------------------------------------------------------
     def next_event(self) -> Event | None:
+        """The oldest event for the transaction user, or None."""
         return self._events.popleft() if self._events else None
 
     def datagrams_to_send(self) -> list[tuple[bytes, Peer]]:
+        """Take the messages queued for the transport since the last call."""
         out, self._out = self._out, []
         return out
 
     def get_timer(self) -> float | None:
+        """When :meth:`handle_timer` should next be called, or None if no timer is armed."""
         return self.timers.next_deadline()
 
     def handle_timer(self, now: float) -> None:
-        self.now = now
-        self.timers.run_due(now)
+        """Run the timers due at ``now`` (or at the latest time seen, if that is later)."""
+        self._advance(now)
+        self.timers.run_due(self._now)
 
     def transport_error(self, peer: Peer, now: float) -> None:
         """A send to ``peer`` failed: end the transactions using it (§17.1.4, §17.2.4)."""
-        self.now = now
+        self._advance(now)
         for table in (self._client, self._server):
             for txn in [t for t in table.values() if t.peer == peer]:
                 txn.terminate()
@@ -166,7 +214,7 @@ class SipStack:
     # -- receiving ----------------------------------------------------------------------
     def receive(self, data: bytes, peer: Peer, now: float) -> None:
         """Handle one datagram or one framed stream message from ``peer``."""
-        self.now = now
+        self._advance(now)
         self.stats["received"] += 1
         try:
             msg = parse_message(data, stream=peer.transport != "udp")
@@ -304,7 +352,7 @@ class SipStack:
 
     def send_request(self, req: Request, peer: Peer, now: float) -> ClientTransaction:
         """Start a client transaction for ``req`` (not ACK): adds our Via on top (§8.1.1.7)."""
-        self.now = now
+        self._advance(now)
         req.insert("via", self._via_for(peer))
         key = (req.top_via.branch, req.method)
         txn = ClientTransaction(self, key, req, peer)
@@ -314,21 +362,30 @@ class SipStack:
 
     def send_ack(self, ack: Request, peer: Peer, now: float) -> None:
         """Send an ACK for a 2xx outside any transaction (§13.2.2.4, §17.1.1.3)."""
-        self.now = now
+        self._advance(now)
         ack.insert("via", self._via_for(peer))
-        self._send(ack.serialize(), peer, None)
+        self.transport_send(ack.serialize(), peer, None)
 
     def cancel(self, txn: ClientTransaction, now: float) -> None:
         """CANCEL a pending INVITE; deferred until a provisional arrives (§9.1)."""
-        self.now = now
+        self._advance(now)
         if txn.cancelled or txn.request.method != "INVITE":
             return
         if txn.state is State.CALLING:
             txn.cancel_pending = True
         elif txn.state is State.PROCEEDING:
-            self._send_cancel(txn)
+            self.send_cancel(txn)
 
-    def _send_cancel(self, txn: ClientTransaction) -> None:
+    def send_cancel(self, txn: ClientTransaction) -> None:
+        """Build and send a CANCEL for a pending INVITE now (§9.1); part of the TransactionHost.
+
+        Does nothing unless ``txn`` is an INVITE client transaction in
+        Proceeding that was not cancelled yet: §9.1 forbids a CANCEL before a
+        provisional response (use :meth:`cancel`, which defers it) and after a
+        final one.
+        """
+        if txn.cancelled or txn.request.method != "INVITE" or txn.state is not State.PROCEEDING:
+            return
         txn.cancelled = True
         txn.expire_after_cancel()
         inv = txn.request
@@ -344,21 +401,37 @@ class SipStack:
 
     def respond(self, txn: ServerTransaction, resp: Response, now: float) -> None:
         """Send a response through its server transaction."""
-        self.now = now
+        self._advance(now)
         txn.respond(resp)
 
     def send_stateless(self, data: bytes, peer: Peer) -> None:
-        self._send(data, peer, None)
+        """Send a message outside any transaction (a stateless response, §8.2.7)."""
+        self.transport_send(data, peer, None)
 
-    # -- internals used by transactions -------------------------------------------------
-    def _send(self, data: bytes, peer: Peer, txn: Transaction | None) -> None:
+    # -- TransactionHost: what transactions use (b2bua.sip.transaction) ------------------
+    def transport_send(self, data: bytes, peer: Peer, txn: Transaction | None) -> None:
+        """Queue one serialized message for ``peer`` (§18.1.1, §18.2.2); see :meth:`datagrams_to_send`."""
         self.stats["sent"] += 1
         self._out.append((data, peer))
 
+    def response_received(self, resp: Response, txn: ClientTransaction) -> None:
+        """A transaction's response for the transaction user (§17.1.3); see :meth:`next_event`."""
+        self._events.append(ResponseReceived(resp, txn))
+
+    def timed_out(self, txn: ClientTransaction) -> None:
+        """Timer B or F fired (§17.1.1.2, §17.1.2.2): a :class:`TransactionTimeout` for the user."""
+        self._events.append(TransactionTimeout(txn))
+
+    def ack_timed_out(self, txn: ServerTransaction) -> None:
+        """No ACK for our 2xx within 64*T1 (§13.3.1.4): an :class:`AckTimeout` for the user."""
+        self._events.append(AckTimeout(txn))
+
     def _emit(self, event: Event) -> None:
+        """Queue an event for the transaction user (§17); see :meth:`next_event`."""
         self._events.append(event)
 
-    def _forget(self, txn: Transaction) -> None:
+    def forget_transaction(self, txn: Transaction) -> None:
+        """Drop a terminated transaction from the matching tables (§17.1.3, §17.2.3, §9.2, §8.2.2.2)."""
         if isinstance(txn, ServerTransaction):
             self._server.pop(txn.key, None)
             ckey = _without_method(txn.key)
@@ -369,8 +442,12 @@ class SipStack:
         else:
             self._client.pop(txn.key, None)
 
-    def _start_2xx_retransmit(self, txn: ServerTransaction, data: bytes, to_tag: str | None) -> None:
-        """UAS core: resend a 2xx to INVITE until its ACK arrives (§13.3.1.4)."""
+    def start_2xx_retransmit(self, txn: ServerTransaction, data: bytes, to_tag: str | None) -> None:
+        """UAS core: resend a 2xx to INVITE until its ACK arrives (§13.3.1.4, RFC 6026 §7.1).
+
+        Every T1, doubling up to T2, for 64*T1; an :class:`AckTimeout` is emitted
+        if no ACK with this ``to_tag`` arrives in that time.
+        """
         key = (txn.request.call_id, txn.request.cseq[0])
         old = self._pending_2xx.pop(key, None)
         if old is not None and old.timer is not None:
@@ -384,7 +461,7 @@ class SipStack:
         if self.now >= pending.deadline:
             self._2xx_timeout(key, pending)
             return
-        self._send(pending.data, pending.txn.peer, pending.txn)
+        self.transport_send(pending.data, pending.txn.peer, pending.txn)
         pending.interval = min(pending.interval * 2, self.config.t2)
         pending.timer = self.timers.call_at(min(self.now + pending.interval, pending.deadline),
                                             self._2xx_tick, key, pending)
@@ -401,7 +478,7 @@ class SipStack:
             pending.timer.cancel()
 
 
-def _without_method(key: tuple) -> tuple:
+def _without_method(key: tuple[Any, ...]) -> tuple[Any, ...]:
     """A server transaction key minus its method (branch keys: index 3; RFC 2543 keys: index 4)."""
     if key[0] == "2543":
         return key[:4] + key[5:]

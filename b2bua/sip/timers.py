@@ -7,8 +7,9 @@ and calls :meth:`TimerQueue.run_due`; tests call ``run_due`` with a fake clock.
 from __future__ import annotations
 
 import heapq
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 
 @dataclass(slots=True)
@@ -30,7 +31,7 @@ class TimerHandle:
 
     __slots__ = ("when", "callback", "args", "cancelled")
 
-    def __init__(self, when: float, callback: Callable[..., Any], args: tuple):
+    def __init__(self, when: float, callback: Callable[..., Any], args: tuple[Any, ...]):
         self.when = when
         self.callback = callback
         self.args = args
@@ -41,7 +42,7 @@ class TimerHandle:
         self.callback = _noop
         self.args = ()
 
-    def __lt__(self, other: "TimerHandle") -> bool:
+    def __lt__(self, other: TimerHandle) -> bool:
         return self.when < other.when
 
 

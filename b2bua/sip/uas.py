@@ -18,7 +18,9 @@ KNOWN_METHODS = frozenset({
 class UasPolicy:
     """What we accept; used for Allow, Supported and Accept in answers."""
 
-    allow: tuple[str, ...] = ("INVITE", "ACK", "BYE", "CANCEL", "OPTIONS", "INFO", "UPDATE", "REGISTER", "MESSAGE", "NOTIFY")
+    allow: tuple[str, ...] = (
+        "INVITE", "ACK", "BYE", "CANCEL", "OPTIONS", "INFO", "UPDATE", "REGISTER", "MESSAGE", "NOTIFY",
+    )
     supported: tuple[str, ...] = ()
     accept: tuple[str, ...] = ("application/sdp",)
     body_types: frozenset[str] = field(default_factory=lambda: frozenset({

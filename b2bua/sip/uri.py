@@ -31,7 +31,7 @@ class SipUri:
     opaque: str | None = None
 
     @classmethod
-    def parse(cls, text: str) -> "SipUri":
+    def parse(cls, text: str) -> SipUri:
         """Parse ``text``; raises :class:`ParseError` for malformed sip/sips URIs."""
         scheme, colon, rest = text.partition(":")
         if not colon or not _SCHEME_RE.match(scheme):
@@ -113,7 +113,7 @@ class SipUri:
             return t.lower()
         return "tls" if self.scheme == "sips" else "udp"
 
-    def equivalent(self, other: "SipUri") -> bool:
+    def equivalent(self, other: SipUri) -> bool:
         """URI comparison per §19.1.4 (escapes decoded, host case-insensitive)."""
         if self.scheme != other.scheme:
             return False
@@ -163,7 +163,7 @@ class Address:
     params: dict[str, str | None] = field(default_factory=dict)
 
     @classmethod
-    def parse(cls, value: str) -> "Address":
+    def parse(cls, value: str) -> Address:
         """Parse a From/To/Contact/Route style value (§20.10, §25.1)."""
         value = value.strip()
         if not value:

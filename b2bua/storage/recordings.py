@@ -16,9 +16,10 @@ import logging
 import multiprocessing
 import time
 from collections import Counter
+from collections.abc import Callable
 from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from sqlalchemy import Column, Float, Integer, String, Table, insert, select, update
 from sqlalchemy.engine import Engine

@@ -12,13 +12,14 @@ import ipaddress
 import logging
 import socket
 import ssl
-from dataclasses import dataclass
-from typing import Callable
+from collections.abc import Callable
 
+from ..clock import Clock
 from ..sip.errors import SipError
 from ..sip.events import Peer
 from ..sip.message import StreamFramer
 from ..sip.stack import SipStack
+from .listener import Listener  # re-exported: the listen address lives in a leaf module
 
 log = logging.getLogger("b2bua.transport")
 
@@ -26,30 +27,8 @@ log = logging.getLogger("b2bua.transport")
 MAX_DATAGRAM = 65535
 
 
-@dataclass(slots=True)
-class Listener:
-    """``udp:127.0.0.1:5060`` style listen address."""
-
-    transport: str
-    host: str
-    port: int
-
-    @classmethod
-    def parse(cls, text: str) -> "Listener":
-        transport, _, rest = text.partition(":")
-        host, _, port = rest.rpartition(":")
-        transport = transport.lower()
-        if transport not in ("udp", "tcp", "tls") or not host or not port.isdigit():
-            raise ValueError(f"bad listen address {text!r} (expected udp|tcp|tls:HOST:PORT)")
-        return cls(transport, host.strip("[]"), int(port))
-
-    def __str__(self) -> str:
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"{self.transport}:{host}:{self.port}"
-
-
 class _Udp(asyncio.DatagramProtocol):
-    def __init__(self, server: "SipServer"):
+    def __init__(self, server: SipServer):
         self.server = server
         self.transport: asyncio.DatagramTransport | None = None
 
@@ -68,7 +47,7 @@ class _Udp(asyncio.DatagramProtocol):
 class _Stream(asyncio.Protocol):
     """One TCP or TLS connection."""
 
-    def __init__(self, server: "SipServer", transport_name: str, conn_id: int):
+    def __init__(self, server: SipServer, transport_name: str, conn_id: int):
         self.server = server
         self.name = transport_name
         self.conn_id = conn_id
@@ -83,6 +62,7 @@ class _Stream(asyncio.Protocol):
         host, port = transport.get_extra_info("peername")[:2]
         self.peer = Peer(self.name, host, port, self.conn_id)
         self.server._register_conn(self)
+        assert self.transport is not None
         for data in self.pending:
             self.transport.write(data)
         self.pending.clear()
@@ -117,11 +97,14 @@ class _Stream(asyncio.Protocol):
 class SipServer:
     """Runs a :class:`SipStack` and a pump callback on the asyncio loop."""
 
-    def __init__(self, stack: SipStack, pump: Callable[[float], None], *,
+    def __init__(self, stack: SipStack, pump: Callable[[], None], *, clock: Clock,
                  tls_server: ssl.SSLContext | None = None, tls_client: ssl.SSLContext | None = None,
                  overload_lag: float = 0.25, on_overload: Callable[[bool], None] | None = None):
         self.stack = stack
+        #: call control's event handler, run after every input
         self.pump = pump
+        #: the process's one clock; this driver is the only one that moves it (:meth:`tick`)
+        self.clock = clock
         self.tls_server = tls_server
         self.tls_client = tls_client
         self.overload_lag = overload_lag
@@ -179,28 +162,32 @@ class SipServer:
             self._timer.cancel()
 
     # -- the pump -----------------------------------------------------------------------
+    def tick(self) -> float:
+        """Move the process's clock to the event loop's time; return it. Called before every input."""
+        return self.clock.advance(self.loop.time())
+
     def receive(self, data: bytes, peer: Peer) -> None:
-        now = self.loop.time()
+        now = self.tick()
         if log.isEnabledFor(logging.DEBUG):
             log.debug("recv %s:%s:%d %d bytes\n%s", peer.transport, peer.host, peer.port, len(data),
                       data[:4096].decode("utf-8", "replace"))
         self.stack.receive(data, peer, now)
-        self._run(now)
+        self._run()
 
     def kick(self) -> None:
         """Something outside the stack (the media engine) produced work: pump and flush."""
-        self._run(self.loop.time())
+        self.tick()
+        self._run()
 
     def _on_timer(self) -> None:
         self._timer = None
         self._timer_when = None
-        now = self.loop.time()
-        self.stack.handle_timer(now)
-        self._run(now)
+        self.stack.handle_timer(self.tick())
+        self._run()
 
-    def _run(self, now: float) -> None:
+    def _run(self) -> None:
         try:
-            self.pump(now)
+            self.pump()
         except Exception:  # never let one call's bug stop the server
             log.exception("call control failed")
         for data, peer in self.stack.datagrams_to_send():
@@ -243,14 +230,13 @@ class SipServer:
         conn.write(data)
 
     def _fail(self, peer: Peer) -> None:
-        now = self.loop.time()
-        self.stack.transport_error(peer, now)
-        self.loop.call_soon(self._run, now)
+        self.stack.transport_error(peer, self.tick())
+        self.loop.call_soon(self._run)
 
     async def _resolve_and_send(self, data: bytes, peer: Peer) -> None:
         try:
             infos = await self.loop.getaddrinfo(peer.host, peer.port, type=socket.SOCK_DGRAM)
-            self._resolved[peer.host] = infos[0][4][0]
+            self._resolved[peer.host] = str(infos[0][4][0])
         except OSError:
             self._fail(peer)
             return

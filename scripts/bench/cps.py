@@ -429,7 +429,8 @@ def last_stat_row(path: Path) -> dict[str, str] | None:
         return None
     header = lines[0].rstrip(";").split(";")
     values = lines[-1].rstrip(";").split(";")
-    return dict(zip(header, values))
+    # strict=False: a SIPp killed mid-write leaves a short last row; keep the fields it has
+    return dict(zip(header, values, strict=False))
 
 
 def stat_int(row: dict[str, str] | None, key: str) -> int | None:
@@ -450,7 +451,7 @@ def stat_epoch(row: dict[str, str], key: str) -> float | None:
 def failure_reasons(row: dict[str, str] | None) -> dict[str, int]:
     """Non-zero cumulative ``Failed<Reason>(C)`` counters, e.g. {"UnexpectedMessage": 3}."""
     reasons: dict[str, int] = {}
-    for key, value in (row or {}).items():
+    for key in row or {}:
         if key.startswith("Failed") and key.endswith("(C)") and key != "FailedCall(C)":
             count = stat_int(row, key)
             if count:
@@ -522,17 +523,31 @@ def sippy_command(exe: Path) -> list[str]:
             "-s", f"{LOOPBACK}:{{uas_port}}", "-c", "{workdir}/b2bua.sock"]
 
 
-def signalling_only_config() -> Path:
+def signalling_only_config(root: Path = REPO_ROOT) -> Path:
     """The shipped config with media anchoring off (SDP passed through), like sippy's -f -u -A 0 run."""
     import yaml
 
     folder = Path(tempfile.mkdtemp(prefix="cps-ours-signalling-"))
-    process = yaml.safe_load((REPO_ROOT / "config" / "b2bua.yaml").read_text())
+    process = yaml.safe_load((root / "config" / "b2bua.yaml").read_text())
     process.setdefault("media", {})["enabled"] = False
     (folder / "b2bua.yaml").write_text(yaml.safe_dump(process, allow_unicode=True))
-    shutil.copy(REPO_ROOT / "config" / "routing.yaml", folder / "routing.yaml")
-    shutil.copy(REPO_ROOT / "config" / "holidays.yaml", folder / "holidays.yaml")
+    shutil.copy(root / "config" / "routing.yaml", folder / "routing.yaml")
+    shutil.copy(root / "config" / "holidays.yaml", folder / "holidays.yaml")
     return folder / "b2bua.yaml"
+
+
+def checkouts(spec: str) -> list[tuple[str, Path]]:
+    """``--code base=/tmp/base,new=.`` -> [("base", /tmp/base), ("new", .)]; empty: this checkout, unlabelled."""
+    if not spec:
+        return [("", REPO_ROOT)]
+    out = []
+    for item in spec.split(","):
+        label, _, path = item.partition("=")
+        root = Path(path or label).resolve()
+        if not (root / "b2bua").is_dir():
+            raise SystemExit(f"--code {item!r}: {root} is not a checkout of this project")
+        out.append((label if path else root.name, root))
+    return out
 
 
 def build_systems(args: argparse.Namespace, log) -> list[SystemUnderTest]:
@@ -540,14 +555,15 @@ def build_systems(args: argparse.Namespace, log) -> list[SystemUnderTest]:
     names = [s.strip() for s in args.systems.split(",") if s.strip()]
     for name in names:
         if name in ("ours", "ours-signalling"):
-            env = dict(os.environ)
-            env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
-            cmd = args.ours_cmd
-            if name == "ours-signalling":
-                cmd = cmd.replace("config/b2bua.yaml", str(signalling_only_config()))
-            systems.append(SystemUnderTest(
-                name=name, argv_template=shlex.split(cmd), cwd=REPO_ROOT, env=env,
-                fixed_uas_port=args.ours_uas_port or None))
+            for label, root in checkouts(args.code):
+                env = dict(os.environ)
+                env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(root), env.get("PYTHONPATH")]))
+                cmd = args.ours_cmd
+                if name == "ours-signalling":
+                    cmd = cmd.replace("config/b2bua.yaml", str(signalling_only_config(root)))
+                systems.append(SystemUnderTest(
+                    name=f"{name}@{label}" if label else name, argv_template=shlex.split(cmd), cwd=root, env=env,
+                    fixed_uas_port=args.ours_uas_port or None))
         elif name == "sippy":
             if args.no_sippy:
                 continue
@@ -765,7 +781,8 @@ def render_table(results: list[RunResult]) -> str:
     widths = [max(len(h), *(len(row[i]) for row in rows)) if rows else len(h) for i, h in enumerate(heads)]
 
     def line(cells: list[str]) -> str:
-        return "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths)))
+        return "  ".join(c.ljust(w) if i == 0 else c.rjust(w)
+                         for i, (c, w) in enumerate(zip(cells, widths, strict=True)))
 
     out = [line(heads), "  ".join("-" * w for w in widths)]
     out += [line(row) for row in rows]
@@ -823,6 +840,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         "{workdir}, {python} (default: %(default)s)")
     p.add_argument("--ours-uas-port", type=int, default=5080,
                    help="UAS port 'ours' routes to (its config's default target); 0 = fresh port per run")
+    p.add_argument("--code", default="",
+                   help="checkouts of ours to compare in one run, label=path,... (e.g. base=/tmp/base,new=.; "
+                        "default: this one)")
     p.add_argument("--no-sippy", action="store_true", help="skip the sippy system")
     p.add_argument("--sippy-venv", default=DEFAULT_SIPPY_VENV, help="venv for sippy (created if missing)")
     p.add_argument("--sippy-spec", default=DEFAULT_SIPPY_SPEC, help="pip requirement for sippy")

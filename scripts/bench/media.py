@@ -237,8 +237,9 @@ def run(calls: int, seconds: float, flood_pps: int, workdir: Path, workers: int 
         if record is not None:
             routing = department_routing(routing, uas_port, record, cfgdir)
         (cfgdir / "routing.yaml").write_text(yaml.safe_dump(routing, allow_unicode=True))
-        b2b = subprocess.Popen([*os.environ.get("BENCH_B2BUA_PREFIX", "").split(), sys.executable, "-m", "b2bua", "run", "--config", str(cfgdir / "b2bua.yaml"),
-                                "--listen", f"udp:127.0.0.1:{port}"], cwd=repo, stdout=subprocess.DEVNULL,
+        b2b = subprocess.Popen([*os.environ.get("BENCH_B2BUA_PREFIX", "").split(), sys.executable, "-m", "b2bua", "run",
+                                "--config", str(cfgdir / "b2bua.yaml"), "--listen", f"udp:127.0.0.1:{port}"],
+                               cwd=repo, stdout=subprocess.DEVNULL,
                                stderr=open(cfgdir / "b2bua.log", "wb"), env={**os.environ, "PYTHONPATH": str(repo)},
                                preexec_fn=(lambda: os.sched_setaffinity(0, b2b_cpus)) if b2b_cpus else None)
         procs.append(b2b)
@@ -286,7 +287,8 @@ def run(calls: int, seconds: float, flood_pps: int, workdir: Path, workers: int 
         flooded_fd = socks[0].fileno() if flood_pps else -1  # its echoes are counted apart
         gen_ports = {s.getsockname()[1] for s in socks}
         echo_ports = {echo_port, echo_port + 2}
-        engine_ports = set(range(proc_cfg["media"]["port_min"], proc_cfg["media"]["port_max"] + 1)) - gen_ports - echo_ports
+        engine_ports = set(range(proc_cfg["media"]["port_min"], proc_cfg["media"]["port_max"] + 1))
+        engine_ports -= gen_ports | echo_ports
         drop_sets = (engine_ports, echo_ports, gen_ports)
         drops0 = [udp_drops(d) for d in drop_sets]
         stamp_at = struct.Struct("!Q").unpack_from
@@ -354,7 +356,7 @@ def run(calls: int, seconds: float, flood_pps: int, workdir: Path, workers: int 
         stop = time.monotonic() + 0.2
         while time.monotonic() < stop:
             collect(0.05)
-        drops = tuple(udp_drops(d) - d0 for d, d0 in zip(drop_sets, drops0))
+        drops = tuple(udp_drops(d) - d0 for d, d0 in zip(drop_sets, drops0, strict=True))
         disk = 0.0
         if record:  # bytes the recordings grew by during the window, per call and minute
             disk = _recorded_bytes(cfgdir / "recordings") - disk0
@@ -457,7 +459,8 @@ def main() -> None:
     ap.add_argument("--record", action="store_true",
                     help="citizens' calls to a department, each configuration with recording off and full")
     args = ap.parse_args()
-    codes = [(c.split("=", 1)[0], Path(c.split("=", 1)[1]).resolve()) for c in args.code.split(",") if c] or [("", REPO)]
+    codes = [(c.split("=", 1)[0], Path(c.split("=", 1)[1]).resolve()) for c in args.code.split(",") if c] \
+        or [("", REPO)]
     workdir = Path(tempfile.mkdtemp(prefix="media-bench-"))
     if args.dump:
         print(f"[media] delay traces go to {workdir}", file=sys.stderr)
@@ -470,7 +473,7 @@ def main() -> None:
         for n, flood in [x for x in sizes for _ in range(args.repeat)]:
             for code in codes:  # interleaved, so the checkouts see the same background load
                 for record, phases in [(r, p) for r in records for p in args.phases.split(",")]:
-                    for attempt in (1, 2):
+                    for _attempt in (1, 2):
                         try:
                             results.append(run(n, args.seconds, flood, workdir, workers, code,
                                                args.pin and workers == 0, record, phases, args.dump))
@@ -481,19 +484,20 @@ def main() -> None:
                           f"{'' if record is None else ' recording' if record else ' not recording'} done",
                           file=sys.stderr)
     cw = max([4] + [len(c[0]) for c in codes])
-    print(f"{'code':<{cw}} {'phases':>6} {'workers':>7} {'calls':>6} {'flood':>6} {'pkts/s':>8} {'cpu %':>6} {'us/pkt':>6} "
-          f"{'gen %':>6} {'echo %':>6} {'loss %':>7} {'others':>7} {'flooded':>7} {'drops b2b/echo/gen':>18} "
-          f"{'p50 ms':>7} {'p99 ms':>7} {'RSS/call KiB':>12}" + (f" {'record':>6} {'KiB/call/min':>12}" if args.record else ""))
+    print(f"{'code':<{cw}} {'phases':>6} {'workers':>7} {'calls':>6} {'flood':>6} {'pkts/s':>8} {'cpu %':>6} "
+          f"{'us/pkt':>6} {'gen %':>6} {'echo %':>6} {'loss %':>7} {'others':>7} {'flooded':>7} "
+          f"{'drops b2b/echo/gen':>18} {'p50 ms':>7} {'p99 ms':>7} {'RSS/call KiB':>12}"
+          + (f" {'record':>6} {'KiB/call/min':>12}" if args.record else ""))
     for r in results:
-        print(f"{r.code:<{cw}} {r.phases:>6} {r.workers:>7} {r.calls:>6} {'yes' if r.flood else 'no':>6} {r.pps:>8.0f} {r.cpu:>6.1f} "
-              f"{r.us_per_pkt:>6.1f} {r.gen_cpu:>6.1f} {r.echo_cpu:>6.1f} {r.loss:>7.3f} "
+        print(f"{r.code:<{cw}} {r.phases:>6} {r.workers:>7} {r.calls:>6} {'yes' if r.flood else 'no':>6} "
+              f"{r.pps:>8.0f} {r.cpu:>6.1f} {r.us_per_pkt:>6.1f} {r.gen_cpu:>6.1f} {r.echo_cpu:>6.1f} {r.loss:>7.3f} "
               f"{(f'{r.loss_others:.3f}' if r.flood else '-'):>7} {(f'{r.flooded_loss:.1f}' if r.flood else '-'):>7} "
               f"{'/'.join(map(str, r.drops)):>18} {r.p50:>7.2f} {r.p99:>7.2f} {r.rss_per_call:>12.1f}"
               + (f" {'full' if r.record else 'off':>6} {r.disk_kib_per_min:>12.0f}" if args.record else ""))
     if args.record:
         k = len(args.phases.split(","))  # each configuration ran k phases with recording off, then k with it on
         for off, on in [pair for i in range(0, len(results), 2 * k)
-                         for pair in zip(results[i:i + k], results[i + k:i + 2 * k])]:
+                         for pair in zip(results[i:i + k], results[i + k:i + 2 * k], strict=False)]:
             print(f"recording, {on.workers} workers, {on.calls} calls{' flood' if on.flood else ''}: "
                   f"CPU {off.cpu:.1f} % -> {on.cpu:.1f} % ({(on.cpu / max(off.cpu, 1e-9) - 1) * 100:+.1f} %), "
                   f"{on.disk_kib_per_min:.0f} KiB per call per minute")

@@ -55,7 +55,7 @@ def tick_fused(caller: np.ndarray, callee: np.ndarray, prompt_codes: np.ndarray)
 def tick_audioop(caller: list[bytes], callee: list[bytes], prompt: bytes) -> list[tuple[bytes, bytes]]:
     half = audioop.mul(prompt, 2, 0.5)
     out = []
-    for a, b in zip(caller, callee):
+    for a, b in zip(caller, callee, strict=True):
         la, lb = audioop.ulaw2lin(a, 2), audioop.ulaw2lin(b, 2)
         out.append((audioop.lin2ulaw(audioop.add(la, half, 2), 2), audioop.lin2ulaw(audioop.add(lb, half, 2), 2)))
     return out
@@ -91,10 +91,10 @@ def main() -> None:
         for i in range(min(n, 8)):
             assert ref[i][0] == lin[0][i].tobytes() == fused[0][i].tobytes()
             assert ref[i][1] == lin[1][i].tobytes() == fused[1][i].tobytes()
-        fu = measure(lambda: tick_fused(caller, callee, prompt_codes), args.repeat)
-        li = measure(lambda: tick_linear(caller, callee, prompt), args.repeat)
+        fu = measure(lambda caller=caller, callee=callee: tick_fused(caller, callee, prompt_codes), args.repeat)
+        li = measure(lambda caller=caller, callee=callee: tick_linear(caller, callee, prompt), args.repeat)
         cl, ce, pb = [r.tobytes() for r in caller], [r.tobytes() for r in callee], prompt.tobytes()
-        ao = measure(lambda: tick_audioop(cl, ce, pb), max(10, args.repeat // (1 + n // 500)))
+        ao = measure(lambda cl=cl, ce=ce, pb=pb: tick_audioop(cl, ce, pb), max(10, args.repeat // (1 + n // 500)))
         rows.append((n, fu, li, ao))
     print(f"{'calls':>6} {'fused LUT p50/p99 ms':>21} {'numpy linear p50/p99 ms':>24} "
           f"{'audioop loop p50/p99 ms':>24} {'fused vs loop':>14}")
