@@ -4,7 +4,8 @@ Only its owner moves it: the asyncio driver (:class:`~b2bua.transport.server.Sip
 event loop's time) in the running process, a test's harness (a fake clock) in the tests. Everything
 else (call control, staff protection, gateway health, the application's wiring) only reads
 :attr:`Clock.now`, and hands that ``now`` to the SIP stack with every input, the way aioquic's
-``QuicConnection.receive_datagram(data, addr, now)`` is driven.
+``QuicConnection.receive_datagram(data, addr, now)`` is driven. (The stack keeps the time of its
+latest input in a private :class:`Clock` of its own, which only its inputs move.)
 """
 
 from __future__ import annotations

@@ -19,6 +19,7 @@ from collections import Counter, deque
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..clock import Clock
 from .errors import ParseError, SipError
 from .events import (
     AckTimeout,
@@ -146,8 +147,8 @@ class SipStack:
     def __init__(self, config: StackConfig | None = None):
         self.config = config or StackConfig()
         self.timers = TimerQueue()
-        #: The time of the latest input (see :attr:`now`); written only by :meth:`_advance`.
-        self._now = 0.0
+        #: The time of the latest input (see :attr:`now`): the stack's own clock, moved only by its inputs.
+        self._clock = Clock()
         self.stats: Counter[str] = Counter()
         self._events: deque[Event] = deque()
         self._out: list[tuple[bytes, Peer]] = []
@@ -164,12 +165,7 @@ class SipStack:
     @property
     def now(self) -> float:
         """The time of the latest input, in seconds: read-only and never decreasing."""
-        return self._now
-
-    def _advance(self, now: float) -> None:
-        """Take the ``now`` of an input; an older time than one already seen is ignored."""
-        if now > self._now:
-            self._now = now
+        return self._clock.now
 
     # -- identifiers ------------------------------------------------------------------
     def new_id(self) -> str:
@@ -196,12 +192,12 @@ class SipStack:
 
     def handle_timer(self, now: float) -> None:
         """Run the timers due at ``now`` (or at the latest time seen, if that is later)."""
-        self._advance(now)
-        self.timers.run_due(self._now)
+        self._clock.advance(now)
+        self.timers.run_due(self._clock.now)
 
     def transport_error(self, peer: Peer, now: float) -> None:
         """A send to ``peer`` failed: end the transactions using it (§17.1.4, §17.2.4)."""
-        self._advance(now)
+        self._clock.advance(now)
         for table in (self._client, self._server):
             for txn in [t for t in table.values() if t.peer == peer]:
                 txn.terminate()
@@ -214,7 +210,7 @@ class SipStack:
     # -- receiving ----------------------------------------------------------------------
     def receive(self, data: bytes, peer: Peer, now: float) -> None:
         """Handle one datagram or one framed stream message from ``peer``."""
-        self._advance(now)
+        self._clock.advance(now)
         self.stats["received"] += 1
         try:
             msg = parse_message(data, stream=peer.transport != "udp")
@@ -352,7 +348,7 @@ class SipStack:
 
     def send_request(self, req: Request, peer: Peer, now: float) -> ClientTransaction:
         """Start a client transaction for ``req`` (not ACK): adds our Via on top (§8.1.1.7)."""
-        self._advance(now)
+        self._clock.advance(now)
         req.insert("via", self._via_for(peer))
         key = (req.top_via.branch, req.method)
         txn = ClientTransaction(self, key, req, peer)
@@ -362,13 +358,13 @@ class SipStack:
 
     def send_ack(self, ack: Request, peer: Peer, now: float) -> None:
         """Send an ACK for a 2xx outside any transaction (§13.2.2.4, §17.1.1.3)."""
-        self._advance(now)
+        self._clock.advance(now)
         ack.insert("via", self._via_for(peer))
         self.transport_send(ack.serialize(), peer, None)
 
     def cancel(self, txn: ClientTransaction, now: float) -> None:
         """CANCEL a pending INVITE; deferred until a provisional arrives (§9.1)."""
-        self._advance(now)
+        self._clock.advance(now)
         if txn.cancelled or txn.request.method != "INVITE":
             return
         if txn.state is State.CALLING:
@@ -401,7 +397,7 @@ class SipStack:
 
     def respond(self, txn: ServerTransaction, resp: Response, now: float) -> None:
         """Send a response through its server transaction."""
-        self._advance(now)
+        self._clock.advance(now)
         txn.respond(resp)
 
     def send_stateless(self, data: bytes, peer: Peer) -> None:
