@@ -59,7 +59,7 @@ from .state import (
     UNANSWERED,
     CallState,
 )
-from .users import BInvite, Bye, Ping, Prack, Refresh, Relay, TxnUser
+from .users import BInvite, Bye, CallUser, Ping, Refresh, Relay, TxnUser
 
 log = logging.getLogger("b2bua.call")
 
@@ -324,7 +324,7 @@ class B2BUA:
             if resp.status >= 200 and self.on_ping_result is not None:
                 self.on_ping_result(user, resp)
             return
-        if not isinstance(user, (BInvite, Relay, Refresh, Bye, Prack)):
+        if not isinstance(user, CallUser):
             return  # the BYE of an unwanted 2xx: nothing to do
         call = user.call
         if isinstance(user, BInvite) and txn.request.method != "INVITE":

@@ -1,6 +1,6 @@
 """Staff protection: situational ringback, the recording notice, recordings and the staff keys.
 
-Sans-I/O like the B2BUA it plugs into (:class:`~b2bua.call.b2bua.Features`): it is driven by the
+Sans-I/O like the B2BUA it plugs into (:class:`~b2bua.call.features.Features`): it is driven by the
 call's events, arms timers through the B2BUA's clock and reaches media only through the call's
 :class:`~b2bua.call.media.MediaSession` (``play``, ``stop_play``, ``record``, ``stop_record``).
 
