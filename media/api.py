@@ -172,7 +172,17 @@ class Stop:
 
 
 #: everything a worker process is told
-Command: TypeAlias = Allocate | Update | Play | StopPlay | Record | StopRecord | Delete | Stop
+@dataclass(frozen=True, slots=True)
+class Tap:
+    """Copy what ``leg`` sends us, decoded to 8 kHz, to the engine's audio tap (abuse detection), or stop
+    (``on=False``). Without a tap channel given to the engine this does nothing."""
+
+    session: str
+    leg: str
+    on: bool = True
+
+
+Command: TypeAlias = Allocate | Update | Play | StopPlay | Record | StopRecord | Delete | Stop | Tap
 
 
 # -- the interfaces ------------------------------------------------------------------------------------
@@ -194,6 +204,7 @@ class Engine(Protocol):
     def stop_play(self, session: str, leg: str) -> None: ...
     def record(self, session: str, path: str) -> None: ...
     def stop_record(self, session: str) -> None: ...
+    def tap(self, session: str, leg: str, on: bool = True) -> None: ...
 
 
 class EngineControl(Engine, Protocol):
@@ -234,5 +245,5 @@ class EngineControl(Engine, Protocol):
 
 
 __all__ = ["PortsExhausted", "DtmfEvent", "PlayDone", "RecordingDone", "MediaTimeout", "FinalStats", "MediaEvent",
-           "Allocate", "Update", "Play", "StopPlay", "Record", "StopRecord", "Delete", "Stop", "Command", "Engine",
-           "EngineControl"]
+           "Allocate", "Update", "Play", "StopPlay", "Record", "StopRecord", "Delete", "Stop", "Tap", "Command",
+           "Engine", "EngineControl"]

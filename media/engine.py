@@ -31,6 +31,7 @@ from .api import DtmfEvent, MediaEvent, MediaTimeout, PlayDone, PortsExhausted, 
 from .dtmf import Digit, InbandDetector, TelephoneEventDetector
 from .recorder import LAW_FORMAT, Finished, RecordingWriter
 from .rtp import InStats, RtpError, new_out_stream, payload_offset, rewrite_rtcp
+from .tap import AudioTap, TapChannel
 from .timeline import DELAY, RESYNC, RecordingClock, Track
 
 log = logging.getLogger("media.engine")
@@ -82,7 +83,7 @@ class _Leg:
 
     __slots__ = ("session", "name", "port", "rtp", "rtcp", "remote", "rtcp_remote", "latched", "signalled",
                  "symmetric", "codec", "dtmf_pt", "send", "recv", "out", "stats", "dropped",
-                 "strangers", "last_rx", "detector", "other", "queue", "timed_out", "listen",
+                 "strangers", "last_rx", "detector", "other", "queue", "timed_out", "listen", "tap",
                  "relay_dtmf", "prompt", "prompt_pos", "prompt_loop", "prompt_mix", "prompt_id")
 
     def __init__(self, session: _Session, name: str, port: int, rtp: socket.socket, rtcp: socket.socket):
@@ -115,6 +116,8 @@ class _Leg:
         self.relay_dtmf = True
         #: in-band DTMF: copies of received frames for the tick's Goertzel (legs without telephone-event)
         self.listen: deque[bytes] | None = None
+        #: the audio tap: copies of received frames for abuse detection (media.tap), when tapped
+        self.tap: deque[bytes] | None = None
         #: what this endpoint hears from us instead of (or mixed into) the other side: int16 at 8 kHz
         self.prompt: np.ndarray | None = None
         self.prompt_pos = 0
@@ -143,8 +146,11 @@ class _Session:
 class MediaEngine:
     """In-process media engine on the running asyncio loop."""
 
-    def __init__(self, config: EngineConfig | None = None, on_event: Callable[[MediaEvent], None] | None = None):
+    def __init__(self, config: EngineConfig | None = None, on_event: Callable[[MediaEvent], None] | None = None,
+                 tap: TapChannel | None = None):
         self.config = config or EngineConfig()
+        #: tapped legs' audio goes to ``tap`` (bounded, never waited on: see media.tap)
+        self._tap = AudioTap(tap)
         self.on_event = on_event
         self.sessions: dict[str, _Session] = {}
         lo = self.config.port_min + (self.config.port_min & 1)
@@ -378,6 +384,7 @@ class MediaEngine:
             self._listening.pop(id(lg), None)
             self._playing.pop(id(lg), None)
             self._inband.forget(id(lg))
+            self._tap.remove(id(lg))
             for sock in (lg.rtp, lg.rtcp):
                 if self._loop is not None:
                     self._loop.remove_reader(sock.fileno())
@@ -385,6 +392,17 @@ class MediaEngine:
             self._free.append(lg.port)
             lg.other = None
         return result
+
+    def tap(self, session: str, leg: str, on: bool = True) -> None:
+        """Copy what ``leg`` sends (decoded) to the audio tap, or stop; the leg's codec is read per tick."""
+        lg = self.sessions[session].legs[leg]
+        if on and lg.codec in (0, 8):
+            lg.tap = self._tap.add(id(lg), session, leg, lg)
+            if lg.tap is not None:
+                self._ensure_tick()
+        else:
+            lg.tap = None
+            self._tap.remove(id(lg))
 
     def stats(self, session: str) -> dict[str, dict[str, float]]:
         sess = self.sessions.get(session)
@@ -488,6 +506,8 @@ class MediaEngine:
                 sess = lg.session
                 if lg.listen is not None:
                     lg.listen.append(data[start:])
+                if lg.tap is not None:
+                    lg.tap.append(data[start:])
                 if sess.recording and lg.name == "a":
                     sess.rec_in.put(ts, data[start:], now)  # type: ignore[union-attr]
                 if other is None or other.remote is None or not other.send:
@@ -554,7 +574,7 @@ class MediaEngine:
         assert self._loop is not None
         self._tick_handle = None
         self.tick()
-        if self._processing or self._listening or self._playing or self._recorded:
+        if self._processing or self._listening or self._playing or self._recorded or self._tap.active:
             self._tick_next += 0.02
             now = self._loop.time()
             if self._tick_next < now - 0.1:
@@ -593,6 +613,9 @@ class MediaEngine:
         self.counters["rtp_out"] += sent
         self._detect_inband()
         self._record_frames()
+        if self._tap.active:
+            self._tap.collect()
+            self.counters.update(self._tap.counters)
         return sent
 
     def _play_prompts(self) -> int:

@@ -51,9 +51,11 @@ from .api import (
     Stop,
     StopPlay,
     StopRecord,
+    Tap,
     Update,
 )
 from .engine import EngineConfig, MediaEngine, bind_pair
+from .tap import TapChannel
 
 log = logging.getLogger("media.worker")
 
@@ -133,7 +135,7 @@ def _send(conn: Connection, msg: Command | WorkerMessage) -> None:
         conn.send(msg)
 
 
-def _worker_main(conn: Connection, config: EngineConfig) -> None:
+def _worker_main(conn: Connection, config: EngineConfig, tap: TapChannel | None = None) -> None:
     """A child process: one MediaEngine on its own event loop, driven by the pipe."""
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     try:
@@ -144,7 +146,7 @@ def _worker_main(conn: Connection, config: EngineConfig) -> None:
         pass
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
-    engine = MediaEngine(config, on_event=lambda ev: _send(conn, ev))
+    engine = MediaEngine(config, on_event=lambda ev: _send(conn, ev), tap=tap)
     engine.start(loop)
     prompts: dict[bytes, Any] = {}  # prompt audio by content digest: sent over the pipe once
 
@@ -168,6 +170,8 @@ def _worker_main(conn: Connection, config: EngineConfig) -> None:
                 engine.record(session, path)
             case StopRecord(session):
                 engine.stop_record(session)
+            case Tap(session, leg, on):
+                engine.tap(session, leg, on)
             case Delete(session):
                 _send(conn, FinalStats(session, engine.delete(session)))
             case Stop():
@@ -208,8 +212,11 @@ def _worker_main(conn: Connection, config: EngineConfig) -> None:
 class WorkerEngine:
     """N media worker processes behind the engine's command interface (:class:`~media.api.EngineControl`)."""
 
-    def __init__(self, config: EngineConfig, workers: int, on_event: Callable[[MediaEvent], None] | None = None):
+    def __init__(self, config: EngineConfig, workers: int, on_event: Callable[[MediaEvent], None] | None = None,
+                 tap: TapChannel | None = None):
         self.config = config
+        #: the audio tap's channel, shared by every worker (a queue of the spawn context: see media.tap)
+        self.tap_channel = tap
         self.on_event = on_event
         self.workers = max(1, workers)
         lo = config.port_min + (config.port_min & 1)
@@ -239,7 +246,7 @@ class WorkerEngine:
         ctx = mp.get_context("spawn")  # a clean child: no copy of the signalling state
         for i in range(self.workers):
             parent, child = ctx.Pipe()
-            proc = ctx.Process(target=_worker_main, args=(child, self._configs[i]), daemon=True,
+            proc = ctx.Process(target=_worker_main, args=(child, self._configs[i], self.tap_channel), daemon=True,
                                name=f"media-worker-{i}")
             proc.start()
             child.close()
@@ -336,6 +343,9 @@ class WorkerEngine:
 
     def stop_record(self, session: str) -> None:
         _send(self._conns[self._worker(session)], StopRecord(session))
+
+    def tap(self, session: str, leg: str, on: bool = True) -> None:
+        _send(self._conns[self._worker(session)], Tap(session, leg, on))
 
     def delete(self, session: str) -> dict[str, dict[str, float]]:
         w = self._worker(session)

@@ -25,7 +25,8 @@ from media.engine import EngineConfig, MediaEngine
 ROOT = Path(__file__).resolve().parents[1]
 
 EVENTS = {api.DtmfEvent, api.PlayDone, api.RecordingDone, api.MediaTimeout, api.FinalStats}
-COMMANDS = {api.Allocate, api.Update, api.Play, api.StopPlay, api.Record, api.StopRecord, api.Delete, api.Stop}
+COMMANDS = {api.Allocate, api.Update, api.Play, api.StopPlay, api.Record, api.StopRecord, api.Delete, api.Stop,
+            api.Tap}
 WORKER_OWN = {worker.Ready, worker.Report, worker.WorkerError}
 
 #: one of each, as they travel
@@ -36,6 +37,7 @@ SAMPLES = [
     api.Allocate("s1", "a", 20000), api.Update("s1", "a", remote=("127.0.0.1", 4000), codec=8, dtmf_pt=101),
     api.Play("s1", "a", b"k" * 16, np.zeros(160, np.int16), prompt="hold", loop=True),
     api.StopPlay("s1", "a"), api.Record("s1", "/r/s1.wav"), api.StopRecord("s1"), api.Delete("s1"), api.Stop(),
+    api.Tap("s1", "a"), api.Tap("s1", "a", on=False),
     worker.Ready(1234), worker.Report({"rtp_in": 1}, {"s1": {}}, {"written": 0}), worker.WorkerError("s1", "x"),
 ]
 
