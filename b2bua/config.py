@@ -297,15 +297,31 @@ class Messenger(Strict):
         return v
 
 
+AbuseCategory = Literal["profanity", "insult", "threat", "sexual_harassment"]
+
+
 class Abuse(Strict):
+    """Abuse detection on the citizen's voice (b2bua/detection/policy.py)."""
+
     enabled: bool = False
     warn_prompt: str = "abuse_warning"
     end_prompt: str = "abuse_termination"
     #: end the call at this many detections
     end_after: int = Field(2, ge=1)
-    #: shouting: level above this (dBFS) for ``shout_seconds``
+    #: categories that end the call at their first detection
+    end_at_once: list[AbuseCategory] = Field(default_factory=lambda: list[AbuseCategory](["threat"]))
+    #: the score (0..1, text and shouting cue combined) from which an utterance counts as abuse
+    threshold: float = Field(0.5, gt=0, le=1)
+    #: a detection this soon after the last counted one is kept as evidence but not counted again
+    cooldown_s: float = Field(8.0, ge=0)
+    #: the staff key that reports abuse by hand: an event with the last utterances, and the warning
+    report_key: str = Field("*7", pattern=r"^[0-9*#A-D]{1,4}$")
+    #: shouting: the caller's smoothed level above the own baseline, never below this (dBFS), for
+    #: ``shout_seconds``
     shout_dbfs: float = -8.0
     shout_seconds: float = Field(2.0, gt=0)
+    #: days an event's row and audio are kept
+    retention_days: int = Field(365, ge=1)
 
 
 class ClosedAction(Strict):
@@ -589,6 +605,14 @@ def _cross_check(routing: RoutingConfig, path: Path, lines: dict[tuple, int]) ->
                 out.append(f"{at('departments', i, 'policy', *keys)}: {problem}")
         if d.policy.long_call.key == d.policy.recording_key:
             out.append(f"{at('departments', i, 'policy', 'recording_key')}: the same key as long_call.key")
+        abuse = d.policy.abuse
+        if abuse.enabled:
+            for field_name in ("warn_prompt", "end_prompt"):
+                if (problem := prompt_problem(getattr(abuse, field_name))):
+                    out.append(f"{at('departments', i, 'policy', 'abuse', field_name)}: {problem}")
+            if abuse.report_key in (d.policy.recording_key, d.policy.long_call.key):
+                out.append(f"{at('departments', i, 'policy', 'abuse', 'report_key')}: "
+                           f"{abuse.report_key!r} is already the recording or long-call key")
     if routing.unknown_number.prompt and (problem := prompt_problem(routing.unknown_number.prompt)):
         out.append(f"{at('unknown_number', 'prompt')}: {problem}")
     for i, dev in enumerate(routing.devices):

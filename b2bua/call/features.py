@@ -29,4 +29,30 @@ class Features:
         """The call is over (before its media session is closed)."""
 
 
-__all__ = ["Features"]
+class FeatureChain(Features):
+    """Several features on one B2BUA, asked in order; the first that holds a new call back owns its start."""
+
+    def __init__(self, *features: Features):
+        self.features = features
+
+    def on_new_call(self, call: Call) -> bool:
+        return any(f.on_new_call(call) for f in self.features)
+
+    def on_answer(self, call: Call) -> None:
+        for f in self.features:
+            f.on_answer(call)
+
+    def on_dtmf(self, call: Call, leg: str, digit: str) -> None:
+        for f in self.features:
+            f.on_dtmf(call, leg, digit)
+
+    def on_play_done(self, call: Call, leg: str, prompt: str) -> None:
+        for f in self.features:
+            f.on_play_done(call, leg, prompt)
+
+    def on_end(self, call: Call) -> None:
+        for f in self.features:
+            f.on_end(call)
+
+
+__all__ = ["FeatureChain", "Features"]

@@ -262,6 +262,10 @@ class MediaSession:
     def stop_record(self) -> None:
         self.engine.stop_record(self.id)
 
+    def tap(self, leg: str, on: bool = True) -> None:
+        """Hand what ``leg`` sends (decoded) to abuse detection through the engine's audio tap, or stop."""
+        self.engine.tap(self.id, leg, on)
+
     def close(self) -> dict[str, dict[str, float]]:
         if self.closed:
             return {}

@@ -1,0 +1,141 @@
+"""Abuse events and their evidence: one row per event in the CDR database, the utterance's audio beside
+the call's recordings as a WAV file with its SHA-256, staff and operators' labels with who and when.
+
+Rows and files are written on one worker thread, in order, never on the event loop: call control only
+queues the event. The audio is written with PyAV (the project's audio I/O), 16-bit PCM at 8 kHz.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import av
+import numpy as np
+from sqlalchemy import Column, Float, Integer, String, Table, Text, insert, select, update
+from sqlalchemy.engine import Engine
+
+from ..detection.events import AbuseEvent
+from .cdr import metadata
+from .recordings import sha256_file
+
+log = logging.getLogger("b2bua.abuse.events")
+
+abuse_events_table = Table(
+    "abuse_events", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("event_id", String(32), nullable=False, unique=True),
+    Column("call_id", String(64), nullable=False, index=True),
+    Column("sip_call_id", String(255)),
+    Column("department", String(128), index=True),
+    Column("created", Float, nullable=False, index=True),  # Unix time
+    Column("offset", Float),  # seconds since the answer
+    Column("category", String(32), nullable=False),
+    Column("score", Float),
+    Column("transcript", Text),
+    Column("asr_engine", String(64)),
+    Column("model_version", String(128)),
+    Column("action", String(16), nullable=False),  # warned | terminated | recorded
+    Column("shout_excess_db", Float),
+    Column("reported_by", String(16)),  # detector | staff
+    Column("clip_path", String(1024)),
+    Column("clip_sha256", String(64)),
+    Column("label", String(16), nullable=False),  # unlabelled | confirmed | rejected
+    Column("labelled_by", String(128)),
+    Column("labelled_at", Float),
+)
+
+
+def write_clip(path: Path, samples: np.ndarray, rate: int = 8000) -> None:
+    """int16 mono samples as a 16-bit PCM WAV file (written to a temporary name, then renamed)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    with av.open(str(tmp), "w", format="wav") as out:
+        stream = out.add_stream("pcm_s16le", rate=rate, layout="mono")
+        frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(samples, dtype=np.int16).reshape(1, -1),
+                                           format="s16", layout="mono")
+        frame.sample_rate = rate
+        for packet in stream.encode(frame):
+            out.mux(packet)
+        for packet in stream.encode(None):
+            out.mux(packet)
+    tmp.replace(path)
+
+
+class AbuseEvents:
+    """The events table and the clips' folder (``<dir>/YYYY/MM/DD/<call>-abuse-<event>.wav``)."""
+
+    def __init__(self, engine: Engine, directory: Path):
+        self.engine = engine
+        self.directory = directory
+        metadata.create_all(engine)
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="abuse-events")
+        self.counts: Counter[str] = Counter()
+
+    def record(self, event: AbuseEvent) -> None:
+        """Queue an event: its clip is written and hashed, then its row inserted, off the event loop."""
+        self._pool.submit(self._write, event, time.time())
+
+    def _write(self, event: AbuseEvent, when: float) -> None:
+        clip_path = sha = None
+        try:
+            if event.clip:
+                path = self.directory / time.strftime("%Y/%m/%d", time.localtime(when)) / \
+                    f"{event.call_id}-abuse-{event.event_id}.wav"
+                write_clip(path, np.frombuffer(event.clip, dtype=np.int16))
+                clip_path, sha = str(path), sha256_file(path)
+            with self.engine.begin() as db:
+                db.execute(insert(abuse_events_table).values(
+                    event_id=event.event_id, call_id=event.call_id, sip_call_id=event.sip_call_id,
+                    department=event.department, created=when, offset=event.offset, category=event.category,
+                    score=event.score, transcript=event.transcript, asr_engine=event.asr_engine,
+                    model_version=event.model_version, action=event.action, shout_excess_db=event.shout_excess_db,
+                    reported_by=event.reported_by, clip_path=clip_path, clip_sha256=sha, label="unlabelled"))
+            self.counts["written"] += 1
+        except Exception:  # a full disk or a database outage: logged and counted, the call is unaffected
+            self.counts["failures"] += 1
+            log.exception("abuse event %s of call %s not stored", event.event_id, event.call_id)
+
+    def flush(self) -> None:
+        """Wait until every queued event is written (tests, shutdown)."""
+        self._pool.submit(lambda: None).result()
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True)
+
+    # -- what operators do ----------------------------------------------------------------------
+    def events(self, since: float = 0.0, call_id: str | None = None) -> list[dict[str, Any]]:
+        """Rows newest last, from ``since`` (Unix time) on, of one call or all."""
+        query = select(abuse_events_table).where(abuse_events_table.c.created >= since)
+        if call_id is not None:
+            query = query.where(abuse_events_table.c.call_id == call_id)
+        with self.engine.connect() as db:
+            return [dict(r._mapping) for r in db.execute(query.order_by(abuse_events_table.c.created))]
+
+    def label(self, event_id: str, confirmed: bool, who: str) -> bool:
+        """A staff member's or operator's verdict on an event; False when there is no such event."""
+        with self.engine.begin() as db:
+            done = db.execute(update(abuse_events_table).where(abuse_events_table.c.event_id == event_id).values(
+                label="confirmed" if confirmed else "rejected", labelled_by=who, labelled_at=time.time()))
+        return bool(done.rowcount)
+
+    def purge(self, department: str, older_than_days: float, now: float | None = None) -> int:
+        """Delete a department's events (rows and clips) past its retention; how many went."""
+        cutoff = (time.time() if now is None else now) - older_than_days * 86400
+        t = abuse_events_table
+        with self.engine.begin() as db:
+            old = db.execute(select(t.c.id, t.c.clip_path).where(t.c.department == department,
+                                                                 t.c.created < cutoff)).all()
+            for _, clip in old:
+                if clip:
+                    Path(clip).unlink(missing_ok=True)
+            if old:
+                db.execute(t.delete().where(t.c.id.in_([row_id for row_id, _ in old])))
+        return len(old)
+
+
+__all__ = ["AbuseEvents", "abuse_events_table", "write_clip"]
