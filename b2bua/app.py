@@ -20,10 +20,14 @@ from media.recorder import repair as repair_recording
 from media.worker import WorkerEngine
 
 from .call.b2bua import B2BUA, B2BUAConfig, CallRecord
+from .call.features import FeatureChain
 from .call.protection import StaffProtection
 from .call.session import SessionTimerConfig
 from .clock import Clock
 from .config import Config, ConfigError, Department, load_config
+from .detection.events import Detection
+from .detection.policy import AbuseProtection
+from .detection.workers import detection_pool
 from .metrics import serve as serve_metrics
 from .notify.messenger import MessengerHook
 from .prompts import PromptSource
@@ -37,6 +41,7 @@ from .sip.registrar import Registrar
 from .sip.stack import SipStack, StackConfig, make_response
 from .sip.timers import TimerConfig
 from .sip.transaction import ServerTransaction
+from .storage.abuse import AbuseEvents
 from .storage.cdr import CdrStore, resolve_url
 from .storage.recordings import RecordingIndex
 from .transport.server import Listener, SipServer
@@ -88,13 +93,16 @@ class Application:
         self.router.on_notice = self.messenger.notify
         mcfg = config.process.media
         self.engine: EngineControl | None = None
+        #: abuse detection's processes (started at the first monitored call); needs anchored media
+        self.detection = detection_pool(config) if mcfg.enabled else None
+        tap = self.detection.tap_channel if self.detection is not None else None
         if mcfg.enabled:
             ecfg = EngineConfig(host=mcfg.address, port_min=mcfg.port_min, port_max=mcfg.port_max,
                                 rtp_timeout=mcfg.rtp_timeout_s)
             if mcfg.workers:
-                self.engine = WorkerEngine(ecfg, mcfg.workers, on_event=self._media_event)
+                self.engine = WorkerEngine(ecfg, mcfg.workers, on_event=self._media_event, tap=tap)
             else:
-                self.engine = MediaEngine(ecfg, on_event=self._media_event)
+                self.engine = MediaEngine(ecfg, on_event=self._media_event, tap=tap)
         self.b2bua = B2BUA(self.stack, lambda req, peer: self.router(req, peer, self.clock.now),
                            B2BUAConfig(response_map=dict(config.routing.response_map),
                                        ring_timeout=sip.ring_timeout_s, max_calls=sip.max_calls,
@@ -118,6 +126,13 @@ class Application:
         self.protection = StaffProtection(self.b2bua, departments=self._department, situation=self._situation,
                                           prompts=self.prompts, recordings=self.recordings,
                                           fallback=lambda target: self.router.fallback(target))
+        self.abuse_events = AbuseEvents(self.cdr.engine, (config.path.parent / storage.recordings).resolve())
+        self.abuse = AbuseProtection(self.b2bua, departments=self._department, prompts=self.prompts,
+                                     evidence=self.abuse_events)
+        if self.detection is not None:
+            self.detection.on_detection = self._detection
+            self.abuse.on_monitor = self._start_detection
+        self.b2bua.features = FeatureChain(self.abuse, self.protection)
         self.b2bua.authorize = self._authorize_invite
         self.server: SipServer | None = None
         self.reloads: Counter[str] = Counter()
@@ -148,6 +163,8 @@ class Application:
 
     def _apply_routing(self, config: Config) -> None:
         self.prompts = self.protection.prompts = PromptSource(config.path.parent)  # files may have changed
+        if hasattr(self, "abuse"):
+            self.abuse.prompts = self.prompts
         devices = {d.username: d.password for d in config.routing.devices}
         self.devices = devices
         self.auth.lookup = devices.get
@@ -223,6 +240,19 @@ class Application:
         if self.server is not None:
             self.server.tick()  # the event happened now: call control reads the clock
         self.b2bua.on_media_event(event)
+        if self.server is not None:
+            self.server.kick()
+
+    def _start_detection(self) -> None:
+        """The first monitored call: start the detection processes (their first seconds queue meanwhile)."""
+        if self.detection is not None and self.server is not None:
+            self.detection.start(self.server.loop)
+
+    def _detection(self, det: Detection) -> None:
+        """A transcribed, classified utterance from a detection worker reaches the abuse policy here."""
+        if self.server is not None:
+            self.server.tick()
+        self.abuse.on_detection(det)
         if self.server is not None:
             self.server.kick()
 
@@ -315,6 +345,9 @@ class Application:
         if self.engine is not None:
             self.engine.close()
             await asyncio.sleep(0.05)  # the writer's last RecordingDone events
+        if self.detection is not None:
+            await asyncio.to_thread(self.detection.close)
+        await asyncio.to_thread(self.abuse_events.close)
         await asyncio.to_thread(self.recordings.close)
         await self.messenger.close()
         await self.cdr.close()

@@ -408,6 +408,30 @@ class MetricsConfig(Strict):
     address: str | None = "127.0.0.1:9090"
 
 
+class DetectionConfig(Strict):
+    """Abuse detection's processes (b2bua/detection/workers.py), started at the first call of a department
+    whose ``policy.abuse`` is on; paths are relative to this file's directory."""
+
+    enabled: bool = True
+    #: recognizer processes (each loads the speech model: ~300 MB)
+    workers: int = Field(1, ge=1, le=16)
+    #: CPU threads each recognizer decodes with
+    threads: int = Field(1, ge=1, le=16)
+    engine: Literal["embedded", "external"] = "embedded"
+    #: an OpenAI-compatible ``/v1/audio/transcriptions`` server (``engine: external``; embedded on failure)
+    external_url: str | None = None
+    external_timeout_s: float = Field(10.0, gt=0)
+    #: Whisper base is assembled here from the installed packages at the first use (SHA-256 checked)
+    model_dir: str = "../var/whisper-base"
+    lexicon: str = "abuse_lexicon.yaml"
+    #: trained text models, by version
+    model_cache: str = "../var/abuse-models"
+    #: 100 ms batches of tapped audio waiting for the segmenter before new ones are dropped
+    tap_batches: int = Field(50, ge=2)
+    #: utterances waiting for a recognizer before new ones are dropped
+    jobs_queue: int = Field(32, ge=1)
+
+
 class ProcessConfig(Strict):
     sip: SipConfig = SipConfig()
     metrics: MetricsConfig = MetricsConfig()
@@ -415,6 +439,7 @@ class ProcessConfig(Strict):
     pid_file: str = "../var/b2bua.pid"
     media: MediaConfig = MediaConfig()
     storage: StorageConfig = StorageConfig()
+    detection: DetectionConfig = DetectionConfig()
     routing_file: str = "routing.yaml"
     logging: LoggingConfig = LoggingConfig()
 

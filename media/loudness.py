@@ -131,6 +131,17 @@ class ShoutTracker:
         self._learn(np.asarray(calm))
         return cues
 
+    def loud_since(self) -> float | None:
+        """When the loud stretch in progress began (seconds), or None when the caller is not shouting now."""
+        return self._loud_from / 50.0 if self._loud_from is not None else None
+
+    def excess_now(self) -> float | None:
+        """dB above the baseline of the loud stretch in progress, or None."""
+        base = self.baseline
+        if self._loud_from is None or not self._loud_levels or base is None:
+            return None
+        return round(float(np.mean(self._loud_levels)) - base[0], 1)
+
     def finish(self) -> list[ShoutCue]:
         """The end of the stream: a loud stretch still open is closed."""
         return self._close(self._frames, self.baseline) if self._loud_from is not None else []

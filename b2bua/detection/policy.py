@@ -93,6 +93,8 @@ class AbuseProtection(Features):
         self.evidence = evidence
         self.calls: dict[str, Monitored] = {}
         self.stats: Counter[str] = Counter()
+        #: called when a call starts being monitored (the application starts detection's processes)
+        self.on_monitor: Callable[[], None] | None = None
 
     # -- the call's life -----------------------------------------------------------------------
     def on_answer(self, call: Call) -> None:
@@ -103,6 +105,8 @@ class AbuseProtection(Features):
         mon = Monitored(dept, citizen="a" if call.route.direction == "inbound" else "b")
         self.calls[call.id] = mon
         call.media.tap(mon.citizen)
+        if self.on_monitor is not None:
+            self.on_monitor()
         self.stats["monitored"] += 1
         call.log.info("abuse detection on leg %s (%s)", mon.citizen, dept.name)
 

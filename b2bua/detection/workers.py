@@ -1,0 +1,330 @@
+"""Detection in its own processes: the audio tap's batches in, :class:`~.events.Detection` results out.
+
+Nothing here runs in the event loop or the media tick:
+
+* the **segmenter** process reads :class:`~media.tap.TapBatch` from the tap channel, cuts each tapped
+  leg's audio into utterances (:class:`media.speech.vad.Segmenter`), follows its level against the
+  caller's own baseline (:class:`media.loudness.ShoutTracker`), keeps the last seconds of audio for
+  the evidence clip, and queues a :class:`Job` per utterance;
+* **recognizer** processes (``workers``) take jobs, transcribe them (the embedded Whisper engine or an
+  external OpenAI-compatible server) and classify the text (:mod:`b2bua.abuse`), and put the result on
+  the results queue;
+* in the B2BUA process one thread waits on the results queue and hands each result to the event loop
+  (``call_soon_threadsafe``), where the abuse policy acts on it.
+
+Every queue is bounded and written with ``put_nowait``: when recognition falls behind, utterances are
+dropped and counted (``jobs_dropped``), and the tap drops its batches (``tap_dropped_frames``) before
+media or signalling would ever wait. A leg that sent nothing for :data:`STREAM_IDLE_S` is forgotten.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import multiprocessing as mp
+import os
+import queue
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from ..config import Config
+from .events import Detection
+
+if TYPE_CHECKING:  # the recognizers import them; the B2BUA process never loads scikit-learn or Whisper
+    from media.speech.engine import Transcriber
+
+    from ..abuse.classifier import AbuseClassifier
+
+log = logging.getLogger("b2bua.detection")
+
+RATE = 8000
+#: seconds of audio kept per stream before an utterance, for its evidence clip
+CLIP_BEFORE_S = 2.0
+#: a tapped leg silent this long (its call ended, or its tap was turned off) is forgotten
+STREAM_IDLE_S = 5.0
+#: how much a shouting cue raises the score of an abusive utterance, at 10 dB or more above the baseline
+SHOUT_BOOST = 0.15
+
+
+@dataclass(frozen=True, slots=True)
+class DetectionSettings:
+    """What the spawned processes need (plain values: they cross a process boundary)."""
+
+    model_dir: str
+    lexicon: str
+    model_cache: str
+    engine: str = "embedded"  # embedded | external
+    external_url: str | None = None
+    external_timeout_s: float = 10.0
+    threads: int = 1
+    shout_dbfs: float = -8.0
+    shout_seconds: float = 2.0
+    jobs_queue: int = 32
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    """One utterance for a recognizer: 16 kHz float32 audio, and what the segmenter knows around it."""
+
+    session: str
+    leg: str
+    start: float
+    end: float
+    samples: np.ndarray
+    clip: bytes
+    clip_start: float
+    shout_excess_db: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class Counters:
+    """A process's counters, sent on the results queue every second."""
+
+    who: str
+    values: dict[str, int]
+
+
+# -- the segmenter process ---------------------------------------------------------------------------
+class _Stream:
+    """One tapped leg in the segmenter."""
+
+    def __init__(self, settings: DetectionSettings):
+        from media.loudness import ShoutTracker
+        from media.speech.vad import Segmenter
+
+        self.segmenter = Segmenter()
+        self.shout = ShoutTracker(settings.shout_dbfs, settings.shout_seconds)
+        self.cues: list[tuple[float, float, float]] = []  # (start, end, excess dB) of recent cues
+        self.audio = np.zeros(0, np.int16)  # the last seconds, ending at ``fed`` samples
+        self.fed = 0
+        self.seen = time.monotonic()
+
+    def feed(self, samples: np.ndarray) -> list[tuple[float, float, np.ndarray, bytes, float, float | None]]:
+        self.seen = time.monotonic()
+        self.fed += len(samples)
+        keep = int((CLIP_BEFORE_S + 12.0) * RATE)  # the longest utterance and the clip's lead
+        self.audio = np.concatenate([self.audio, samples])[-keep:]
+        for cue in self.shout.feed(samples):
+            self.cues = [c for c in self.cues if c[1] > cue.start - 30.0] + [(cue.start, cue.end, cue.excess_db)]
+        out = []
+        for u in self.segmenter.feed(samples):
+            first = self.fed - len(self.audio)  # the sample the kept audio starts at
+            lo = max(first, int((u.start - CLIP_BEFORE_S) * RATE))
+            clip = self.audio[lo - first:]
+            out.append((u.start, u.end, u.samples, clip.tobytes(), lo / RATE, self._shouting(u.start, u.end)))
+        return out
+
+    def _shouting(self, start: float, end: float) -> float | None:
+        excess = [db for s, e, db in self.cues if s < end and e > start]
+        since = self.shout.loud_since()
+        if since is not None and since < end and (now := self.shout.excess_now()) is not None:
+            excess.append(now)
+        return max(excess) if excess else None
+
+
+def _segmenter_main(tap: Any, jobs: Any, results: Any, settings: DetectionSettings) -> None:
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    streams: dict[tuple[str, str], _Stream] = {}
+    counters: Counter[str] = Counter()
+    last_report = time.monotonic()
+    while True:
+        try:
+            batch = tap.get(timeout=1.0)
+        except queue.Empty:
+            batch = None
+        except (EOFError, OSError):
+            return
+        if batch == "stop":
+            return
+        if batch is not None:
+            for key, raw in batch.frames.items():
+                stream = streams.get(key)
+                if stream is None:
+                    stream = streams[key] = _Stream(settings)
+                    counters["streams"] += 1
+                for start, end, samples, clip, clip_start, shout in stream.feed(np.frombuffer(raw, np.int16)):
+                    counters["utterances"] += 1
+                    try:
+                        jobs.put_nowait(Job(key[0], key[1], start, end, samples, clip, clip_start, shout))
+                    except queue.Full:
+                        counters["jobs_dropped"] += 1
+        now = time.monotonic()
+        for key in [k for k, s in streams.items() if now - s.seen > STREAM_IDLE_S]:
+            del streams[key]
+        if now - last_report >= 1.0:
+            last_report = now
+            counters["active_streams"] = len(streams)
+            _offer(results, Counters("segmenter", dict(counters)))
+
+
+# -- the recognizer processes ------------------------------------------------------------------------
+def _transcriber(settings: DetectionSettings) -> Any:
+    from media.speech.model import ensure_model
+    from media.speech.whisper import WhisperOptions, WhisperTranscriber
+
+    embedded = WhisperTranscriber(ensure_model(settings.model_dir).path,
+                                  WhisperOptions(cpu_threads=settings.threads))
+    if settings.engine == "external" and settings.external_url:
+        from media.speech.external import ExternalOptions, ExternalTranscriber
+
+        return ExternalTranscriber(ExternalOptions(settings.external_url, timeout_s=settings.external_timeout_s),
+                                   fallback=embedded)
+    return embedded
+
+
+def _classifier(settings: DetectionSettings) -> AbuseClassifier:
+    from ..abuse.classifier import AbuseClassifier
+
+    return AbuseClassifier.load(settings.lexicon, settings.model_cache)
+
+
+def _recognizer_main(jobs: Any, results: Any, settings: DetectionSettings, n: int) -> None:
+    os.environ.setdefault("OMP_NUM_THREADS", str(settings.threads))
+    transcriber = _transcriber(settings)
+    classifier = _classifier(settings)
+    counters: Counter[str] = Counter()
+    last_report = time.monotonic()
+    while True:
+        try:
+            job = jobs.get(timeout=1.0)
+        except queue.Empty:
+            job = None
+        except (EOFError, OSError):
+            return
+        if job == "stop":
+            return
+        if job is not None:
+            try:
+                results.put(detect(job, transcriber, classifier))
+                counters["detections"] += 1
+            except Exception:  # one bad utterance must not stop the worker
+                counters["errors"] += 1
+                log.exception("detection of an utterance of %s failed", job.session)
+        if time.monotonic() - last_report >= 1.0:
+            last_report = time.monotonic()
+            _offer(results, Counters(f"recognizer-{n}", dict(counters)))
+
+
+def detect(job: Job, transcriber: Transcriber, classifier: AbuseClassifier) -> Detection:
+    """Transcribe and classify one utterance; a shouting cue raises the score of abusive words."""
+    transcript = transcriber.transcribe(job.samples)
+    text = transcript.text.strip()
+    verdict = classifier.classify(text) if text else None
+    score = verdict.score if verdict is not None else 0.0
+    if verdict is not None and verdict.abusive and job.shout_excess_db is not None:
+        score = min(1.0, score + SHOUT_BOOST * min(1.0, max(0.0, job.shout_excess_db) / 10.0))
+    return Detection(job.session, job.leg, job.start, job.end, text,
+                     verdict.category if verdict is not None else None, round(score, 4),
+                     bool(verdict is not None and verdict.abusive), job.shout_excess_db,
+                     asr_engine=transcript.engine, model_version=transcript.model_version,
+                     clip=job.clip, clip_start=job.clip_start)
+
+
+def _offer(results: Any, item: object) -> None:
+    try:
+        results.put_nowait(item)
+    except queue.Full:
+        pass
+
+
+# -- in the B2BUA process ----------------------------------------------------------------------------
+class DetectionPool:
+    """The segmenter and recognizer processes, the tap channel they read, and the results' way back."""
+
+    def __init__(self, settings: DetectionSettings, workers: int = 1, *, tap_batches: int = 50):
+        self.settings = settings
+        self.workers = max(1, workers)
+        ctx = mp.get_context("spawn")  # clean children: no copy of the signalling state
+        self._ctx = ctx
+        #: what the media engine writes (~100 ms a batch: 5 s of backlog before batches are dropped)
+        self.tap_channel = ctx.Queue(maxsize=tap_batches)
+        self._jobs = ctx.Queue(maxsize=settings.jobs_queue)
+        self._results = ctx.Queue(maxsize=1000)
+        self._procs: list[Any] = []
+        self._thread: threading.Thread | None = None
+        self.counters: dict[str, dict[str, int]] = {}
+        self.on_detection: Callable[[Detection], None] | None = None
+
+    @property
+    def started(self) -> bool:
+        return bool(self._procs)
+
+    def start(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Spawn the processes and the results' reader (once; later calls do nothing)."""
+        if self._procs:
+            return
+        procs = [self._ctx.Process(target=_segmenter_main, name="detect-segmenter", daemon=True,
+                                   args=(self.tap_channel, self._jobs, self._results, self.settings))]
+        procs += [self._ctx.Process(target=_recognizer_main, name=f"detect-recognizer-{i}", daemon=True,
+                                    args=(self._jobs, self._results, self.settings, i)) for i in range(self.workers)]
+        for p in procs:
+            p.start()
+        self._procs = procs
+        self._thread = threading.Thread(target=self._read, args=(loop,), name="detection-results", daemon=True)
+        self._thread.start()
+        log.info("abuse detection: 1 segmenter, %d recognizer process(es)", self.workers)
+
+    def _read(self, loop: asyncio.AbstractEventLoop) -> None:
+        while True:
+            try:
+                item = self._results.get()
+            except (EOFError, OSError, ValueError):
+                return
+            if item == "stop":
+                return
+            if isinstance(item, Counters):
+                self.counters[item.who] = item.values
+            elif isinstance(item, Detection) and self.on_detection is not None:
+                try:
+                    loop.call_soon_threadsafe(self.on_detection, item)
+                except RuntimeError:  # the loop is closed: shutting down
+                    return
+
+    def close(self) -> None:
+        for q, n in ((self.tap_channel, 1), (self._jobs, self.workers)):
+            for _ in range(n):
+                try:
+                    q.put_nowait("stop")
+                except (queue.Full, ValueError, OSError):
+                    pass
+        for p in self._procs:
+            p.join(3)
+            if p.is_alive():
+                p.kill()
+        try:
+            self._results.put_nowait("stop")
+        except (queue.Full, ValueError, OSError):
+            pass
+
+    def totals(self) -> dict[str, int]:
+        """The processes' counters added up (for metrics)."""
+        total: Counter[str] = Counter()
+        for values in self.counters.values():
+            total.update(values)
+        return dict(total)
+
+
+def detection_pool(config: Config) -> DetectionPool | None:
+    """The pool a configuration asks for: None when detection is off or no department uses it
+    (a department turning it on later needs a restart, like the media settings)."""
+    dcfg = config.process.detection
+    if not dcfg.enabled or not any(d.policy.abuse.enabled for d in config.routing.departments):
+        return None
+    base = config.path.parent
+    # the segmenter follows every monitored leg alike: the most sensitive department's shouting settings
+    abuse = [d.policy.abuse for d in config.routing.departments if d.policy.abuse.enabled]
+    settings = DetectionSettings(
+        shout_dbfs=min(a.shout_dbfs for a in abuse), shout_seconds=min(a.shout_seconds for a in abuse),
+        model_dir=str((base / dcfg.model_dir).resolve()), lexicon=str((base / dcfg.lexicon).resolve()),
+        model_cache=str((base / dcfg.model_cache).resolve()), engine=dcfg.engine, external_url=dcfg.external_url,
+        external_timeout_s=dcfg.external_timeout_s, threads=dcfg.threads, jobs_queue=dcfg.jobs_queue)
+    return DetectionPool(settings, dcfg.workers, tap_batches=dcfg.tap_batches)
+
+
+__all__ = ["Counters", "DetectionPool", "DetectionSettings", "Job", "detect", "detection_pool"]
