@@ -1,12 +1,13 @@
 """The shouting cue: a caller's level measured against the caller's own baseline.
 
 Fed the tapped 8 kHz audio of one leg (any number of 20 ms frames at a time), :class:`ShoutTracker`
-computes each frame's level in dBFS as one array operation, keeps a running baseline of the caller's
-*speaking* level (mean and variance of the frames above the speech floor, Welford's update on the
-batch), and reports a :class:`ShoutCue` when the power of the last ``seconds`` of speech (syllables
-and their dips averaged out) stays loud: above both the absolute ``shout_dbfs`` and the baseline by
-``margin_db`` above the caller's baseline (or ``z`` standard deviations, whichever is larger). Nothing is
-cued before the baseline has three seconds of speech: handsets and lines differ by 20 dB and more, so an
+computes each frame's level in dBFS as one array operation and smooths it over the last ``seconds`` of
+speech (the power averaged, so syllables and their dips do not count), keeps a running baseline of the
+caller's *speaking* level (mean and variance of that smoothed level, Welford's update on the batch:
+per-frame levels of real speech spread over 10 dB and more, the smoothed level over a few), and reports a
+:class:`ShoutCue` when the smoothed level stays loud: above both the absolute ``shout_dbfs`` and the baseline by
+``margin_db`` above the caller's baseline (a voice on its way up teaches the baseline nothing). Nothing is
+cued before the baseline has four seconds of speech: handsets and lines differ by 20 dB and more, so an
 absolute level alone would cue every caller on a hot line, and the absolute floor alone keeps a quiet
 line's merely raised voice from counting. The cue raises the abuse score of what is said at that moment and is kept
 with the event; it never ends a call on its own (that is the policy's rule, not this module's).
@@ -22,8 +23,8 @@ import numpy as np
 FRAME = 160  # 20 ms at 8 kHz
 #: frames quieter than this are not speech: they neither build the baseline nor count as shouting
 SPEECH_FLOOR_DBFS = -45.0
-#: speech frames the baseline needs before it is trusted (3 s); until then only the absolute limit applies
-BASELINE_FRAMES = 150
+#: smoothed levels the baseline needs before it is trusted (2 s more speech after the first full window)
+BASELINE_FRAMES = 100
 #: a loud stretch ends when the smoothed level falls this far under the limit, or after a pause
 HYSTERESIS_DB = 3.0
 PAUSE_FRAMES = 25  # 0.5 s
@@ -51,11 +52,10 @@ def frame_levels(samples: np.ndarray) -> np.ndarray:
 class ShoutTracker:
     """One leg's levels, baseline and shouting cues over a call."""
 
-    def __init__(self, shout_dbfs: float = -8.0, seconds: float = 2.0, margin_db: float = 10.0, z: float = 2.5):
+    def __init__(self, shout_dbfs: float = -8.0, seconds: float = 2.0, margin_db: float = 10.0):
         self.shout_dbfs = shout_dbfs
         self.window = max(1, round(seconds * 50))  # frames of speech that must stay loud
         self.margin_db = margin_db
-        self.z = z
         self._n = 0  # speech frames in the baseline
         self._mean = 0.0
         self._m2 = 0.0
@@ -80,8 +80,7 @@ class ShoutTracker:
         base = self.baseline
         if base is None:
             return None
-        mean, std = base
-        return max(self.shout_dbfs, mean + max(self.margin_db, self.z * std))
+        return max(self.shout_dbfs, base[0] + self.margin_db)
 
     def feed(self, samples: np.ndarray) -> list[ShoutCue]:
         """Take int16 samples (any length; a partial frame waits for the next call); return the cues
@@ -125,8 +124,9 @@ class ShoutTracker:
             else:
                 if self._loud_from is not None and limit is not None and smoothed < limit - HYSTERESIS_DB:
                     cues += self._close(at, base)
-                if self._loud_from is None and (limit is None or level < limit):
-                    calm.append(level)  # only what is not shouting teaches the baseline
+                if self._loud_from is None and len(win) == self.window and \
+                        (limit is None or smoothed < self._mean + self.margin_db / 2):
+                    calm.append(smoothed)  # only the usual voice teaches the baseline, not a voice rising
         self._frames += len(levels)
         self._learn(np.asarray(calm))
         return cues

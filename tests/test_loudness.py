@@ -60,9 +60,10 @@ def test_nothing_is_cued_before_the_caller_has_a_baseline_nor_under_the_absolute
     assert _feed(quiet, np.zeros(8000 * 5, np.int16)) == [] and quiet.baseline is None
 
 
-def test_the_baseline_needs_three_seconds_of_speech() -> None:
-    tracker = ShoutTracker()
-    tracker.feed(_at_level(speech_like((BASELINE_FRAMES - 10) / 50, seed=6), -25.0))
+def test_the_baseline_needs_a_full_window_and_two_more_seconds_of_speech() -> None:
+    tracker = ShoutTracker(seconds=2.0)
+    tracker.feed(_at_level(speech_like((tracker.window + BASELINE_FRAMES - 10) / 50, seed=6), -25.0))
     assert tracker.baseline is None
     tracker.feed(_at_level(speech_like(1.0, seed=7), -25.0))
-    assert tracker.baseline is not None
+    base = tracker.baseline
+    assert base is not None and -28 < base[0] < -22 and base[1] < 3  # the smoothed level hardly moves

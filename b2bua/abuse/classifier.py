@@ -1,0 +1,90 @@
+"""The abuse classifier: the lexicon and the text model combined into one score per utterance.
+
+For each category the lexicon's strongest entry weight ``w`` and the model's probability ``p`` combine as
+independent evidence, ``1 - (1 - w) * (1 - p)``; the utterance's score is the same combination of the
+strongest entry of any category and the model's probability of any abuse (``1 - p(none)``). The model
+reads the utterance with its innocent look-alikes left out (``시발점`` reads as ``점``), so neither part
+fires on them. An utterance is abusive when its score reaches the threshold; its category is that of the
+strongest entry when that entry alone reaches the threshold, else the category with the most evidence.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from .categories import CATEGORIES, NONE, Category, Label
+from .lexicon import Hit, Lexicon, load_lexicon
+from .textmodel import TextModel, load_or_train
+
+#: the default threshold on the combined score (departments will set their own)
+DEFAULT_THRESHOLD = 0.6
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """What the classifier says of one utterance."""
+
+    text: str
+    abusive: bool
+    #: the category with the most evidence when abusive, else None
+    category: Category | None
+    #: the combined score, 0..1
+    score: float
+    #: lexicon entries found
+    hits: tuple[Hit, ...]
+    #: the model's probability per label
+    model: dict[Label, float]
+
+    def as_json(self) -> dict[str, object]:
+        """The command line's JSON object."""
+        return {"text": self.text, "abusive": self.abusive, "category": self.category, "score": round(self.score, 4)}
+
+
+def _combine(weight: float, probability: float) -> float:
+    return 1.0 - (1.0 - weight) * (1.0 - probability)
+
+
+@dataclass(frozen=True)
+class AbuseClassifier:
+    """The lexicon and a trained text model."""
+
+    lexicon: Lexicon
+    model: TextModel
+
+    @classmethod
+    def load(cls, lexicon_path: str | Path, cache_dir: str | Path) -> AbuseClassifier:
+        """Load the lexicon and the cached model (training it into ``cache_dir`` at first use)."""
+        return cls(load_lexicon(lexicon_path), load_or_train(cache_dir).model)
+
+    def classify(self, text: str, threshold: float = DEFAULT_THRESHOLD) -> Verdict:
+        """Classify one utterance."""
+        return self.classify_many([text], threshold)[0]
+
+    def classify_many(self, texts: Sequence[str], threshold: float = DEFAULT_THRESHOLD) -> list[Verdict]:
+        """Classify utterances (one model call for all of them)."""
+        views = [self.lexicon.model_view(t) for t in texts]
+        read = iter(self.model.predict_proba([v for v in views if v]))
+        # nothing left to read (empty, or only look-alikes such as 시발점): the model has no evidence of abuse
+        nothing: dict[Label, float] = {**dict.fromkeys(CATEGORIES, 0.0), NONE: 1.0}
+        probs = [next(read) if v else nothing for v in views]
+        out = []
+        for text, p in zip(texts, probs, strict=True):
+            hits = tuple(self.lexicon.match(text))
+            weights: dict[Category, float] = dict.fromkeys(CATEGORIES, 0.0)
+            for hit in hits:
+                weights[hit.category] = max(weights[hit.category], hit.weight)
+            evidence = {c: _combine(weights[c], p[c]) for c in CATEGORIES}
+            score = _combine(max(weights.values()), 1.0 - p[NONE])
+            abusive = score >= threshold
+            # an entry that is abuse on its own names the category; else the category with the most evidence
+            named: Category = hits[0].category if hits and hits[0].weight >= threshold else \
+                max(CATEGORIES, key=lambda c: evidence[c])
+            category = named if abusive else None
+            out.append(Verdict(text, abusive, category, score, hits, p))
+        return out
+
+    def label(self, text: str, threshold: float = DEFAULT_THRESHOLD) -> Label:
+        """The verdict as a label: its category, or ``none``."""
+        return self.classify(text, threshold).category or NONE
