@@ -16,6 +16,7 @@ import logging
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from .config import Config, ConfigError, load_config
 
@@ -144,6 +145,35 @@ def cmd_reload(args: argparse.Namespace) -> int:
     return 0
 
 
+def _abuse_commands(sub: Any) -> None:
+    """``b2bua abuse ...``: what operators test lexicon and model changes with, and the evidence."""
+    from .abuse.cli import add_classify_arguments, cmd_classify
+    from .detection.cli import add_events_arguments, add_label_arguments, cmd_events, cmd_label
+
+    abuse = sub.add_parser("abuse", help="abuse detection: classify text, transcribe audio, events and labels")
+    commands = abuse.add_subparsers(dest="abuse_command", required=True)
+    classify = commands.add_parser("classify", help="JSON verdict per line of text on stdin")
+    add_classify_arguments(classify)
+    classify.set_defaults(func=cmd_classify)
+    transcribe = commands.add_parser("transcribe", help="transcribe audio files with the configured engine")
+    transcribe.set_defaults(func=_transcribe)
+    from media.speech.cli import add_transcribe_arguments
+
+    add_transcribe_arguments(transcribe)
+    events = commands.add_parser("events", help="abuse events as JSON lines, oldest first")
+    add_events_arguments(events, str(DEFAULT_CONFIG))
+    events.set_defaults(func=cmd_events)
+    label = commands.add_parser("label", help="confirm or reject an event")
+    add_label_arguments(label, str(DEFAULT_CONFIG))
+    label.set_defaults(func=cmd_label)
+
+
+def _transcribe(args: argparse.Namespace) -> int:
+    from media.speech.cli import cmd_transcribe
+
+    return cmd_transcribe(args)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="b2bua", description="SIP back-to-back user agent")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -158,6 +188,7 @@ def main(argv: list[str] | None = None) -> int:
     reload = sub.add_parser("reload", help="validate the config and make the running B2BUA load it")
     reload.add_argument("--config", default=str(DEFAULT_CONFIG))
     reload.set_defaults(func=cmd_reload)
+    _abuse_commands(sub)
     args = parser.parse_args(argv)
     try:
         return args.func(args)

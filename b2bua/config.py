@@ -19,6 +19,7 @@ from pydantic import BaseModel, Field, ValidationError, field_validator
 
 from media.prompts_lib import PromptError, PromptLibrary
 
+from .abuse.lexicon import load_lexicon
 from .routing.extensions import extensions_overlap, parse_extension_range
 from .routing.forwarding import NEVER_FORWARDED
 from .routing.numbers import to_e164
@@ -539,6 +540,12 @@ def load_config(path: str | Path) -> Config:
     if routing is not None and routing.holidays_file:
         try:
             holidays = load_holidays(routing_path.parent / routing.holidays_file)
+        except ConfigError as exc:
+            problems.extend(exc.problems)
+    if process is not None and routing is not None and process.detection.enabled and \
+            any(d.policy.abuse.enabled for d in routing.departments):
+        try:  # the word list detection will use: checked now, not at the first abusive call
+            load_lexicon(path.parent / process.detection.lexicon)
         except ConfigError as exc:
             problems.extend(exc.problems)
     if problems or process is None or routing is None:

@@ -184,3 +184,25 @@ def test_config_refuses_a_clashing_key_or_a_missing_prompt(tmp_path: Path, bad: 
     problems = [p for p in err.value.problems if "policy.abuse" in p]
     assert problems and all(p.startswith(f"{tmp_path / 'routing.yaml'}:") for p in problems), err.value.problems
     print(problems)
+
+
+def test_check_config_reads_the_lexicon_when_a_department_uses_detection(tmp_path: Path) -> None:
+    import yaml
+
+    from b2bua.config import ConfigError, load_config
+
+    root = Path(__file__).resolve().parents[1] / "config"
+    routing = yaml.safe_load((root / "routing.yaml").read_text())
+    routing["departments"][0].setdefault("policy", {})["abuse"] = {"enabled": True}
+    for name in ("b2bua.yaml", "holidays.yaml"):
+        (tmp_path / name).write_text((root / name).read_text())
+    (tmp_path / "routing.yaml").write_text(yaml.safe_dump(routing, allow_unicode=True))
+    (tmp_path / "abuse_lexicon.yaml").write_text("categories:\n  insults:\n    weight: 0.9\n    entries: [바보]\n",
+                                                 encoding="utf-8")
+    with pytest.raises(ConfigError) as err:
+        load_config(tmp_path / "b2bua.yaml")
+    problems = err.value.problems
+    assert problems and all(p.startswith(f"{tmp_path / 'abuse_lexicon.yaml'}:") for p in problems), problems
+    (tmp_path / "abuse_lexicon.yaml").write_text((root / "abuse_lexicon.yaml").read_text(encoding="utf-8"),
+                                                 encoding="utf-8")
+    assert load_config(tmp_path / "b2bua.yaml").routing.departments[0].policy.abuse.enabled

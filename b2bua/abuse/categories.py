@@ -12,3 +12,6 @@ Label = Literal["profanity", "insult", "threat", "sexual_harassment", "none"]
 CATEGORIES: tuple[Category, ...] = get_args(Category)
 LABELS: tuple[Label, ...] = get_args(Label)
 NONE: Label = "none"
+
+#: the default threshold on the combined score (departments set their own: ``policy.abuse.threshold``)
+DEFAULT_THRESHOLD = 0.6

@@ -14,12 +14,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from .categories import CATEGORIES, NONE, Category, Label
+from .categories import CATEGORIES, DEFAULT_THRESHOLD, NONE, Category, Label
 from .lexicon import Hit, Lexicon, load_lexicon
 from .textmodel import TextModel, load_or_train
-
-#: the default threshold on the combined score (departments will set their own)
-DEFAULT_THRESHOLD = 0.6
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from ..yamlconf import ConfigError, load_yaml
-from .classifier import DEFAULT_THRESHOLD, AbuseClassifier
+from .categories import DEFAULT_THRESHOLD
 
 #: ``config/b2bua.yaml`` of the source tree
 DEFAULT_CONFIG = Path(__file__).resolve().parents[2] / "config" / "b2bua.yaml"
@@ -55,6 +55,8 @@ def cmd_classify(args: argparse.Namespace) -> int:
     """Classify stdin line by line; 2 on a configuration problem (printed as ``file:line: ...``)."""
     try:
         lexicon, cache = paths_from_config(args.config)
+        from .classifier import AbuseClassifier  # noqa: PLC0415  (scikit-learn: only for this command)
+
         classifier = AbuseClassifier.load(lexicon, cache)
     except ConfigError as exc:
         for problem in exc.problems:
