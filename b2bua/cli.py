@@ -120,7 +120,8 @@ def cmd_check(args: argparse.Namespace) -> int:
     for d in r.departments:
         sc = schedules.get(d.schedule or "")
         where = situation(sc, config.holidays, now) if sc else "open (no schedule)"
-        print(f"    {d.name:<10} {', '.join(d.numbers):<28} recording={d.policy.recording:<9} {where}")
+        abuse = " abuse-detection" if d.policy.abuse.enabled else ""
+        print(f"    {d.name:<10} {', '.join(d.numbers):<28} recording={d.policy.recording:<9} {where}{abuse}")
     print(f"  holidays: {len(config.holidays)} days  staff devices: {len(r.devices)}")
     return 0
 

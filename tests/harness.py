@@ -50,6 +50,7 @@ def write_config(directory: Path, *, routing: dict | None = None, sip: dict | No
     (directory / "b2bua.yaml").write_text(yaml.safe_dump(base, allow_unicode=True))
     (directory / "routing.yaml").write_text(yaml.safe_dump(base_routing, allow_unicode=True))
     shutil.copy(ROOT / "config" / "holidays.yaml", directory / "holidays.yaml")
+    shutil.copy(ROOT / "config" / "abuse_lexicon.yaml", directory / "abuse_lexicon.yaml")
     return directory / "b2bua.yaml"
 
 

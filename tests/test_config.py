@@ -17,6 +17,7 @@ def _write(tmp: Path, b2bua: str | None = None, routing: str | None = None) -> P
     shipped = (ROOT / "config" / "routing.yaml").read_text()
     (tmp / "routing.yaml").write_text(routing if routing is not None else shipped)
     (tmp / "holidays.yaml").write_text((ROOT / "config" / "holidays.yaml").read_text())
+    (tmp / "abuse_lexicon.yaml").write_bytes((ROOT / "config" / "abuse_lexicon.yaml").read_bytes())
     return tmp / "b2bua.yaml"
 
 

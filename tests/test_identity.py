@@ -78,6 +78,7 @@ def test_extension_overlaps(a: str, b: str, overlap: bool) -> None:
 def _routing_problems(tmp: Path, change) -> list[str]:
     (tmp / "b2bua.yaml").write_text((ROOT / "config" / "b2bua.yaml").read_text())
     (tmp / "holidays.yaml").write_text((ROOT / "config" / "holidays.yaml").read_text())
+    (tmp / "abuse_lexicon.yaml").write_bytes((ROOT / "config" / "abuse_lexicon.yaml").read_bytes())
     data = yaml.safe_load((ROOT / "config" / "routing.yaml").read_text())
     change(data)
     (tmp / "routing.yaml").write_text(yaml.safe_dump(data, allow_unicode=True))

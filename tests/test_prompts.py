@@ -76,7 +76,7 @@ def test_missing_and_broken_prompts(tmp_path: Path) -> None:
 
 
 def test_check_config_reports_bad_prompts_with_file_and_line(tmp_path: Path) -> None:
-    for name in ("b2bua.yaml", "holidays.yaml"):
+    for name in ("b2bua.yaml", "holidays.yaml", "abuse_lexicon.yaml"):
         (tmp_path / name).write_text((ROOT / "config" / name).read_text())
     routing = (ROOT / "config" / "routing.yaml").read_text()
     head, sep, tail = routing.partition("- name: 주택정책과")

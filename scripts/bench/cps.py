@@ -533,6 +533,8 @@ def signalling_only_config(root: Path = REPO_ROOT) -> Path:
     (folder / "b2bua.yaml").write_text(yaml.safe_dump(process, allow_unicode=True))
     shutil.copy(root / "config" / "routing.yaml", folder / "routing.yaml")
     shutil.copy(root / "config" / "holidays.yaml", folder / "holidays.yaml")
+    if (root / "config" / "abuse_lexicon.yaml").exists():  # (older checkouts have none)
+        shutil.copy(root / "config" / "abuse_lexicon.yaml", folder / "abuse_lexicon.yaml")
     return folder / "b2bua.yaml"
 
 

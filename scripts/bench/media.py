@@ -218,6 +218,8 @@ def run(calls: int, seconds: float, flood_pps: int, workdir: Path, workers: int 
     proc_cfg["storage"] = {"url": f"sqlite:///{cfgdir / 'cdr.sqlite3'}", "recordings": str(cfgdir / "recordings")}
     (cfgdir / "b2bua.yaml").write_text(yaml.safe_dump(proc_cfg))
     shutil.copy(repo / "config" / "holidays.yaml", cfgdir / "holidays.yaml")
+    if (repo / "config" / "abuse_lexicon.yaml").exists():  # (older checkouts have none)
+        shutil.copy(repo / "config" / "abuse_lexicon.yaml", cfgdir / "abuse_lexicon.yaml")
 
     csv = cfgdir / "calls.csv"
     csv.write_text("SEQUENTIAL\n" + "".join(f"{s.getsockname()[1]};0;PCMU;\n" for s in socks))
