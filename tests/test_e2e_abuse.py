@@ -10,7 +10,6 @@ both, BYE on both legs with a Reason, CDR cause ``abuse_terminated``), with ever
 
 from __future__ import annotations
 
-import os
 import re
 import time
 from pathlib import Path
@@ -18,21 +17,19 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
-from harness import ROOT, SIPP, B2BUAProcess, free_port, write_config
+from harness import ROOT, SIPP, B2BUAProcess, free_port
 from rtp_peer import RtpPeer, best_correlation, sdp_port
 from sqlalchemy import create_engine
 from test_detection_workers import _phone
 from test_e2e_protection import (
-    MEDIA,
-    OPEN,
     PROMPTS,
     STAFF,
     _late_audio,
     citizen,
     finish,
     peers,
-    routing,
     staff_phone,
+    start,
 )
 
 from b2bua.storage.abuse import AbuseEvents
@@ -61,25 +58,14 @@ def _rms_dbfs(x: np.ndarray) -> float:
 def _start(tmp: Path, uas_port: int) -> tuple[B2BUAProcess, int]:
     policy = {"recording": "off", "ringback": {},
               "abuse": {"enabled": True, "end_after": 2, "cooldown_s": 2, "threshold": 0.6}}
-    cfg = write_config(tmp / "config", routing=routing(uas_port, policy))
     lexicon = (ROOT / "config" / "abuse_lexicon.yaml").read_text(encoding="utf-8")
     for word in ("커피", "대통령"):  # words of two clips, insults for this test
         lexicon = _with_entry_text(lexicon, "insult", word)
-    (tmp / "config" / "abuse_lexicon.yaml").write_text(lexicon, encoding="utf-8")
-    data = yaml.safe_load(cfg.read_text())
-    data["media"] = {**data.get("media", {}), **MEDIA, "rtp_timeout_s": 300}
     # the speech model and the trained text model are shared by every test run on this machine
-    data["detection"] = {**data.get("detection", {}), "threads": 2,
-                         "model_dir": str(ROOT / "var" / "whisper-base"),
-                         "model_cache": str(ROOT / "var" / "abuse-models")}
-    cfg.write_text(yaml.safe_dump(data, allow_unicode=True))
-    port = free_port()
-    os.environ["B2BUA_FAKE_NOW"] = OPEN
-    try:
-        proc = B2BUAProcess(cfg, [f"udp:127.0.0.1:{port}"], tmp / "b2bua.log").start()
-    finally:
-        del os.environ["B2BUA_FAKE_NOW"]
-    return proc, port
+    detection = {"threads": 2, "model_dir": str(ROOT / "var" / "whisper-base"),
+                 "model_cache": str(ROOT / "var" / "abuse-models")}
+    return start(tmp, uas_port, policy, media={"rtp_timeout_s": 300}, process={"detection": detection},
+                 files={"abuse_lexicon.yaml": lexicon})
 
 
 def _with_entry_text(text: str, category: str, word: str) -> str:

@@ -60,12 +60,19 @@ def routing(uas_port: int, policy: dict, *, extra_departments: list[dict] | None
 
 
 def start(tmp: Path, uas_port: int, policy: dict, *, now: str = OPEN, media: dict | None = None,
-          extra_departments: list[dict] | None = None) -> tuple[B2BUAProcess, int]:
+          extra_departments: list[dict] | None = None, process: dict[str, dict] | None = None,
+          files: dict[str, str] | None = None) -> tuple[B2BUAProcess, int]:
+    """The B2BUA on this module's routing; ``process`` sections are laid over b2bua.yaml's, ``files`` are
+    written beside it (a lexicon, ...)."""
     port = free_port()
     cfg = write_config(tmp / "config", routing=routing(uas_port, policy, extra_departments=extra_departments))
     data = yaml.safe_load(cfg.read_text())
     data["media"] = {**data.get("media", {}), **MEDIA, **(media or {})}
+    for section, values in (process or {}).items():
+        data[section] = {**data.get(section, {}), **values}
     cfg.write_text(yaml.safe_dump(data, allow_unicode=True))
+    for name, text in (files or {}).items():
+        (cfg.parent / name).write_text(text, encoding="utf-8")
     os.environ["B2BUA_FAKE_NOW"] = now
     try:
         proc = B2BUAProcess(cfg, [f"udp:127.0.0.1:{port}"], tmp / "b2bua.log").start()

@@ -38,6 +38,7 @@ from .events import Detection
 
 if TYPE_CHECKING:  # the recognizers import them; the B2BUA process never loads scikit-learn or Whisper
     from media.speech.engine import Transcriber
+    from media.tap import TapBatch
 
     from ..abuse.classifier import AbuseClassifier
 
@@ -128,39 +129,48 @@ class _Stream:
         return max(excess) if excess else None
 
 
+def _serve(source: Any, results: Any, who: str, counters: Counter[str], handle: Callable[[Any], None]) -> None:
+    """A detection process's loop: ``handle`` every item of ``source`` (and None once a second when idle),
+    report ``counters`` every second, end at ``"stop"`` or when the queue is gone."""
+    last_report = time.monotonic()
+    while True:
+        try:
+            item = source.get(timeout=1.0)
+        except queue.Empty:
+            item = None
+        except (EOFError, OSError):
+            return
+        if isinstance(item, str) and item == "stop":
+            return
+        handle(item)
+        if time.monotonic() - last_report >= 1.0:
+            last_report = time.monotonic()
+            _offer(results, Counters(who, dict(counters)))
+
+
 def _segmenter_main(tap: Any, jobs: Any, results: Any, settings: DetectionSettings) -> None:
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     streams: dict[tuple[str, str], _Stream] = {}
     counters: Counter[str] = Counter()
-    last_report = time.monotonic()
-    while True:
-        try:
-            batch = tap.get(timeout=1.0)
-        except queue.Empty:
-            batch = None
-        except (EOFError, OSError):
-            return
-        if batch == "stop":
-            return
-        if batch is not None:
-            for key, raw in batch.frames.items():
-                stream = streams.get(key)
-                if stream is None:
-                    stream = streams[key] = _Stream(settings)
-                    counters["streams"] += 1
-                for start, end, samples, clip, clip_start, shout in stream.feed(np.frombuffer(raw, np.int16)):
-                    counters["utterances"] += 1
-                    try:
-                        jobs.put_nowait(Job(key[0], key[1], start, end, samples, clip, clip_start, shout))
-                    except queue.Full:
-                        counters["jobs_dropped"] += 1
+
+    def handle(batch: TapBatch | None) -> None:
+        for key, raw in (batch.frames.items() if batch is not None else ()):
+            stream = streams.get(key)
+            if stream is None:
+                stream = streams[key] = _Stream(settings)
+                counters["streams"] += 1
+            for start, end, samples, clip, clip_start, shout in stream.feed(np.frombuffer(raw, np.int16)):
+                counters["utterances"] += 1
+                try:
+                    jobs.put_nowait(Job(key[0], key[1], start, end, samples, clip, clip_start, shout))
+                except queue.Full:
+                    counters["jobs_dropped"] += 1
         now = time.monotonic()
         for key in [k for k, s in streams.items() if now - s.seen > STREAM_IDLE_S]:
             del streams[key]
-        if now - last_report >= 1.0:
-            last_report = now
-            counters["active_streams"] = len(streams)
-            _offer(results, Counters("segmenter", dict(counters)))
+        counters["active_streams"] = len(streams)
+
+    _serve(tap, results, "segmenter", counters, handle)
 
 
 # -- the recognizer processes ------------------------------------------------------------------------
@@ -189,26 +199,18 @@ def _recognizer_main(jobs: Any, results: Any, settings: DetectionSettings, n: in
     transcriber = _transcriber(settings)
     classifier = _classifier(settings)
     counters: Counter[str] = Counter()
-    last_report = time.monotonic()
-    while True:
+
+    def handle(job: Job | None) -> None:
+        if job is None:
+            return
         try:
-            job = jobs.get(timeout=1.0)
-        except queue.Empty:
-            job = None
-        except (EOFError, OSError):
-            return
-        if job == "stop":
-            return
-        if job is not None:
-            try:
-                results.put(detect(job, transcriber, classifier))
-                counters["detections"] += 1
-            except Exception:  # one bad utterance must not stop the worker
-                counters["errors"] += 1
-                log.exception("detection of an utterance of %s failed", job.session)
-        if time.monotonic() - last_report >= 1.0:
-            last_report = time.monotonic()
-            _offer(results, Counters(f"recognizer-{n}", dict(counters)))
+            results.put(detect(job, transcriber, classifier))
+            counters["detections"] += 1
+        except Exception:  # one bad utterance must not stop the worker
+            counters["errors"] += 1
+            log.exception("detection of an utterance of %s failed", job.session)
+
+    _serve(jobs, results, f"recognizer-{n}", counters, handle)
 
 
 def detect(job: Job, transcriber: Transcriber, classifier: AbuseClassifier) -> Detection:
