@@ -108,6 +108,17 @@ class _Server(Protocol):
     def lag(self) -> float: ...
 
 
+class _Detection(Protocol):
+    """Abuse detection's processes (their counters, summed)."""
+
+    def totals(self) -> Mapping[str, int]: ...
+
+
+class _Evidence(Protocol):
+    @property
+    def counts(self) -> Mapping[str, int]: ...
+
+
 class MetricsSource(Protocol):
     """Everything /metrics reads: the components of one B2BUA process (``b2bua.app.Application``)."""
 
@@ -133,6 +144,12 @@ class MetricsSource(Protocol):
     def messenger(self) -> _Messenger | None: ...
     @property
     def server(self) -> _Server | None: ...
+    @property
+    def abuse(self) -> _Stats: ...
+    @property
+    def detection(self) -> _Detection | None: ...
+    @property
+    def abuse_events(self) -> _Evidence: ...
 
 
 # -- the collector ----------------------------------------------------------------------------
@@ -262,10 +279,37 @@ class B2buaCollector:
             depth = GaugeMetricFamily("b2bua_messenger_queue", "Messenger notices waiting to be sent")
             depth.add_metric([], hook.queued)
             yield depth
+        yield from self._abuse(app)
         if app.server is not None:
             lag = GaugeMetricFamily("b2bua_event_loop_lag_seconds", "How late the event loop ran, last sample")
             lag.add_metric([], app.server.lag)
             yield lag
+
+
+    @staticmethod
+    def _abuse(app: MetricsSource) -> Iterator[Metric]:
+        """Abuse detection: the policy's actions, the processes' work and drops, the evidence written."""
+        policy = CounterMetricFamily("b2bua_abuse", "Abuse detection (monitored calls, utterances judged, "
+                                     "warned, terminated, shouting, reported, events:<action>)", labels=["what"])
+        for key, n in sorted(app.abuse.stats.items()):
+            policy.add_metric([key], n)
+        yield policy
+        if app.detection is not None:
+            work = CounterMetricFamily("b2bua_detection", "Detection processes (streams, utterances, "
+                                       "detections, errors, jobs_dropped: utterances a busy recognizer lost)",
+                                       labels=["what"])
+            for key, n in sorted(app.detection.totals().items()):
+                if key != "active_streams":
+                    work.add_metric([key], n)
+            yield work
+            streams = GaugeMetricFamily("b2bua_detection_streams", "Legs the segmenter follows now")
+            streams.add_metric([], app.detection.totals().get("active_streams", 0))
+            yield streams
+        evidence = CounterMetricFamily("b2bua_abuse_evidence", "Abuse events stored (written, failures)",
+                                       labels=["result"])
+        for key in ("written", "failures"):
+            evidence.add_metric([key], app.abuse_events.counts[key])
+        yield evidence
 
 
 def serve(app: MetricsSource, address: str) -> CollectorRegistry:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 import time
+import urllib.request
 from pathlib import Path
 
 import numpy as np
@@ -55,7 +56,7 @@ def _rms_dbfs(x: np.ndarray) -> float:
     return float(20 * np.log10(np.sqrt(np.mean((x.astype(np.float64) / 32768) ** 2))))
 
 
-def _start(tmp: Path, uas_port: int) -> tuple[B2BUAProcess, int]:
+def _start(tmp: Path, uas_port: int, metrics: int) -> tuple[B2BUAProcess, int]:
     policy = {"recording": "off", "ringback": {},
               "abuse": {"enabled": True, "end_after": 2, "cooldown_s": 2, "threshold": 0.6}}
     lexicon = (ROOT / "config" / "abuse_lexicon.yaml").read_text(encoding="utf-8")
@@ -64,8 +65,25 @@ def _start(tmp: Path, uas_port: int) -> tuple[B2BUAProcess, int]:
     # the speech model and the trained text model are shared by every test run on this machine
     detection = {"threads": 2, "model_dir": str(ROOT / "var" / "whisper-base"),
                  "model_cache": str(ROOT / "var" / "abuse-models")}
-    return start(tmp, uas_port, policy, media={"rtp_timeout_s": 300}, process={"detection": detection},
+    return start(tmp, uas_port, policy, media={"rtp_timeout_s": 300},
+                 process={"detection": detection, "metrics": {"address": f"127.0.0.1:{metrics}"}},
                  files={"abuse_lexicon.yaml": lexicon})
+
+
+def _metric(port: int, name: str, label: str) -> float:
+    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+    found = re.search(rf'^{name}(?:_total)?{{[a-z]+="{re.escape(label)}"}} ([0-9.e+]+)$', text, re.M)
+    return float(found.group(1)) if found else 0.0
+
+
+def _metrics_reach(port: int, wanted: dict[tuple[str, str], float], timeout: float = 10.0) -> dict:
+    """The metrics once each has reached its wanted value (the processes report once a second)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        got = {key: _metric(port, *key) for key in wanted}
+        if all(got[k] >= v for k, v in wanted.items()) or time.monotonic() > deadline:
+            return got
+        time.sleep(0.5)
 
 
 def _with_entry_text(text: str, category: str, word: str) -> str:
@@ -100,7 +118,8 @@ def test_a_citizen_is_warned_then_cut_off_and_every_event_is_kept(tmp_path: Path
     clean, shouted = _said(CLEAN), _said(CLEAN, gain_db=20.0)
     assert _rms_dbfs(shouted[:-12000]) > -8.0 > _rms_dbfs(clean[:-12000]) + 10  # loud against the own voice
     with staff_phone(tmp_path, uas_port, b, ring_ms=200):
-        proc, port = _start(tmp_path, uas_port)
+        metrics = free_port()
+        proc, port = _start(tmp_path, uas_port, metrics)
         try:
             uac = citizen(tmp_path, port, a, "uac_rtp_early_remote_bye.xml")
             b_target = ("127.0.0.1", sdp_port(tmp_path / "uas_msg.log", "INVITE sip:", timeout=20))
@@ -119,8 +138,13 @@ def test_a_citizen_is_warned_then_cut_off_and_every_event_is_kept(tmp_path: Path
             ended = time.monotonic()
             finish(uac, timeout=120)
             rows = _wait_for_events(tmp_path, 3, proc, timeout=30)
+            wanted = {("b2bua_abuse", "monitored"): 1, ("b2bua_abuse", "warned"): 1, ("b2bua_abuse", "terminated"): 1,
+                      ("b2bua_abuse", "shouting"): 1, ("b2bua_detection", "utterances"): 4,
+                      ("b2bua_detection", "detections"): 4, ("b2bua_abuse_evidence", "written"): 3}
+            seen = _metrics_reach(metrics, wanted)
         finally:
             proc.stop()
+    assert all(seen[k] >= v for k, v in wanted.items()), seen
     assert [(r["category"], r["action"]) for r in rows] == [("shouting", "recorded"), ("insult", "warned"),
                                                             ("insult", "terminated")], rows
     assert rows[0]["shout_excess_db"] >= 10 and "커피" not in rows[0]["transcript"]
