@@ -307,6 +307,17 @@ class Application:
         except OSError as exc:
             log.warning("cannot write pid file %s: %s", pid_file, exc)
         self._gc_task = asyncio.get_running_loop().create_task(self._collect_garbage())
+        self._purge_task = asyncio.get_running_loop().create_task(self._purge_evidence())
+
+    async def _purge_evidence(self, every: float = 6 * 3600.0) -> None:
+        """Abuse events past their department's ``policy.abuse.retention_days`` go (rows and clips), at start
+        and every few hours, on the evidence store's own thread."""
+        while True:
+            retention = {d.name: d.policy.abuse.retention_days for d in self.config.routing.departments}
+            purged = await asyncio.to_thread(self.abuse_events.purge_all, retention)
+            if purged:
+                log.info("abuse evidence: %d events past their retention removed", purged)
+            await asyncio.sleep(every)
 
     async def _collect_garbage(self, young_every: float = 0.1, full_every: float = 600.0) -> None:
         """Keep the cyclic GC off the signalling path.
@@ -338,8 +349,9 @@ class Application:
                     self._pid_file.unlink()
             except OSError:
                 pass
-        if getattr(self, "_gc_task", None) is not None:
-            self._gc_task.cancel()
+        for task in (getattr(self, "_gc_task", None), getattr(self, "_purge_task", None)):
+            if task is not None:
+                task.cancel()
         if self.server is not None:
             await self.server.close()
         if self.engine is not None:

@@ -206,3 +206,18 @@ def test_check_config_reads_the_lexicon_when_a_department_uses_detection(tmp_pat
     (tmp_path / "abuse_lexicon.yaml").write_text((root / "abuse_lexicon.yaml").read_text(encoding="utf-8"),
                                                  encoding="utf-8")
     assert load_config(tmp_path / "b2bua.yaml").routing.departments[0].policy.abuse.enabled
+
+
+def test_retention_purges_each_department_by_its_own_days(tmp_path: Path) -> None:
+    store = AbuseEvents(create_engine(f"sqlite:///{tmp_path / 'b2bua.db'}"), tmp_path / "recordings")
+    for n, dept in enumerate(["교통정책과", "민원여권과", "폐지된과"]):
+        store.record(AbuseEvent(f"e{n}", f"c{n}", "x", dept, 1.0, "insult", 0.9, "바보", "w", "m", "warned", None,
+                                np.zeros(160, np.int16).tobytes()))
+    store.flush()
+    created = store.events()[0]["created"]
+    later = created + 40 * 86400  # 40 days on
+    assert store.purge_all({"교통정책과": 30, "민원여권과": 90}, now=later) == 1  # only 교통정책과's 30 days passed
+    assert sorted(r["department"] for r in store.events()) == ["민원여권과", "폐지된과"]
+    assert store.purge_all({"교통정책과": 30, "민원여권과": 90}, now=created + 100 * 86400) == 2
+    assert store.events() == []
+    store.close()

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import Counter
+from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -122,6 +123,15 @@ class AbuseEvents:
             done = db.execute(update(abuse_events_table).where(abuse_events_table.c.event_id == event_id).values(
                 label="confirmed" if confirmed else "rejected", labelled_by=who, labelled_at=time.time()))
         return bool(done.rowcount)
+
+    def purge_all(self, retention_days: Mapping[str, float], now: float | None = None) -> int:
+        """:meth:`purge` every department by its retention; events of departments no longer configured keep
+        the longest retention configured (never lost to a renamed department). How many went."""
+        longest = max(retention_days.values(), default=365.0)
+        t = abuse_events_table
+        with self.engine.connect() as db:
+            departments = [row[0] for row in db.execute(select(t.c.department).distinct())]
+        return sum(self.purge(d, retention_days.get(d, longest), now) for d in departments if d is not None)
 
     def purge(self, department: str, older_than_days: float, now: float | None = None) -> int:
         """Delete a department's events (rows and clips) past its retention; how many went."""
