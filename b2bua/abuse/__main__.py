@@ -1,4 +1,4 @@
-"""``python -m b2bua.abuse classify [--config FILE]``."""
+"""``python -m b2bua.abuse classify|retrain|models [--config FILE] ...``."""
 
 import sys
 

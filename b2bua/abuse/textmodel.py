@@ -32,6 +32,7 @@ from sklearn.linear_model import SGDClassifier
 from .categories import LABELS, Label
 from .corpora import DATA_DIR, PHONE_FILE, Sample, data_hashes, is_held_out, load_corpora, load_phone_sentences
 from .normalize import model_text
+from .pointer import pointed_versions
 
 log = logging.getLogger(__name__)
 
@@ -99,21 +100,36 @@ class TextModel:
         return [max(p, key=lambda k: p[k]) for p in self.predict_proba(texts)]
 
 
+#: the ``source`` of a staff-labelled abuse event given to :func:`train` as an extra example
+LABELLED_SOURCE = "labelled-events"
+
+
+def labelled_hash(extra: Sequence[Sample]) -> str:
+    """SHA-256 of staff-labelled examples (order-independent): part of a retrained model's version."""
+    blob = json.dumps(sorted([s.text, s.label] for s in extra), ensure_ascii=False)
+    return hashlib.sha256(blob.encode("utf-8")).hexdigest()
+
+
 def sample_weights(samples: Sequence[Sample]) -> list[float]:
     """Corpus comments balanced by label among the corpora; our phone sentences ``phone_weight`` each.
+
+    Staff-labelled events (source :data:`LABELLED_SOURCE`) weigh ``phone_weight`` too: they are phone speech.
 
     (scikit-learn's ``class_weight="balanced"`` over everything would weigh each of the few threat and
     harassment sentences, which only the phone set has, as hundreds of comments: the model then read 퇴근
     or 구청 as a threat.)
     """
-    counts = Counter(s.label for s in samples if s.source != PHONE_FILE)
+    ours = (PHONE_FILE, LABELLED_SOURCE)
+    counts = Counter(s.label for s in samples if s.source not in ours)
     total = sum(counts.values())
     phone = float(RECIPE["phone_weight"])
-    return [phone if s.source == PHONE_FILE else total / (len(counts) * counts[s.label]) for s in samples]
+    return [phone if s.source in ours else total / (len(counts) * counts[s.label]) for s in samples]
 
 
-def train(samples: Sequence[Sample], version: str = "adhoc", hashes: dict[str, str] | None = None) -> TextModel:
-    """Fit the recipe on ``samples``."""
+def train(samples: Sequence[Sample], version: str = "adhoc", hashes: dict[str, str] | None = None,
+          extra: Sequence[Sample] = ()) -> TextModel:
+    """Fit the recipe on ``samples`` plus ``extra`` examples (staff-labelled events, :data:`LABELLED_SOURCE`)."""
+    samples = [*samples, *(Sample(s.text, s.label, LABELLED_SOURCE) for s in extra)]
     vectorizer = TfidfVectorizer(**{**RECIPE["vectorizer"], "ngram_range": tuple(RECIPE["vectorizer"]["ngram_range"])})
     matrix = vectorizer.fit_transform([model_text(s.text) for s in samples])
     classifier = SGDClassifier(**RECIPE["classifier"])
@@ -191,7 +207,9 @@ def load_or_train(cache_dir: str | Path, data_dir: Path = DATA_DIR) -> Loaded:
             log.warning("refusing the cached abuse model: %s; training again", exc)
     model = train(split(shipped_samples(data_dir))[0], version, hashes)
     path = save(model, cache_dir)
+
+    keep = {path, *(cache_path(cache_dir, v) for v in pointed_versions(cache_dir))}
     for old in cache_dir.glob("abuse-textmodel-*.joblib"):
-        if old != path:  # models of older data or recipes: never loaded again
+        if old not in keep:  # models of older data or recipes: never loaded again (the registry's are kept)
             old.unlink(missing_ok=True)
     return Loaded(model, path, trained=True)

@@ -204,6 +204,7 @@ def _recognizer_main(jobs: Any, results: Any, settings: DetectionSettings, n: in
         if job is None:
             return
         try:
+            classifier.reload_if_changed()  # `b2bua abuse models --activate/--rollback`, `retrain`: no restart
             results.put(detect(job, transcriber, classifier))
             counters["detections"] += 1
         except Exception:  # one bad utterance must not stop the worker
@@ -221,10 +222,13 @@ def detect(job: Job, transcriber: Transcriber, classifier: AbuseClassifier) -> D
     score = verdict.score if verdict is not None else 0.0
     if verdict is not None and verdict.abusive and job.shout_excess_db is not None:
         score = min(1.0, score + SHOUT_BOOST * min(1.0, max(0.0, job.shout_excess_db) / 10.0))
+    text_model = getattr(getattr(classifier, "model", None), "version", "")
     return Detection(job.session, job.leg, job.start, job.end, text,
                      verdict.category if verdict is not None else None, round(score, 4),
                      bool(verdict is not None and verdict.abusive), job.shout_excess_db,
-                     asr_engine=transcript.engine, model_version=transcript.model_version,
+                     asr_engine=transcript.engine,
+                     model_version=f"{transcript.model_version} text:{text_model}" if text_model else
+                     transcript.model_version,
                      clip=job.clip, clip_start=job.clip_start)
 
 
