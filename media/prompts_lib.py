@@ -7,10 +7,11 @@ anything with a file suffix or a path separator is an operator's own WAV/MP3/OGG
 from __future__ import annotations
 
 import stat
-import wave
 from pathlib import Path
 
 import numpy as np
+
+from .audiofile import decode
 
 PROMPT_DIR = Path(__file__).resolve().parent / "prompts"
 RATE = 8000
@@ -22,33 +23,7 @@ class PromptError(ValueError):
 
 def decode_file(path: Path) -> np.ndarray:
     """Decode any audio file PyAV (FFmpeg) reads into 8 kHz mono int16 samples."""
-    import av  # noqa: PLC0415  (PyAV is only needed when prompts are loaded)
-
-    try:
-        with av.open(str(path)) as container:
-            stream = next(iter(container.streams.audio), None)
-            if stream is None:
-                raise PromptError(f"{path}: no audio stream")
-            resampler = av.AudioResampler(format="s16", layout="mono", rate=RATE)
-            chunks = []
-            for frame in container.decode(stream):
-                for out in resampler.resample(frame):
-                    chunks.append(out.to_ndarray().reshape(-1))
-            for out in resampler.resample(None):
-                chunks.append(out.to_ndarray().reshape(-1))
-    except (av.error.FFmpegError, OSError) as exc:
-        raise PromptError(f"{path}: cannot decode: {exc}") from None
-    if not chunks:
-        raise PromptError(f"{path}: no audio")
-    return np.concatenate(chunks).astype(np.int16)
-
-
-def write_wav(path: Path, samples: np.ndarray) -> None:
-    with wave.open(str(path), "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(RATE)
-        w.writeframes(samples.astype("<i2").tobytes())
+    return decode(path, rate=RATE, sample_format="s16", error=PromptError).astype(np.int16)
 
 
 #: decoded prompts shared by every library in the process, by file, with the file's (mtime, size) when

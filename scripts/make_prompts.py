@@ -30,7 +30,8 @@ def main() -> int:
         print("espeak-ng is not installed (apt install espeak-ng)", file=sys.stderr)
         return 1
     sys.path.insert(0, str(PROMPTS.parents[1]))
-    from media.prompts_lib import decode_file, write_wav  # noqa: PLC0415
+    from media.audiofile import write_wav  # noqa: PLC0415
+    from media.prompts_lib import decode_file  # noqa: PLC0415
 
     texts = yaml.safe_load((PROMPTS / "texts.yaml").read_text(encoding="utf-8"))
     for name, text in texts.items():

@@ -15,10 +15,11 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-import av
 import numpy as np
 from sqlalchemy import Column, Float, Integer, String, Table, Text, insert, select, update
 from sqlalchemy.engine import Engine
+
+from media.audiofile import write_wav
 
 from ..detection.events import AbuseEvent
 from .cdr import metadata
@@ -52,18 +53,10 @@ abuse_events_table = Table(
 
 
 def write_clip(path: Path, samples: np.ndarray, rate: int = 8000) -> None:
-    """int16 mono samples as a 16-bit PCM WAV file (written to a temporary name, then renamed)."""
+    """int16 mono samples as a WAV file, written to a temporary name and then renamed (never half a clip)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
-    with av.open(str(tmp), "w", format="wav") as out:
-        stream = out.add_stream("pcm_s16le", rate=rate, layout="mono")
-        frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(samples, dtype=np.int16).reshape(1, -1),
-                                           format="s16", layout="mono")
-        frame.sample_rate = rate
-        for packet in stream.encode(frame):
-            out.mux(packet)
-        for packet in stream.encode(None):
-            out.mux(packet)
+    write_wav(tmp, samples, rate)
     tmp.replace(path)
 
 

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..audiofile import decode
 from .engine import SAMPLE_RATE
 
 TELEPHONE_RATE = 8000
@@ -77,20 +78,4 @@ def upsample_8k(samples: np.ndarray) -> np.ndarray:
 
 def decode_file(path: Path | str, rate: int = SAMPLE_RATE) -> np.ndarray:
     """Decode any audio file PyAV (FFmpeg) reads, any rate and channel count, to mono float32 at ``rate``."""
-    import av  # noqa: PLC0415  (PyAV is only needed for files)
-
-    chunks: list[np.ndarray] = []
-    try:
-        with av.open(str(path)) as container:
-            stream = next(iter(container.streams.audio), None)
-            if stream is None:
-                raise AudioError(f"{path}: no audio stream")
-            resampler = av.AudioResampler(format="flt", layout="mono", rate=rate)
-            for frame in container.decode(stream):
-                chunks.extend(out.to_ndarray().reshape(-1) for out in resampler.resample(frame))
-            chunks.extend(out.to_ndarray().reshape(-1) for out in resampler.resample(None))
-    except (av.error.FFmpegError, OSError) as exc:
-        raise AudioError(f"{path}: cannot decode: {exc}") from None
-    if not chunks:
-        raise AudioError(f"{path}: no audio")
-    return np.concatenate(chunks).astype(np.float32, copy=False)
+    return decode(path, rate=rate, sample_format="flt", error=AudioError).astype(np.float32, copy=False)
