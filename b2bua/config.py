@@ -432,6 +432,16 @@ class DetectionConfig(Strict):
     #: utterances waiting for a recognizer before new ones are dropped
     jobs_queue: int = Field(32, ge=1)
 
+    def lexicon_path(self, base: Path) -> Path:
+        """The word list, for the config in folder ``base`` (as written: not resolved)."""
+        return base / self.lexicon
+
+    def model_cache_path(self, base: Path) -> Path:
+        return base / self.model_cache
+
+    def model_dir_path(self, base: Path) -> Path:
+        return base / self.model_dir
+
 
 class ProcessConfig(Strict):
     sip: SipConfig = SipConfig()
@@ -514,6 +524,13 @@ def _validate(model: type[BaseModel], data: Any, path: Path, lines: dict[tuple, 
         raise ConfigError(_problems(exc, path, lines, model, data)) from None
 
 
+def load_process(path: str | Path) -> ProcessConfig:
+    """``b2bua.yaml`` alone, validated (tools that need only the process settings, not the routing)."""
+    path = Path(path)
+    data, lines = load_yaml(path)
+    return _validate(ProcessConfig, data, path, lines)  # type: ignore[return-value]
+
+
 def load_config(path: str | Path) -> Config:
     """Load and validate ``b2bua.yaml`` and the routing file it names.
 
@@ -523,8 +540,7 @@ def load_config(path: str | Path) -> Config:
     problems: list[str] = []
     process: ProcessConfig | None = None
     try:
-        data, lines = load_yaml(path)
-        process = _validate(ProcessConfig, data, path, lines)  # type: ignore[assignment]
+        process = load_process(path)
     except ConfigError as exc:
         problems.extend(exc.problems)
     routing_path = path.parent / (process.routing_file if process else "routing.yaml")
@@ -545,7 +561,7 @@ def load_config(path: str | Path) -> Config:
     if process is not None and routing is not None and process.detection.enabled and \
             any(d.policy.abuse.enabled for d in routing.departments):
         try:  # the word list detection will use: checked now, not at the first abusive call
-            load_lexicon(path.parent / process.detection.lexicon)
+            load_lexicon(process.detection.lexicon_path(path.parent))
         except ConfigError as exc:
             problems.extend(exc.problems)
     if problems or process is None or routing is None:

@@ -2,8 +2,8 @@
 
 ``--config`` names the process config (``config/b2bua.yaml``). Paths are relative to its folder: the lexicon
 is ``detection.lexicon`` (default ``abuse_lexicon.yaml``, next to it) and the model cache
-``detection.model_cache`` (default ``../var/abuse-models``). The file is only read for those two keys here:
-``b2bua check-config`` validates it. The model is trained into the cache at first use (seconds).
+``detection.model_cache`` (default ``../var/abuse-models``); the process file is validated (``file:line``
+problems, exit 2), the routing file is not read. The model is trained into the cache at first use (seconds).
 
 Output, one line per input line: ``{"text": ..., "abusive": true|false, "category": ...|null, "score": 0..1}``.
 
@@ -21,27 +21,20 @@ import json
 import sys
 from datetime import datetime
 from pathlib import Path
-from typing import Any
 
-from ..yamlconf import ConfigError, load_yaml
+from ..config import load_process
+from ..yamlconf import ConfigError
 from .categories import DEFAULT_THRESHOLD
 
 #: ``config/b2bua.yaml`` of the source tree
 DEFAULT_CONFIG = Path(__file__).resolve().parents[2] / "config" / "b2bua.yaml"
-DEFAULT_LEXICON = "abuse_lexicon.yaml"
-DEFAULT_MODEL_CACHE = "../var/abuse-models"
 
 
 def paths_from_config(config: Path) -> tuple[Path, Path]:
-    """(lexicon, model cache directory) for the process config at ``config``."""
-    data, _ = load_yaml(config)
-    detection: Any = data.get("detection") if isinstance(data, dict) else None
-    section: dict[str, Any] = detection if isinstance(detection, dict) else {}
-    lexicon = section.get("lexicon")
-    cache = section.get("model_cache")
+    """(lexicon, model cache directory) of the process config at ``config`` (``detection:`` there)."""
+    detection = load_process(config).detection
     base = config.resolve().parent
-    return (base / (lexicon if isinstance(lexicon, str) else DEFAULT_LEXICON),
-            base / (cache if isinstance(cache, str) else DEFAULT_MODEL_CACHE))
+    return detection.lexicon_path(base), detection.model_cache_path(base)
 
 
 def _threshold(value: str) -> float:
@@ -66,9 +59,7 @@ def cmd_classify(args: argparse.Namespace) -> int:
 
         classifier = AbuseClassifier.load(lexicon, cache)
     except ConfigError as exc:
-        for problem in exc.problems:
-            print(problem, file=sys.stderr)
-        return 2
+        return _config_problem(exc)
     threshold: float = getattr(args, "threshold", DEFAULT_THRESHOLD)
     stdin = open(sys.stdin.fileno(), encoding="utf-8", errors="replace", closefd=False)  # UTF-8 whatever the locale
     stdout = open(sys.stdout.fileno(), "w", encoding="utf-8", closefd=False)
@@ -94,11 +85,8 @@ def add_retrain_arguments(parser: argparse.ArgumentParser) -> None:
 
 def cmd_retrain(args: argparse.Namespace) -> int:
     """Retrain from the labelled events; 0 activated, 1 refused, 2 on a configuration problem."""
-    from sqlalchemy import create_engine  # noqa: PLC0415  (only for this command)
-
     from ..config import load_config  # noqa: PLC0415
     from ..storage.abuse import AbuseEvents  # noqa: PLC0415
-    from ..storage.cdr import resolve_url  # noqa: PLC0415
     from .models import retrain  # noqa: PLC0415  (scikit-learn: only for this command)
 
     try:
@@ -106,14 +94,13 @@ def cmd_retrain(args: argparse.Namespace) -> int:
         _, cache = paths_from_config(args.config)
     except ConfigError as exc:
         return _config_problem(exc)
-    base = Path(args.config).resolve().parent
-    store = AbuseEvents(create_engine(resolve_url(config.process.storage.url, base)),
-                        (base / config.process.storage.recordings).resolve())
+    store = AbuseEvents.for_config(config)
     try:
         labelled = [(str(e.get("transcript") or ""), e.get("category"), str(e["label"])) for e in store.events()
                     if e.get("label") in ("confirmed", "rejected")]
     finally:
         store.close()
+        store.engine.dispose()
     result = retrain(cache, labelled)
     print(result.table())
     return 0 if result.activated else 1

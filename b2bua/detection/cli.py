@@ -11,13 +11,9 @@ import getpass
 import json
 import sys
 from datetime import datetime
-from pathlib import Path
-
-from sqlalchemy import create_engine
 
 from ..config import ConfigError, load_config
 from ..storage.abuse import AbuseEvents
-from ..storage.cdr import resolve_url
 
 SHOWN = ("event_id", "call_id", "sip_call_id", "department", "offset", "category", "score", "transcript", "action",
          "shout_excess_db", "reported_by", "asr_engine", "model_version", "clip_path", "clip_sha256", "label",
@@ -39,14 +35,11 @@ def _since(value: str) -> float:
 
 def _store(config_path: str) -> AbuseEvents | None:
     try:
-        config = load_config(config_path)
+        return AbuseEvents.for_config(load_config(config_path))
     except ConfigError as exc:
         for problem in exc.problems:
             print(problem, file=sys.stderr)
         return None
-    base = Path(config_path).resolve().parent
-    engine = create_engine(resolve_url(config.process.storage.url, base))
-    return AbuseEvents(engine, (base / config.process.storage.recordings).resolve())
 
 
 def add_events_arguments(parser: argparse.ArgumentParser, default_config: str) -> None:

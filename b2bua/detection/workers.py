@@ -327,8 +327,8 @@ def detection_pool(config: Config) -> DetectionPool | None:
     abuse = [d.policy.abuse for d in config.routing.departments if d.policy.abuse.enabled]
     settings = DetectionSettings(
         shout_dbfs=min(a.shout_dbfs for a in abuse), shout_seconds=min(a.shout_seconds for a in abuse),
-        model_dir=str((base / dcfg.model_dir).resolve()), lexicon=str((base / dcfg.lexicon).resolve()),
-        model_cache=str((base / dcfg.model_cache).resolve()), engine=dcfg.engine, external_url=dcfg.external_url,
+        model_dir=str(dcfg.model_dir_path(base).resolve()), lexicon=str(dcfg.lexicon_path(base).resolve()),
+        model_cache=str(dcfg.model_cache_path(base).resolve()), engine=dcfg.engine, external_url=dcfg.external_url,
         external_timeout_s=dcfg.external_timeout_s, threads=dcfg.threads, jobs_queue=dcfg.jobs_queue)
     return DetectionPool(settings, dcfg.workers, tap_batches=dcfg.tap_batches)
 

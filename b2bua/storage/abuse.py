@@ -16,13 +16,14 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from sqlalchemy import Column, Float, Integer, String, Table, Text, insert, select, update
+from sqlalchemy import Column, Float, Integer, String, Table, Text, create_engine, insert, select, update
 from sqlalchemy.engine import Engine
 
 from media.audiofile import write_wav
 
+from ..config import Config
 from ..detection.events import AbuseEvent
-from .cdr import metadata
+from .cdr import metadata, resolve_url
 from .recordings import sha256_file
 
 log = logging.getLogger("b2bua.abuse.events")
@@ -69,6 +70,14 @@ class AbuseEvents:
         metadata.create_all(engine)
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="abuse-events")
         self.counts: Counter[str] = Counter()
+
+    @classmethod
+    def for_config(cls, config: Config) -> AbuseEvents:
+        """The store of a configuration's database and recordings folder (for the command line; the running
+        process shares the CDR writer's database engine)."""
+        base = config.path.parent
+        storage = config.process.storage
+        return cls(create_engine(resolve_url(storage.url, base)), (base / storage.recordings).resolve())
 
     def record(self, event: AbuseEvent) -> None:
         """Queue an event: its clip is written and hashed, then its row inserted, off the event loop."""
