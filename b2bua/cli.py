@@ -148,28 +148,12 @@ def cmd_reload(args: argparse.Namespace) -> int:
 
 def _abuse_commands(sub: Any) -> None:
     """``b2bua abuse ...``: what operators test lexicon and model changes with, and the evidence."""
-    from .abuse.cli import (
-        add_classify_arguments,
-        add_models_arguments,
-        add_retrain_arguments,
-        cmd_classify,
-        cmd_models,
-        cmd_retrain,
-    )
+    from .abuse.cli import add_commands
     from .detection.cli import add_events_arguments, add_label_arguments, cmd_events, cmd_label
 
     abuse = sub.add_parser("abuse", help="abuse detection: classify text, transcribe audio, events and labels")
     commands = abuse.add_subparsers(dest="abuse_command", required=True)
-    classify = commands.add_parser("classify", help="JSON verdict per line of text on stdin")
-    add_classify_arguments(classify)
-    classify.set_defaults(func=cmd_classify)
-    retrain = commands.add_parser("retrain", help="a new text model from the corpora and labelled events; "
-                                  "activated only if not worse")
-    add_retrain_arguments(retrain)
-    retrain.set_defaults(func=cmd_retrain)
-    models = commands.add_parser("models", help="list text model versions, activate one, roll back")
-    add_models_arguments(models)
-    models.set_defaults(func=cmd_models)
+    add_commands(commands)
     transcribe = commands.add_parser("transcribe", help="transcribe audio files with the configured engine")
     transcribe.set_defaults(func=_transcribe)
     from media.speech.cli import add_transcribe_arguments

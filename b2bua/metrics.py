@@ -295,15 +295,16 @@ class B2buaCollector:
             policy.add_metric([key], n)
         yield policy
         if app.detection is not None:
+            totals = app.detection.totals()
             work = CounterMetricFamily("b2bua_detection", "Detection processes (streams, utterances, "
                                        "detections, errors, jobs_dropped: utterances a busy recognizer lost)",
                                        labels=["what"])
-            for key, n in sorted(app.detection.totals().items()):
+            for key, n in sorted(totals.items()):
                 if key != "active_streams":
                     work.add_metric([key], n)
             yield work
             streams = GaugeMetricFamily("b2bua_detection_streams", "Legs the segmenter follows now")
-            streams.add_metric([], app.detection.totals().get("active_streams", 0))
+            streams.add_metric([], totals.get("active_streams", 0))
             yield streams
         evidence = CounterMetricFamily("b2bua_abuse_evidence", "Abuse events stored (written, failures)",
                                        labels=["result"])

@@ -21,6 +21,7 @@ import json
 import sys
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 from ..config import load_process
 from ..yamlconf import ConfigError
@@ -141,10 +142,8 @@ def cmd_models(args: argparse.Namespace) -> int:
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
-    """``python -m b2bua.abuse classify|retrain|models ...`` (``b2bua abuse ...`` once wired into b2bua/cli.py)."""
-    parser = argparse.ArgumentParser(prog="python -m b2bua.abuse", description="abuse detection tools")
-    sub = parser.add_subparsers(dest="command", required=True)
+def add_commands(sub: Any) -> None:
+    """``classify``, ``retrain`` and ``models`` on an argparse sub-command set (here and in ``b2bua abuse``)."""
     classify = sub.add_parser("classify", help="classify lines of text from stdin, one JSON object per line")
     add_classify_arguments(classify)
     classify.set_defaults(func=cmd_classify)
@@ -154,6 +153,12 @@ def main(argv: list[str] | None = None) -> int:
     models = sub.add_parser("models", help="list, activate or roll back text-model versions")
     add_models_arguments(models)
     models.set_defaults(func=cmd_models)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m b2bua.abuse classify|retrain|models ...`` (``b2bua abuse ...`` once wired into b2bua/cli.py)."""
+    parser = argparse.ArgumentParser(prog="python -m b2bua.abuse", description="abuse detection tools")
+    add_commands(parser.add_subparsers(dest="command", required=True))
     args = parser.parse_args(argv)
     result: int = args.func(args)
     return result
