@@ -11,7 +11,7 @@ from pathlib import Path
 
 from harness import b2bua, free_port
 
-TORTURE = Path(os.environ.get("RFC4475_DIR", Path(__file__).resolve().parents[2] / "shared" / "testdata" / "rfc4475"))
+TORTURE = Path(os.environ.get("RFC4475_DIR", Path(__file__).resolve().parent / "data" / "rfc4475"))
 
 #: What we answer on the wire: a status code, or None for silence (dropped).
 EXPECT: dict[str, set[int | None]] = {
