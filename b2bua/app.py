@@ -24,8 +24,8 @@ from .call.features import FeatureChain
 from .call.protection import StaffProtection
 from .call.session import SessionTimerConfig
 from .clock import Clock
-from .config import Config, ConfigError, Department, load_config
-from .detection.events import Detection
+from .config import Abuse, Config, ConfigError, Department, load_config
+from .detection.events import Detection, EvidenceClip
 from .detection.policy import AbuseProtection
 from .detection.workers import detection_pool
 from .metrics import serve as serve_metrics
@@ -131,7 +131,9 @@ class Application:
                                      evidence=self.abuse_events)
         if self.detection is not None:
             self.detection.on_detection = self._detection
+            self.detection.on_clip = self._clip
             self.abuse.on_monitor = self._start_detection
+            self.abuse.on_unmonitor = self.detection.unwatch
         self.b2bua.features = FeatureChain(self.abuse, self.protection)
         self.b2bua.authorize = self._authorize_invite
         self.server: SipServer | None = None
@@ -243,10 +245,18 @@ class Application:
         if self.server is not None:
             self.server.kick()
 
-    def _start_detection(self) -> None:
-        """The first monitored call: start the detection processes (their first seconds queue meanwhile)."""
+    def _start_detection(self, session: str, leg: str, policy: Abuse) -> None:
+        """A monitored leg: the detection processes start at the first one (its first seconds queue meanwhile),
+        and the segmenter learns the department's shouting settings."""
         if self.detection is not None and self.server is not None:
             self.detection.start(self.server.loop)
+            self.detection.watch(session, leg, policy.shout_dbfs, policy.shout_seconds)
+
+    def _clip(self, clip: EvidenceClip) -> None:
+        """An utterance's whole evidence clip (2 s after it included), for the events made from it."""
+        if self.server is not None:
+            self.server.tick()
+        self.abuse.on_clip(clip)
 
     def _detection(self, det: Detection) -> None:
         """A transcribed, classified utterance from a detection worker reaches the abuse policy here."""

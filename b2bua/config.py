@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import difflib
 import ipaddress
+import os
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -414,8 +415,9 @@ class DetectionConfig(Strict):
     whose ``policy.abuse`` is on; paths are relative to this file's directory."""
 
     enabled: bool = True
-    #: recognizer processes (each loads the speech model: ~300 MB)
-    workers: int = Field(1, ge=1, le=16)
+    #: recognizer processes (each loads the speech model: ~350 MB); null: half the machine's cores, at least
+    #: one (the media engine, its workers and the event loop keep the rest)
+    workers: int | None = Field(None, ge=1, le=16)
     #: CPU threads each recognizer decodes with
     threads: int = Field(1, ge=1, le=16)
     engine: Literal["embedded", "external"] = "embedded"
@@ -431,6 +433,10 @@ class DetectionConfig(Strict):
     tap_batches: int = Field(50, ge=2)
     #: utterances waiting for a recognizer before new ones are dropped
     jobs_queue: int = Field(32, ge=1)
+
+    def recognizers(self) -> int:
+        """How many recognizer processes run: ``workers``, or half the cores when it is null."""
+        return self.workers if self.workers is not None else max(1, (os.cpu_count() or 1) // 2)
 
     def lexicon_path(self, base: Path) -> Path:
         """The word list, for the config in folder ``base`` (as written: not resolved)."""

@@ -297,7 +297,8 @@ class B2buaCollector:
         if app.detection is not None:
             totals = app.detection.totals()
             work = CounterMetricFamily("b2bua_detection", "Detection processes (streams, utterances, "
-                                       "detections, errors, jobs_dropped: utterances a busy recognizer lost)",
+                                       "detections, errors, jobs_dropped: utterances a busy recognizer lost; "
+                                       "external_requests/failures/fallbacks: the external speech server)",
                                        labels=["what"])
             for key, n in sorted(totals.items()):
                 if key != "active_streams":
@@ -306,9 +307,9 @@ class B2buaCollector:
             streams = GaugeMetricFamily("b2bua_detection_streams", "Legs the segmenter follows now")
             streams.add_metric([], totals.get("active_streams", 0))
             yield streams
-        evidence = CounterMetricFamily("b2bua_abuse_evidence", "Abuse events stored (written, failures)",
-                                       labels=["result"])
-        for key in ("written", "failures"):
+        evidence = CounterMetricFamily("b2bua_abuse_evidence", "Abuse events stored (written; clips_completed: "
+                                       "whole clips with 2 s after the utterance; failures)", labels=["result"])
+        for key in ("written", "clips_completed", "failures"):
             evidence.add_metric([key], app.abuse_events.counts[key])
         yield evidence
 

@@ -107,6 +107,11 @@ class Harness:
             self.log.append(sent)
             self.queues.setdefault(peer, []).append(sent)
 
+    def settle(self) -> None:
+        """After driving call control directly (not through a message or the clock): what it sent."""
+        self.b2bua.drain()
+        self._collect()
+
     def deliver(self, data: bytes, peer: Peer) -> None:
         self.stack.receive(data, peer, self.now)
         self.b2bua.drain()

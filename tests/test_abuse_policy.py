@@ -15,7 +15,7 @@ from sqlalchemy import create_engine
 from test_protection import FakeEngine, FakePrompts, World, department
 
 from b2bua.call.features import FeatureChain
-from b2bua.detection.events import AbuseEvent, Detection
+from b2bua.detection.events import AbuseEvent, Detection, EvidenceClip
 from b2bua.detection.policy import TERMINATED_REASON, AbuseProtection
 from b2bua.storage.abuse import AbuseEvents
 
@@ -26,8 +26,15 @@ class TapEngine(FakeEngine):
 
 
 class Kept(list[AbuseEvent]):
+    def __init__(self) -> None:
+        super().__init__()
+        self.clips: list[tuple[str, bytes]] = []
+
     def record(self, event: AbuseEvent) -> None:
         self.append(event)
+
+    def replace_clip(self, event_id: str, clip: bytes) -> None:
+        self.clips.append((event_id, clip))
 
 
 ABUSE = {"enabled": True, "end_after": 2, "cooldown_s": 8, "report_key": "*7", "threshold": 0.5}
@@ -57,6 +64,23 @@ def test_an_answered_call_of_a_monitored_department_taps_the_citizen() -> None:
     w.answer(b_inv)
     assert ("tap", "a", True) in w.engine.take("tap")
     assert w.call_id in guard.calls
+
+
+def test_the_segmenter_is_told_the_departments_settings_and_when_the_call_ends() -> None:
+    w, guard, _ = _world({**ABUSE, "shout_dbfs": -3.0, "shout_seconds": 1.5})
+    watched: list[tuple[str, str, float, float]] = []
+    ended: list[str] = []
+    guard.on_monitor = lambda session, leg, policy: watched.append((session, leg, policy.shout_dbfs,
+                                                                    policy.shout_seconds))
+    guard.on_unmonitor = ended.append
+    w.talking()
+    call_id = w.call_id
+    assert watched == [(call_id, "a", -3.0, 1.5)] and ended == []
+    w.h.b2bua.end_call(w.h.b2bua.calls[call_id], "operator_hangup", "Q.850;cause=16")
+    w.h.settle()
+    for side, bye in ((w.h.from_a, w.h.take(A)[0]), (w.h.from_b, w.h.take(B)[0])):
+        side(reply(bye, 200, "OK"))
+    assert ended == [call_id] and not guard.calls
 
 
 def test_a_department_without_detection_is_never_tapped() -> None:
@@ -163,6 +187,47 @@ def test_evidence_rows_and_clips_with_their_sha256_and_labels(tmp_path: Path) ->
     assert row["label"] == "confirmed" and row["labelled_by"] == "kim@traffic" and row["labelled_at"] > 0
     assert store.purge("교통정책과", older_than_days=1, now=row["created"] + 2 * 86400) == 1
     assert store.events() == [] and not clip.exists()
+    store.close()
+
+
+def _read_wav(path: Path) -> np.ndarray:
+    with av.open(str(path)) as f:
+        return np.concatenate([fr.to_ndarray().ravel() for fr in f.decode(audio=0)])
+
+
+def test_the_whole_clip_replaces_the_first_one_whichever_comes_first() -> None:
+    w, guard, kept = _world()
+    w.talking()
+    whole = np.arange(4000, dtype=np.int16).tobytes()
+    guard.on_detection(_said(w, "씨발 뭐하는 거야", "profanity", 0.93))  # stored at once with what there was
+    assert kept[0].clip == np.arange(800, dtype=np.int16).tobytes() and kept.clips == []
+    guard.on_clip(EvidenceClip(w.call_id, "a", 1.0, whole, 0.0))
+    assert kept.clips == [(kept[0].event_id, whole)]
+    guard.on_clip(EvidenceClip(w.call_id, "a", 1.0, whole, 0.0))  # once only
+    assert len(kept.clips) == 1
+    # a clip that comes before its detection (recognition was slow) is the one the event is stored with
+    w.h.advance(10_000)
+    guard.on_clip(EvidenceClip(w.call_id, "a", 7.0, whole, 5.0))
+    guard.on_detection(Detection(w.call_id, "a", 7.0, 8.0, "개새끼", "insult", 0.9, True, clip=b"\0\0"))
+    assert kept[1].clip == whole and len(kept.clips) == 1
+    guard.on_clip(EvidenceClip("another call", "a", 7.0, b"\1\1", 5.0))  # nobody's: nothing
+    assert len(kept.clips) == 1 and len(kept) == 2
+
+
+def test_the_stored_clip_and_its_sha256_are_replaced_by_the_whole_clip(tmp_path: Path) -> None:
+    store = AbuseEvents(create_engine(f"sqlite:///{tmp_path / 'b2bua.db'}"), tmp_path / "recordings")
+    w, guard, _ = _world(evidence=store)
+    w.talking()
+    guard.on_detection(_said(w, "씨발 뭐하는 거야", "profanity", 0.93))
+    whole = np.arange(-2000, 2000, dtype=np.int16)
+    guard.on_clip(EvidenceClip(w.call_id, "a", 1.0, whole.tobytes(), 0.0))
+    store.flush()
+    (row,) = store.events(call_id=w.call_id)
+    clip = Path(row["clip_path"])
+    assert np.array_equal(_read_wav(clip), whole)
+    assert hashlib.sha256(clip.read_bytes()).hexdigest() == row["clip_sha256"]
+    assert store.counts["clips_completed"] == 1 and store.counts["written"] == 1
+    assert list(clip.parent.iterdir()) == [clip]  # replaced, not a second file
     store.close()
 
 

@@ -5,6 +5,8 @@ with the embedded Whisper engine and the text classifier."""
 from __future__ import annotations
 
 import asyncio
+import queue
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,8 +14,19 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from b2bua.detection.events import Detection
-from b2bua.detection.workers import DetectionPool, DetectionSettings, Job, _Stream, detect
+from b2bua.detection.events import Detection, EvidenceClip
+from b2bua.detection.workers import (
+    Counters,
+    DetectionPool,
+    DetectionSettings,
+    Job,
+    Unwatch,
+    Watch,
+    _count_external,
+    _segmenter_main,
+    _Stream,
+    detect,
+)
 from media import g711
 from media.speech.audio import decode_file
 from media.tap import TapBatch
@@ -21,6 +34,7 @@ from media.tap import TapBatch
 ROOT = Path(__file__).resolve().parents[1]
 CLIPS = ROOT / "tests" / "data" / "korean-speech"
 CLIP = "zeroth_104_003_0294.wav"  # 한 잔의 커피가 소비자에게 전해지기 위해선 여러 차례의 공정을 거쳐야 한다
+CLEAN = "zeroth_104_003_0352.wav"  # 다른 지역에서는 그곳이 아무리 넓다 하더라도 ...
 
 
 def _phone(name: str) -> np.ndarray:
@@ -79,23 +93,133 @@ def test_shouting_raises_the_score_of_abuse_and_never_of_clean_words() -> None:
     assert loud.clip == b"\x00\x01" * 10 and isinstance(loud, Detection)
 
 
-def test_the_stream_cuts_utterances_with_two_seconds_of_audio_before_them() -> None:
-    from b2bua.detection.workers import DetectionSettings
-
-    stream = _Stream(DetectionSettings(model_dir="", lexicon="", model_cache=""))
-    speech = _phone(CLIP)
-    audio = np.concatenate([np.zeros(8000 * 3, np.int16), speech, np.zeros(8000, np.int16)])
+def _feed(stream: _Stream, audio: np.ndarray) -> list:
     found = []
     for i in range(0, len(audio), 800):  # 100 ms batches, as the tap hands them over
         found += stream.feed(audio[i:i + 800])
+    return found
+
+
+def test_the_stream_cuts_utterances_with_two_seconds_of_audio_before_them() -> None:
+    stream = _Stream(-8.0, 2.0)
+    speech = _phone(CLIP)
+    audio = np.concatenate([np.zeros(8000 * 3, np.int16), speech, np.zeros(8000, np.int16)])
+    found = _feed(stream, audio)
     assert found, "no utterance in a clip of read speech"
-    start, end, samples, clip, clip_start, shout = found[0]
-    assert 2.5 <= start <= 3.5 and end > start + 1.0
-    assert samples.dtype == np.float32 and len(samples) == pytest.approx((end - start) * 16000, abs=16)
-    assert clip_start == pytest.approx(start - 2.0, abs=0.01) and shout is None
-    clip_audio = np.frombuffer(clip, np.int16)
-    lead = int((start - clip_start) * 8000)
-    assert np.array_equal(clip_audio[:lead], audio[int(clip_start * 8000):int(clip_start * 8000) + lead])
+    u = found[0]
+    assert 2.5 <= u.start <= 3.5 and u.end > u.start + 1.0
+    assert u.samples.dtype == np.float32 and len(u.samples) == pytest.approx((u.end - u.start) * 16000, abs=16)
+    assert u.clip_start == pytest.approx(u.start - 2.0, abs=0.01) and u.shout_excess_db is None
+    clip_audio = np.frombuffer(u.clip, np.int16)
+    lead = int((u.start - u.clip_start) * 8000)
+    first = int(u.clip_start * 8000)
+    assert np.array_equal(clip_audio[:lead], audio[first:first + lead])
+
+
+def test_the_whole_clip_follows_with_two_seconds_after_the_utterance() -> None:
+    stream = _Stream(-8.0, 2.0)
+    speech = _phone(CLIP)
+    noise = (np.random.default_rng(1).standard_normal(8000 * 4) * 30).astype(np.int16)  # the line after it
+    audio = np.concatenate([np.zeros(8000 * 3, np.int16), speech, noise])
+    found = _feed(stream, audio[:8000 * 3 + len(speech) + 4000])  # 0.5 s after the speech: cut, not complete
+    assert len(found) == 1 and stream.clips() == []
+    _feed(stream, audio[8000 * 3 + len(speech) + 4000:])
+    (start, clip, clip_start), = stream.clips()
+    u = found[0]
+    assert start == u.start and clip_start == u.clip_start
+    whole = np.frombuffer(clip, np.int16)
+    lo = round(clip_start * 8000)
+    assert len(whole) == round((u.end + 2.0) * 8000) - lo  # 2 s before to 2 s after
+    assert np.array_equal(whole, audio[lo:lo + len(whole)])
+    assert bytes(clip).startswith(u.clip[:len(u.clip) - 1600])  # the first clip is its beginning
+    assert stream.clips() == [] and stream.clips(final=True) == []  # sent once
+
+
+def test_a_leg_no_longer_heard_sends_its_pending_clip_with_what_there_is() -> None:
+    stream = _Stream(-8.0, 2.0)
+    speech = _phone(CLIP)
+    audio = np.concatenate([np.zeros(8000 * 3, np.int16), speech, np.zeros(4800, np.int16)])
+    u, = _feed(stream, audio)
+    (start, clip, clip_start), = stream.clips(final=True)
+    assert start == u.start and len(clip) // 2 == len(audio) - round(clip_start * 8000)
+
+
+def _run_segmenter(items: list[object], control: list[object]) -> tuple[list[Job], list[object]]:
+    """The segmenter's loop in a thread, on plain queues: tap batches and control messages in."""
+    tap: queue.Queue[object] = queue.Queue()
+    ctl: queue.Queue[object] = queue.Queue()
+    jobs: queue.Queue[object] = queue.Queue()
+    results: queue.Queue[object] = queue.Queue()
+    for c in control:
+        ctl.put(c)
+    for item in items:
+        tap.put(item)
+    tap.put("stop")
+    worker = threading.Thread(target=_segmenter_main, args=(tap, ctl, jobs, results,
+                                                          DetectionSettings(model_dir="", lexicon="", model_cache="")))
+    worker.start()
+    worker.join(60)
+    assert not worker.is_alive()
+    return [jobs.get() for _ in range(jobs.qsize())], [results.get() for _ in range(results.qsize())]  # type: ignore
+
+
+def _said(name: str, gain_db: float = 0.0) -> np.ndarray:
+    x = _phone(name).astype(np.float64) * 10 ** (gain_db / 20)
+    return np.concatenate([np.clip(x, -32768, 32767).astype(np.int16), np.zeros(12000, np.int16)])
+
+
+def test_each_leg_is_judged_by_its_own_departments_shouting_settings() -> None:
+    """The same voice, raised 20 dB over its own baseline, on two legs: a department with the usual settings
+    gets the cue, one whose absolute floor is full scale never does."""
+    audio = np.concatenate([_said(CLEAN), _said(CLEAN, gain_db=20.0)])
+    batches = [TapBatch({("c1", "a"): audio[i:i + 800].tobytes(), ("c2", "a"): audio[i:i + 800].tobytes()}, 0.0)
+               for i in range(0, len(audio), 800)]
+    jobs, _ = _run_segmenter(batches, [Watch("c1", "a", -8.0, 2.0), Watch("c2", "a", 0.0, 2.0)])
+    loud = {j.session: j.shout_excess_db for j in jobs if j.start > len(_said(CLEAN)) / 8000 - 0.5}
+    assert set(loud) == {"c1", "c2"}, [(j.session, j.start) for j in jobs]
+    assert loud["c1"] is not None and loud["c1"] >= 10 and loud["c2"] is None
+
+
+def test_a_call_that_ends_sends_the_clips_of_its_last_utterances() -> None:
+    audio = np.concatenate([np.zeros(8000, np.int16), _phone(CLIP), np.zeros(4800, np.int16)])
+    batches = [TapBatch({("c1", "a"): audio[i:i + 800].tobytes()}, 0.0) for i in range(0, len(audio), 800)]
+    tap: queue.Queue[object] = queue.Queue()
+    ctl: queue.Queue[object] = queue.Queue()
+    results: queue.Queue[object] = queue.Queue()
+    jobs: queue.Queue[object] = queue.Queue()
+    for b in batches:
+        tap.put(b)
+    worker = threading.Thread(target=_segmenter_main, args=(tap, ctl, jobs, results,
+                                                          DetectionSettings(model_dir="", lexicon="", model_cache="")))
+    worker.start()
+    deadline = time.monotonic() + 30
+    while not tap.empty() and time.monotonic() < deadline:  # every batch taken (the last one maybe in hand)
+        time.sleep(0.05)
+    ctl.put(Unwatch("c1"))
+    tap.put(None)  # read after the last batch is done, as when the segmenter wakes once a second
+    tap.put("stop")
+    worker.join(30)
+    utterances = [jobs.get() for _ in range(jobs.qsize())]
+    clips = [r for r in (results.get() for _ in range(results.qsize())) if isinstance(r, EvidenceClip)]
+    assert utterances and sorted(c.start for c in clips) == sorted(j.start for j in utterances)  # type: ignore
+    last = max(clips, key=lambda c: c.start)
+    assert last.session == "c1" and last.leg == "a"
+    assert (max(j.end for j in utterances) + 2.0) * 8000 > len(audio)  # type: ignore  # the call ended sooner
+    assert len(last.clip) // 2 == len(audio) - round(last.clip_start * 8000)  # all that was heard after it
+
+
+def test_the_external_servers_requests_are_counted_for_metrics() -> None:
+    from media.speech.external import ExternalStats
+
+    class Server:
+        def stats(self) -> ExternalStats:
+            return ExternalStats(requests=5, failures=2, fallbacks=1)
+
+    counters: dict[str, int] = {}
+    _count_external(Server(), counters)
+    assert counters == {"external_requests": 5, "external_failures": 2, "external_fallbacks": 1}
+    _count_external(_Ear("x"), counters)  # the embedded engine has no such counters: nothing changes
+    assert counters["external_requests"] == 5
 
 
 @pytest.mark.slow
@@ -139,3 +263,15 @@ def _with_entry(path: Path, category: str, word: str) -> str:
     data = yaml.safe_load(path.read_text(encoding="utf-8"))
     data["categories"][category]["entries"].append(word)
     return yaml.safe_dump(data, allow_unicode=True)
+
+
+def test_recognizers_default_to_half_the_cores_and_an_operator_may_say_how_many(monkeypatch: pytest.MonkeyPatch
+                                                                               ) -> None:
+    import os
+
+    from b2bua.config import DetectionConfig
+
+    for cores, wanted in ((1, 1), (2, 1), (8, 4), (None, 1)):
+        monkeypatch.setattr(os, "cpu_count", lambda cores=cores: cores)
+        assert DetectionConfig().recognizers() == wanted
+    assert DetectionConfig(workers=3).recognizers() == 3

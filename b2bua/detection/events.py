@@ -32,6 +32,19 @@ class Detection:
 
 
 @dataclass(frozen=True, slots=True)
+class EvidenceClip:
+    """The whole clip of an utterance: from up to 2 s before it to 2 s after it (or to the end of what was
+    heard), sent by the segmenter once those seconds have passed; it replaces the shorter clip an event
+    made from the :class:`Detection` of ``(session, leg, start)`` was stored with."""
+
+    session: str
+    leg: str
+    start: float
+    clip: bytes  # int16 8 kHz, native byte order
+    clip_start: float
+
+
+@dataclass(frozen=True, slots=True)
 class AbuseEvent:
     """What the evidence store keeps of one event (see :mod:`b2bua.storage.abuse`)."""
 
@@ -53,4 +66,4 @@ class AbuseEvent:
     reported_by: str = "detector"  # detector | staff
 
 
-__all__ = ["AbuseEvent", "Detection"]
+__all__ = ["AbuseEvent", "Detection", "EvidenceClip"]

@@ -15,13 +15,15 @@ Plugs into call control as a :class:`~b2bua.call.features.Features` (beside staf
   kept as evidence (action ``recorded``) but not counted again.
 - A shouting cue with nothing abusive said is kept (category ``shouting``), never acted on.
 - The staff key ``report_key`` reports abuse by hand: an event with the last utterances, and the warning.
+- An event is stored at once with the audio heard so far; the utterance's whole clip (2 s after it
+  included) replaces it when the segmenter sends it (:meth:`AbuseProtection.on_clip`).
 """
 
 from __future__ import annotations
 
 import logging
 import uuid
-from collections import Counter, deque
+from collections import Counter, OrderedDict, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -34,7 +36,7 @@ from ..call.model import Call
 from ..call.state import LIVE
 from ..config import Abuse, Department
 from ..sip.timers import TimerHandle
-from .events import AbuseEvent, Detection
+from .events import AbuseEvent, Detection, EvidenceClip
 
 log = logging.getLogger("b2bua.abuse")
 
@@ -46,6 +48,12 @@ PROMPT_GRACE_S = 2.0
 KEPT_UTTERANCES = 5
 #: keys further apart than this start a new sequence
 KEY_GAP_S = 3.0
+#: whole clips kept for events still to come (a slow recognizer, a staff member's report), and events kept
+#: waiting for their clip: the oldest go first (a clip is ~100-250 kB)
+KEPT_CLIPS = 128
+AWAITING_EVENTS = 1024
+
+Utterance = tuple[str, str, float]  # (session, leg, start): what ties a clip to its detection
 
 
 class Prompts(Protocol):
@@ -57,6 +65,8 @@ class EvidenceStore(Protocol):
     """Where events go (:class:`b2bua.storage.abuse.AbuseEvents`)."""
 
     def record(self, event: AbuseEvent) -> None: ...
+
+    def replace_clip(self, event_id: str, clip: bytes) -> None: ...
 
 
 @dataclass(slots=True)
@@ -93,8 +103,13 @@ class AbuseProtection(Features):
         self.evidence = evidence
         self.calls: dict[str, Monitored] = {}
         self.stats: Counter[str] = Counter()
-        #: called when a call starts being monitored (the application starts detection's processes)
-        self.on_monitor: Callable[[], None] | None = None
+        #: called when a call's leg starts being monitored, and when the call ends (the application starts
+        #: detection's processes and tells the segmenter the department's shouting settings)
+        self.on_monitor: Callable[[str, str, Abuse], None] | None = None
+        self.on_unmonitor: Callable[[str], None] | None = None
+        #: events stored with the clip heard so far, waiting for their utterance's whole clip; whole clips
+        self._awaiting: OrderedDict[Utterance, list[str]] = OrderedDict()
+        self._clips: OrderedDict[Utterance, bytes] = OrderedDict()
 
     # -- the call's life -----------------------------------------------------------------------
     def on_answer(self, call: Call) -> None:
@@ -106,7 +121,7 @@ class AbuseProtection(Features):
         self.calls[call.id] = mon
         call.media.tap(mon.citizen)
         if self.on_monitor is not None:
-            self.on_monitor()
+            self.on_monitor(call.id, mon.citizen, dept.policy.abuse)
         self.stats["monitored"] += 1
         call.log.info("abuse detection on leg %s (%s)", mon.citizen, dept.name)
 
@@ -114,6 +129,8 @@ class AbuseProtection(Features):
         mon = self.calls.pop(call.id, None)
         if mon is not None and mon.timer is not None:
             mon.timer.cancel()
+        if mon is not None and self.on_unmonitor is not None:
+            self.on_unmonitor(call.id)
 
     def on_dtmf(self, call: Call, leg: str, digit: str) -> None:
         mon = self.calls.get(call.id)
@@ -150,6 +167,17 @@ class AbuseProtection(Features):
             self.stats["shouting"] += 1
             self._keep(call, mon, det, "shouting", "recorded")  # a cue alone never acts
 
+    def on_clip(self, clip: EvidenceClip) -> None:
+        """An utterance's whole clip: it replaces the shorter one of the events made from it, and is kept for
+        events still to come (its detection is still being recognized, or staff report it later)."""
+        key = (clip.session, clip.leg, clip.start)
+        _bounded(self._clips, key, clip.clip, KEPT_CLIPS)
+        for event_id in self._awaiting.pop(key, []):
+            try:
+                self.evidence.replace_clip(event_id, clip.clip)
+            except Exception:
+                log.exception("abuse event %s: whole clip not stored", event_id)
+
     def _count(self, call: Call, mon: Monitored, category: str, score: float, text: str, det: Detection | None,
                reported_by: str = "detector") -> None:
         mon.count += 1
@@ -166,13 +194,21 @@ class AbuseProtection(Features):
     def _keep(self, call: Call, mon: Monitored, det: Detection | None, category: str, action: str, *,
               score: float | None = None, text: str | None = None, reported_by: str = "detector") -> None:
         answered = call.answered if call.answered is not None else self.b2bua.clock.now
+        event_id = uuid.uuid4().hex
+        clip = det.clip if det else b""
+        if det is not None:
+            key = (det.session, det.leg, det.start)
+            if key in self._clips:
+                clip = self._clips[key]
+            else:
+                _bounded(self._awaiting, key, [*self._awaiting.get(key, []), event_id], AWAITING_EVENTS)
         event = AbuseEvent(
-            event_id=uuid.uuid4().hex, call_id=call.id, sip_call_id=call.a_invite.request.call_id,
+            event_id=event_id, call_id=call.id, sip_call_id=call.a_invite.request.call_id,
             department=mon.department.name, offset=round(self.b2bua.clock.now - answered, 3), category=category,
             score=round(score if score is not None else det.score if det else 0.0, 4),
             transcript=text if text is not None else det.text if det else "",
             asr_engine=det.asr_engine if det else "", model_version=det.model_version if det else "",
-            action=action, shout_excess_db=det.shout_excess_db if det else None, clip=det.clip if det else b"",
+            action=action, shout_excess_db=det.shout_excess_db if det else None, clip=clip,
             reported_by=reported_by)
         self.stats[f"events:{action}"] += 1
         call.log.info("abuse event %s: %s (%.2f) -> %s", event.event_id, category, event.score, action)
@@ -223,6 +259,14 @@ class AbuseProtection(Features):
             mon.timer = None
         if call.state in LIVE:
             self.b2bua.end_call(call, "abuse_terminated", TERMINATED_REASON)
+
+
+def _bounded(kept: OrderedDict[Utterance, Any], key: Utterance, value: Any, most: int) -> None:
+    """Keep ``value`` under ``key``, the oldest entries going once there are more than ``most``."""
+    kept[key] = value
+    kept.move_to_end(key)
+    while len(kept) > most:
+        kept.popitem(last=False)
 
 
 __all__ = ["AbuseProtection", "EvidenceStore", "Monitored", "TERMINATED_REASON"]

@@ -87,8 +87,7 @@ class AbuseEvents:
         clip_path = sha = None
         try:
             if event.clip:
-                path = self.directory / time.strftime("%Y/%m/%d", time.localtime(when)) / \
-                    f"{event.call_id}-abuse-{event.event_id}.wav"
+                path = self._clip_path(event.call_id, event.event_id, when)
                 write_clip(path, np.frombuffer(event.clip, dtype=np.int16))
                 clip_path, sha = str(path), sha256_file(path)
             with self.engine.begin() as db:
@@ -102,6 +101,31 @@ class AbuseEvents:
         except Exception:  # a full disk or a database outage: logged and counted, the call is unaffected
             self.counts["failures"] += 1
             log.exception("abuse event %s of call %s not stored", event.event_id, event.call_id)
+
+    def replace_clip(self, event_id: str, clip: bytes) -> None:
+        """Queue an event's whole clip (2 s after the utterance included): it replaces the file and its
+        SHA-256 (after the event's own write: one thread, in order)."""
+        self._pool.submit(self._replace, event_id, clip)
+
+    def _replace(self, event_id: str, clip: bytes) -> None:
+        t = abuse_events_table
+        try:
+            with self.engine.begin() as db:
+                row = db.execute(select(t.c.call_id, t.c.created, t.c.clip_path)
+                                 .where(t.c.event_id == event_id)).first()
+                if row is None or not clip:
+                    return
+                path = Path(row.clip_path) if row.clip_path else self._clip_path(row.call_id, event_id, row.created)
+                write_clip(path, np.frombuffer(clip, dtype=np.int16))
+                db.execute(update(t).where(t.c.event_id == event_id).values(clip_path=str(path),
+                                                                            clip_sha256=sha256_file(path)))
+            self.counts["clips_completed"] += 1
+        except Exception:
+            self.counts["failures"] += 1
+            log.exception("abuse event %s: whole clip not stored", event_id)
+
+    def _clip_path(self, call_id: str, event_id: str, when: float) -> Path:
+        return self.directory / time.strftime("%Y/%m/%d", time.localtime(when)) / f"{call_id}-abuse-{event_id}.wav"
 
     def flush(self) -> None:
         """Wait until every queued event is written (tests, shutdown)."""

@@ -24,6 +24,10 @@ generator stamps each payload with its send time and reports, per run:
 * B2BUA RSS per call (RSS during the run minus RSS before the calls, divided by N),
 * with ``--pin`` (in-process runs only): the B2BUA alone on the first core, the load on the others, so
   the scheduler does not stack the echo and the generator on the B2BUA's core when they wake,
+* with ``--detect``: citizens' calls to a department, each configuration once with abuse detection off and
+  once on (the real segmenter and Whisper recognizers on every call's caller leg), every payload real Korean
+  speech in G.711 (so the recognizers work, as they would on a busy day), to show detection never delays the
+  relay: the p99 delay of the two side by side,
 * with ``--flood``: one stranger sends ``--flood-pps`` packets/s at one call's port for the whole
   window, to show a flood does not slow the other calls (its packets are dropped and counted); the loss
   of the other calls and of the flooded one are reported apart, the delay is the other calls'.
@@ -158,6 +162,11 @@ class Result:
     record: bool | None = None
     #: recordings written, KiB per call per minute of call (with ``record``)
     disk_kib_per_min: float = 0.0
+    #: None: not asked; False/True: a department's calls with abuse detection off/on (``--detect``)
+    detect: bool | None = None
+    #: utterances the detection processes judged and dropped during the window (with ``detect``)
+    judged: int = 0
+    dropped: int = 0
 
 
 DID = "0221332200"
@@ -167,9 +176,10 @@ SO_TIMESTAMPNS = 35
 SLOTS = 20
 
 
-def department_routing(routing: dict, uas_port: int, record: bool, cfgdir: Path) -> dict:
+def department_routing(routing: dict, uas_port: int, record: bool, cfgdir: Path, detect: bool = False) -> dict:
     """The bench's calls as citizens' calls to one department whose phones are the SIPp echo:
-    recording ``full`` (a 40 ms notice, so the calls set up fast) or ``off``, no ringback."""
+    recording ``full`` (a 40 ms notice, so the calls set up fast) or ``off``, no ringback, abuse detection
+    on or off."""
     import wave
 
     with wave.open(str(cfgdir / "notice.wav"), "wb") as w:
@@ -186,7 +196,7 @@ def department_routing(routing: dict, uas_port: int, record: bool, cfgdir: Path)
     routing["departments"] = [{"name": "bench", "display_name": "bench", "numbers": [DID], "trunk": "bench-pbx",
                                "extension": "2200", "policy": {"recording": "full" if record else "off",
                                                                "recording_notice": "notice.wav", "ringback": {},
-                                                               "closed": {}}}]
+                                                               "closed": {}, "abuse": {"enabled": detect}}}]
     routing["devices"] = []
     routing["schedules"] = []
     return routing
@@ -194,7 +204,7 @@ def department_routing(routing: dict, uas_port: int, record: bool, cfgdir: Path)
 
 def run(calls: int, seconds: float, flood_pps: int, workdir: Path, workers: int = 0,
         code: tuple[str, Path] = ("", REPO), pin: bool = False, record: bool | None = None,
-        phases: str = "spread", dump: bool = False) -> Result:
+        phases: str = "spread", dump: bool = False, detect: bool | None = None) -> Result:
     label, repo = code
     # the generator's sockets first: free_port() below must not pick a port the kernel then hands them
     socks = []
@@ -215,7 +225,11 @@ def run(calls: int, seconds: float, flood_pps: int, workdir: Path, workers: int 
     proc_cfg["media"].update({"port_min": 24000, "port_max": 24000 + 8 * calls + 64, "rtp_timeout_s": 600,
                               "workers": workers})
     proc_cfg["logging"] = {"level": "warning", "format": "text"}
+    proc_cfg["metrics"] = {"address": f"127.0.0.1:{free_port()}"}  # never the shipped port another run holds
     proc_cfg["storage"] = {"url": f"sqlite:///{cfgdir / 'cdr.sqlite3'}", "recordings": str(cfgdir / "recordings")}
+    if detect is not None:  # the models this checkout assembled and trained (var/), as the tests use them
+        proc_cfg.setdefault("detection", {}).update({"model_dir": str(REPO / "var" / "whisper-base"),
+                                                     "model_cache": str(REPO / "var" / "abuse-models")})
     (cfgdir / "b2bua.yaml").write_text(yaml.safe_dump(proc_cfg))
     shutil.copy(repo / "config" / "holidays.yaml", cfgdir / "holidays.yaml")
     if (repo / "config" / "abuse_lexicon.yaml").exists():  # (older checkouts have none)
@@ -236,8 +250,8 @@ def run(calls: int, seconds: float, flood_pps: int, workdir: Path, workers: int 
         procs.append(uas)
         routing = yaml.safe_load((repo / "config" / "routing.yaml").read_text())
         routing["routes"] = [{"name": "bench", "prefix": "", "targets": [f"sip:127.0.0.1:{uas_port}"]}]
-        if record is not None:
-            routing = department_routing(routing, uas_port, record, cfgdir)
+        if record is not None or detect is not None:
+            routing = department_routing(routing, uas_port, bool(record), cfgdir, bool(detect))
         (cfgdir / "routing.yaml").write_text(yaml.safe_dump(routing, allow_unicode=True))
         b2b = subprocess.Popen([*os.environ.get("BENCH_B2BUA_PREFIX", "").split(), sys.executable, "-m", "b2bua", "run",
                                 "--config", str(cfgdir / "b2bua.yaml"), "--listen", f"udp:127.0.0.1:{port}"],
@@ -250,7 +264,7 @@ def run(calls: int, seconds: float, flood_pps: int, workdir: Path, workers: int 
             print("[media] could not enlarge SIPp's echo receive buffer: its drops count as loss", file=sys.stderr)
         rss0 = rss_kib(b2b.pid)
         hold_ms = int((seconds + 8 + calls / 100) * 1000)
-        service = ["-s", DID] if record is not None else []
+        service = ["-s", DID] if record is not None or detect is not None else []
         uac = subprocess.Popen([SIPP, "-sf", str(SCENARIOS / "uac_rtp.xml"), f"127.0.0.1:{port}", *service,
                                 "-i", "127.0.0.1",
                                 "-p", str(free_port()), "-m", str(calls), "-r", "100", "-l", str(calls),
@@ -277,6 +291,10 @@ def run(calls: int, seconds: float, flood_pps: int, workdir: Path, workers: int 
                                       str(flood_pps), str(seconds + 2)])
             procs.append(flood)
         time.sleep(0.5)
+        metrics_port = proc_cfg["metrics"]["address"]
+        detection0 = detection_counts(metrics_port) if detect else (0, 0)
+        if detect:  # the first monitored call started the detection processes: their models load first
+            time.sleep(15)
         # stream for `seconds`, 50 pps per call, stamping each payload with its send time (CLOCK_REALTIME,
         # the kernel's receive stamps' clock, so the generator's own reading time is not counted). Kept
         # cheap, as it shares the cores with the B2BUA: one read per ready socket per poll
@@ -297,6 +315,7 @@ def run(calls: int, seconds: float, flood_pps: int, workdir: Path, workers: int 
         pack_into = struct.Struct("!BBHIIQ").pack_into
         pkt = bytearray(12 + 8 + 152)
         pkt[20:] = b"\xff" * 152
+        speech = speech_frames() if detect is not None else None  # real speech, so detection has work
         groups = [[(s.sendto, targets[i]) for i, s in enumerate(socks) if i % slots == g] for g in range(slots)]
         recvs = {s.fileno(): s.recvmsg for s in socks}
         poller = select.epoll()
@@ -341,6 +360,8 @@ def run(calls: int, seconds: float, flood_pps: int, workdir: Path, workers: int 
                     break
                 if slot == 0:
                     seq += 1
+                    if speech is not None:
+                        pkt[20:] = speech[seq % len(speech)]
                 for send, target in groups[slot]:
                     pack_into(pkt, 0, 0x80, 0, seq & 0xFFFF, seq * 160, 0x5000, clock())
                     try:
@@ -354,6 +375,7 @@ def run(calls: int, seconds: float, flood_pps: int, workdir: Path, workers: int 
                     rss_mid = rss_kib(b2b.pid)
             collect(max(0.0, next_tick - time.monotonic()))
         cpu1, echo1, gen1, t1 = tree_cpu(b2b.pid), cpu_seconds(uas.pid), _self_cpu(), time.monotonic()
+        detection1 = detection_counts(metrics_port) if detect else (0, 0)
         # collect stragglers for 200 ms
         stop = time.monotonic() + 0.2
         while time.monotonic() < stop:
@@ -380,7 +402,8 @@ def run(calls: int, seconds: float, flood_pps: int, workdir: Path, workers: int 
                       max(0.0, (sent0 - received0) / max(sent0, 1) * 100), drops,
                       delays[len(delays) // 2] / 2e6 if delays else float("nan"),
                       delays[int(len(delays) * 0.99)] / 2e6 if delays else float("nan"),
-                      (rss_mid - rss0) / calls, sent, received_all, record, disk)
+                      (rss_mid - rss0) / calls, sent, received_all, record, disk, detect,
+                      detection1[0] - detection0[0], detection1[1] - detection0[1])
     finally:
         for p in reversed(procs):
             if p.poll() is None:
@@ -393,6 +416,34 @@ def run(calls: int, seconds: float, flood_pps: int, workdir: Path, workers: int 
         for s in socks:
             s.close()
         os.sched_setaffinity(0, own_cpus)
+
+
+def speech_frames() -> list[bytes]:
+    """A real Korean clip in G.711 µ-law, a second of silence after it, as RTP payloads less the 8 bytes
+    of send stamp each packet starts with (a click in the audio, nothing the segmenter minds)."""
+    import numpy as np
+
+    sys.path.insert(0, str(REPO))
+    from media import g711
+    from media.speech.audio import decode_file
+
+    clip = REPO / "tests" / "data" / "korean-speech" / "zeroth_104_003_0294.wav"
+    pcm = np.clip(decode_file(clip, 8000) * 32767, -32768, 32767).astype(np.int16)
+    pcm = np.concatenate([pcm, np.zeros(8000, np.int16)])
+    ulaw = g711.encode(pcm[:len(pcm) // 160 * 160], 0)
+    return [bytes(ulaw[i + 8:i + 160]) for i in range(0, len(ulaw), 160)]
+
+
+def detection_counts(address: str) -> tuple[int, int]:
+    """(detections, jobs_dropped) of the B2BUA's detection processes, from its /metrics."""
+    import urllib.request
+
+    try:
+        text = urllib.request.urlopen(f"http://{address}/metrics", timeout=5).read().decode()
+    except OSError:
+        return (0, 0)
+    got = dict(re.findall(r'^b2bua_detection_total\{what="(\w+)"\} ([0-9.e+]+)$', text, re.M))
+    return int(float(got.get("detections", 0))), int(float(got.get("jobs_dropped", 0)))
 
 
 def _recorded_bytes(directory: Path) -> int:
@@ -460,6 +511,9 @@ def main() -> None:
                     help="save every echo's send moment and round trip (.npy in the work directory, printed)")
     ap.add_argument("--record", action="store_true",
                     help="citizens' calls to a department, each configuration with recording off and full")
+    ap.add_argument("--detect", action="store_true",
+                    help="citizens' calls to a department speaking real speech, each configuration with abuse "
+                         "detection off and on")
     args = ap.parse_args()
     codes = [(c.split("=", 1)[0], Path(c.split("=", 1)[1]).resolve()) for c in args.code.split(",") if c] \
         or [("", REPO)]
@@ -472,13 +526,15 @@ def main() -> None:
         if args.flood:
             sizes.append((sizes[-1][0], args.flood_pps))
         records: list[bool | None] = [False, True] if args.record else [None]
+        detects: list[bool | None] = [False, True] if args.detect else [None]
         for n, flood in [x for x in sizes for _ in range(args.repeat)]:
             for code in codes:  # interleaved, so the checkouts see the same background load
-                for record, phases in [(r, p) for r in records for p in args.phases.split(",")]:
+                for record, detect, phases in [(r, d, p) for r in records for d in detects
+                                               for p in args.phases.split(",")]:
                     for _attempt in (1, 2):
                         try:
                             results.append(run(n, args.seconds, flood, workdir, workers, code,
-                                               args.pin and workers == 0, record, phases, args.dump))
+                                               args.pin and workers == 0, record, phases, args.dump, detect))
                             break
                         except RuntimeError as exc:  # e.g. a port taken by someone else meanwhile: once more
                             print(f"[media] {code[0]} {workers} workers, {n} calls: {exc}", file=sys.stderr)
@@ -489,13 +545,15 @@ def main() -> None:
     print(f"{'code':<{cw}} {'phases':>6} {'workers':>7} {'calls':>6} {'flood':>6} {'pkts/s':>8} {'cpu %':>6} "
           f"{'us/pkt':>6} {'gen %':>6} {'echo %':>6} {'loss %':>7} {'others':>7} {'flooded':>7} "
           f"{'drops b2b/echo/gen':>18} {'p50 ms':>7} {'p99 ms':>7} {'RSS/call KiB':>12}"
-          + (f" {'record':>6} {'KiB/call/min':>12}" if args.record else ""))
+          + (f" {'record':>6} {'KiB/call/min':>12}" if args.record else "")
+          + (f" {'detect':>6} {'judged':>6} {'dropped':>7}" if args.detect else ""))
     for r in results:
         print(f"{r.code:<{cw}} {r.phases:>6} {r.workers:>7} {r.calls:>6} {'yes' if r.flood else 'no':>6} "
               f"{r.pps:>8.0f} {r.cpu:>6.1f} {r.us_per_pkt:>6.1f} {r.gen_cpu:>6.1f} {r.echo_cpu:>6.1f} {r.loss:>7.3f} "
               f"{(f'{r.loss_others:.3f}' if r.flood else '-'):>7} {(f'{r.flooded_loss:.1f}' if r.flood else '-'):>7} "
               f"{'/'.join(map(str, r.drops)):>18} {r.p50:>7.2f} {r.p99:>7.2f} {r.rss_per_call:>12.1f}"
-              + (f" {'full' if r.record else 'off':>6} {r.disk_kib_per_min:>12.0f}" if args.record else ""))
+              + (f" {'full' if r.record else 'off':>6} {r.disk_kib_per_min:>12.0f}" if args.record else "")
+              + (f" {'on' if r.detect else 'off':>6} {r.judged:>6} {r.dropped:>7}" if args.detect else ""))
     if args.record:
         k = len(args.phases.split(","))  # each configuration ran k phases with recording off, then k with it on
         for off, on in [pair for i in range(0, len(results), 2 * k)
@@ -503,6 +561,13 @@ def main() -> None:
             print(f"recording, {on.workers} workers, {on.calls} calls{' flood' if on.flood else ''}: "
                   f"CPU {off.cpu:.1f} % -> {on.cpu:.1f} % ({(on.cpu / max(off.cpu, 1e-9) - 1) * 100:+.1f} %), "
                   f"{on.disk_kib_per_min:.0f} KiB per call per minute")
+    if args.detect:
+        k = len(args.phases.split(","))
+        for off, on in [pair for i in range(0, len(results), 2 * k)
+                         for pair in zip(results[i:i + k], results[i + k:i + 2 * k], strict=False)]:
+            print(f"detection, {on.workers} workers, {on.calls} calls, {on.phases}: p99 {off.p99:.2f} ms -> "
+                  f"{on.p99:.2f} ms, loss {off.loss:.3f} % -> {on.loss:.3f} %, CPU {off.cpu:.1f} % -> {on.cpu:.1f} % "
+                  f"(the detection processes included), {on.judged} utterances judged, {on.dropped} dropped")
     print("pkts/s counts every packet the B2BUA received and sent (caller->callee and the echo back);")
     print("cpu % is the B2BUA with its media workers (100 % = one core), us/pkt its CPU time per relayed packet")
     print("(one in, one out); gen % and echo % are the load generator and SIPp's echo on the same cores;")
