@@ -10,6 +10,7 @@ import signal
 import ssl
 import time
 from collections import Counter
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -19,8 +20,10 @@ from media.engine import EngineConfig, MediaEngine
 from media.recorder import repair as repair_recording
 from media.worker import WorkerEngine
 
+from .admin import AdminServer, make_app
 from .call.b2bua import B2BUA, B2BUAConfig, CallRecord
 from .call.features import FeatureChain
+from .call.operator import OperatorControl
 from .call.protection import StaffProtection
 from .call.session import SessionTimerConfig
 from .clock import Clock
@@ -28,7 +31,7 @@ from .config import Abuse, Config, ConfigError, Department, load_config
 from .detection.events import Detection, EvidenceClip
 from .detection.policy import AbuseProtection
 from .detection.workers import detection_pool
-from .metrics import serve as serve_metrics
+from .metrics import registry as metrics_registry
 from .notify.messenger import MessengerHook
 from .prompts import PromptSource
 from .routing.health import GatewayMonitor
@@ -134,7 +137,13 @@ class Application:
             self.detection.on_clip = self._clip
             self.abuse.on_monitor = self._start_detection
             self.abuse.on_unmonitor = self.detection.unwatch
-        self.b2bua.features = FeatureChain(self.abuse, self.protection)
+        #: what operators do to calls in progress (``b2bua calls|hangup|drain``, the admin API)
+        self.operator = OperatorControl(self.b2bua, prompts=self.prompts, recording=self.protection.is_recording,
+                                        show_numbers=config.process.admin.show_numbers)
+        self.admin = AdminServer()
+        self._stop = asyncio.Event()
+        self._hurry = asyncio.Event()
+        self.b2bua.features = FeatureChain(self.abuse, self.protection, self.operator)
         self.b2bua.authorize = self._authorize_invite
         self.server: SipServer | None = None
         self.reloads: Counter[str] = Counter()
@@ -166,7 +175,7 @@ class Application:
     def _apply_routing(self, config: Config) -> None:
         self.prompts = self.protection.prompts = PromptSource(config.path.parent)  # files may have changed
         if hasattr(self, "abuse"):
-            self.abuse.prompts = self.prompts
+            self.abuse.prompts = self.operator.prompts = self.prompts
         devices = {d.username: d.password for d in config.routing.devices}
         self.devices = devices
         self.auth.lookup = devices.get
@@ -303,12 +312,7 @@ class Application:
         await self.server.start(self.listeners)
         self.health.start()
         self.server.kick()
-        metrics = self.config.process.metrics.address
-        if metrics:
-            try:
-                serve_metrics(self, metrics)
-            except OSError as exc:  # metrics must never keep calls from being served
-                log.warning("metrics on %s unavailable: %s", metrics, exc)
+        await self._serve_admin()
         pid_file = (self.config.path.parent / self.config.process.pid_file).resolve()
         try:
             pid_file.parent.mkdir(parents=True, exist_ok=True)
@@ -318,6 +322,66 @@ class Application:
             log.warning("cannot write pid file %s: %s", pid_file, exc)
         self._gc_task = asyncio.get_running_loop().create_task(self._collect_garbage())
         self._purge_task = asyncio.get_running_loop().create_task(self._purge_evidence())
+
+    async def _serve_admin(self) -> None:
+        """/metrics, /healthz, /readyz and the API on the metrics address; the API on the control socket."""
+        process = self.config.process
+        reg = metrics_registry(self)
+        if process.metrics.address:
+            try:
+                await self.admin.serve_tcp(make_app(self, reg, process.admin.bearer(), authenticate=True),
+                                           process.metrics.address)
+            except OSError as exc:  # the admin listener must never keep calls from being served
+                log.warning("admin listener on %s unavailable: %s", process.metrics.address, exc)
+        path = process.admin.socket_path(self.config.path.parent)
+        if path is not None:
+            try:
+                await self.admin.serve_socket(make_app(self, reg, None, authenticate=False), path)
+            except OSError as exc:
+                log.warning("control socket %s unavailable: %s", path, exc)
+
+    # -- live call control (the admin API, the signals) ----------------------------------
+    @property
+    def ready(self) -> bool:
+        """Taking new calls: listening, neither draining nor overloaded."""
+        return self.server is not None and not self.b2bua.draining and not self.b2bua.overloaded
+
+    def act(self, fn: Callable[[], object]) -> object:
+        """Run ``fn`` on call control now (the clock read first, what it sent flushed after)."""
+        if self.server is not None:
+            self.server.tick()
+        result = fn()
+        if self.server is not None:
+            self.server.kick()
+        return result
+
+    def request_drain(self) -> None:
+        """SIGTERM, SIGINT, ``b2bua drain``: the first starts the drain, the next ends it at once."""
+        if self._stop.is_set():
+            log.warning("second stop request: ending every call now")
+            self._hurry.set()
+        self._stop.set()
+
+    async def drain(self) -> None:
+        """New calls and OPTIONS get 503; calls in progress may finish for ``shutdown.drain_s``, then BYE on
+        both legs with a Reason; what still has no answer after ``bye_grace_s`` is forgotten, its CDR written."""
+        cfg = self.config.process.shutdown
+        loop = asyncio.get_running_loop()
+        self.act(lambda: self.operator.drain(cfg.drain_s))
+        log.info("draining: %d call(s) in progress, new calls refused (503), up to %.0f s", len(self.b2bua.calls),
+                 cfg.drain_s)
+        deadline = loop.time() + cfg.drain_s
+        while self.b2bua.calls and loop.time() < deadline and not self._hurry.is_set():
+            await _wait(self._hurry, min(0.2, deadline - loop.time()))
+        if self.b2bua.calls:
+            ended = self.act(self.operator.end_all)
+            log.info("drain: ending %s call(s) (BYE with Reason)", ended)
+        grace = loop.time() + cfg.bye_grace_s
+        while self.b2bua.calls and loop.time() < grace:
+            await asyncio.sleep(0.05)
+        if self.b2bua.calls:
+            left = self.act(self.operator.finish_all)
+            log.warning("drain: %s call(s) had no answer to their BYE; their CDRs are written", left)
 
     async def _purge_evidence(self, every: float = 6 * 3600.0) -> None:
         """Abuse events past their department's ``policy.abuse.retention_days`` go (rows and clips), at start
@@ -362,6 +426,7 @@ class Application:
         for task in (getattr(self, "_gc_task", None), getattr(self, "_purge_task", None)):
             if task is not None:
                 task.cancel()
+        await self.admin.close()
         if self.server is not None:
             await self.server.close()
         if self.engine is not None:
@@ -376,11 +441,10 @@ class Application:
 
     async def run_forever(self) -> None:
         await self.start()
-        stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             try:
-                loop.add_signal_handler(sig, stop.set)
+                loop.add_signal_handler(sig, self.request_drain)
             except (NotImplementedError, RuntimeError):
                 pass
         try:
@@ -388,5 +452,14 @@ class Application:
         except (NotImplementedError, RuntimeError):
             pass
         log.info("b2bua ready")
-        await stop.wait()
+        await self._stop.wait()
+        await self.drain()
         await self.stop()
+
+
+async def _wait(event: asyncio.Event, timeout: float) -> None:
+    """Until ``event`` is set or ``timeout`` passed."""
+    try:
+        await asyncio.wait_for(event.wait(), max(0.0, timeout))
+    except TimeoutError:
+        pass

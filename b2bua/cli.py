@@ -187,6 +187,9 @@ def main(argv: list[str] | None = None) -> int:
     reload = sub.add_parser("reload", help="validate the config and make the running B2BUA load it")
     reload.add_argument("--config", default=str(DEFAULT_CONFIG))
     reload.set_defaults(func=cmd_reload)
+    from .ctl import add_commands as add_control_commands
+
+    add_control_commands(sub, str(DEFAULT_CONFIG))
     _abuse_commands(sub)
     args = parser.parse_args(argv)
     try:

@@ -410,6 +410,35 @@ class MetricsConfig(Strict):
     address: str | None = "127.0.0.1:9090"
 
 
+class AdminConfig(Strict):
+    """Live call control: ``b2bua calls|hangup|drain`` through a local socket, and the same JSON API on the
+    metrics listener (``/api/...``, a bearer token)."""
+
+    #: the control socket (mode 0600: only the user running b2bua, and root, may use it); null: none
+    socket: str | None = "../var/b2bua.sock"
+    #: the bearer token of ``/api`` on the metrics listener; null: the environment variable ``token_env``;
+    #: neither set: ``/api`` answers 403 there (the socket still works)
+    token: str | None = None
+    token_env: str = "B2BUA_ADMIN_TOKEN"
+    #: operators see citizens' numbers in full (otherwise all but the last four digits are masked)
+    show_numbers: bool = False
+
+    def socket_path(self, base: Path) -> Path | None:
+        return (base / self.socket).resolve() if self.socket else None
+
+    def bearer(self) -> str | None:
+        return self.token or os.environ.get(self.token_env) or None
+
+
+class ShutdownConfig(Strict):
+    """SIGTERM, SIGINT and ``b2bua drain``: new calls get 503, calls in progress may finish for ``drain_s``,
+    then both legs get BYE with a Reason; a second signal ends the drain at once."""
+
+    drain_s: float = Field(30.0, ge=0, le=86400)
+    #: how long BYEs are given for their answers before the calls are forgotten (their CDRs written)
+    bye_grace_s: float = Field(4.0, ge=0, le=64)
+
+
 class DetectionConfig(Strict):
     """Abuse detection's processes (b2bua/detection/workers.py), started at the first call of a department
     whose ``policy.abuse`` is on; paths are relative to this file's directory."""
@@ -457,6 +486,8 @@ class ProcessConfig(Strict):
     media: MediaConfig = MediaConfig()
     storage: StorageConfig = StorageConfig()
     detection: DetectionConfig = DetectionConfig()
+    admin: AdminConfig = AdminConfig()
+    shutdown: ShutdownConfig = ShutdownConfig()
     routing_file: str = "routing.yaml"
     logging: LoggingConfig = LoggingConfig()
 

@@ -14,7 +14,7 @@ import logging
 from collections.abc import Container, Iterable, Iterator, Mapping, Sequence, Sized
 from typing import TYPE_CHECKING, Protocol
 
-from prometheus_client import CollectorRegistry, start_http_server
+from prometheus_client import PROCESS_COLLECTOR, CollectorRegistry
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 
 if TYPE_CHECKING:
@@ -314,11 +314,10 @@ class B2buaCollector:
         yield evidence
 
 
-def serve(app: MetricsSource, address: str) -> CollectorRegistry:
-    """Expose /metrics on ``host:port`` from a small thread (prometheus_client's server)."""
-    registry = CollectorRegistry()
-    registry.register(B2buaCollector(app))
-    host, _, port = address.rpartition(":")
-    start_http_server(int(port), addr=host.strip("[]") or "127.0.0.1", registry=registry)
-    log.info("metrics on http://%s/metrics", address)
-    return registry
+def registry(app: MetricsSource) -> CollectorRegistry:
+    """What /metrics shows (served by the admin listener, :mod:`b2bua.admin`): the B2BUA's own families and
+    the standard ``process_*`` ones (CPU, memory, open files, start time)."""
+    reg = CollectorRegistry()
+    reg.register(B2buaCollector(app))
+    reg.register(PROCESS_COLLECTOR)
+    return reg

@@ -45,6 +45,7 @@ def write_config(directory: Path, *, routing: dict | None = None, sip: dict | No
     base["sip"].update(sip or {})
     base["logging"] = {"level": "info", "format": "text", **(logging or {})}
     base["metrics"] = {"address": None}  # tests that scrape set their own port
+    base["shutdown"] = {"drain_s": 2, "bye_grace_s": 2}  # tests end their calls; a stop never waits long
     base_routing.update(routing or {})
     directory.mkdir(parents=True, exist_ok=True)
     (directory / "b2bua.yaml").write_text(yaml.safe_dump(base, allow_unicode=True))
@@ -69,14 +70,18 @@ class B2BUAProcess:
             args += ["--listen", item]
         self._log = open(self.log_path, "wb")
         self.proc = subprocess.Popen(args, cwd=ROOT, stdout=self._log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 15
+        deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
+                self._log.close()
                 raise RuntimeError(f"b2bua exited: {self.log()}")
             if "b2bua ready" in self.log():
                 return self
             time.sleep(0.05)
-        raise RuntimeError(f"b2bua did not start: {self.log()}")
+        self.proc.kill()  # never left behind
+        self.proc.wait()
+        self._log.close()
+        raise RuntimeError(f"b2bua did not start within 30 s: {self.log()}")
 
     def log(self) -> str:
         try:

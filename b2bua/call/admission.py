@@ -25,9 +25,7 @@ def refusal(req: Request, a_tag: str, config: B2BUAConfig, *, busy: bool, stats:
         return err
     if busy:
         stats["overload_rejects"] += 1
-        resp = make_response(req, 503, to_tag=a_tag)
-        resp.add("retry-after", str(RETRY_AFTER_S))
-        return resp
+        return unavailable(req, a_tag)
     if authorize is not None:
         challenge = authorize(req)
         if challenge is not None:
@@ -42,6 +40,13 @@ def refusal(req: Request, a_tag: str, config: B2BUAConfig, *, busy: bool, stats:
     return None
 
 
+def unavailable(req: Request, to_tag: str) -> Response:
+    """503 with Retry-After (RFC 3261 §21.5.4): overloaded, at the call limit, or draining."""
+    resp = make_response(req, 503, to_tag=to_tag)
+    resp.add("retry-after", str(RETRY_AFTER_S))
+    return resp
+
+
 def tag_to(resp: Response, tag: str) -> None:
     """Give a response built elsewhere (a router's refusal, a challenge) our To tag."""
     for h in resp.headers:
@@ -49,4 +54,4 @@ def tag_to(resp: Response, tag: str) -> None:
             h[2] += f";tag={tag}"
 
 
-__all__ = ["refusal", "tag_to"]
+__all__ = ["RETRY_AFTER_S", "refusal", "tag_to", "unavailable"]

@@ -91,8 +91,10 @@ class B2BUA:
         self.setup_counts = [0] * (len(SETUP_BUCKETS) + 1)
         self.setup_sum = 0.0
         self.on_call_end: Callable[[CallRecord], None] | None = None
-        #: Set by the driver when the event loop runs late: new INVITEs get 503.
+        #: Set by the driver when the event loop runs late, or while draining: new INVITEs get 503,
+        #: and while draining OPTIONS too (a dispatcher in front marks the node down)
         self.overloaded = False
+        self.draining = False
         #: Extra request handlers by method (REGISTER -> registrar), out of dialog only.
         self.handlers: dict[str, Handler] = {}
         #: Where gateway pings' results go: (txn, its ping, final response or None on timeout)
@@ -216,7 +218,8 @@ class B2BUA:
         if err is not None:
             self.respond(txn, err)
         elif method == "OPTIONS":
-            self.respond(txn, options_response(req, self.config.policy, tag))
+            self.respond(txn, admission.unavailable(req, tag) if self.draining else
+                         options_response(req, self.config.policy, tag))
         elif method in self.handlers:
             resp = self.handlers[method](req, txn, peer, self.now)
             if resp is not None:
@@ -229,7 +232,7 @@ class B2BUA:
         txn.to_tag = a_tag
         authorize = self.authorize
         refused = admission.refusal(req, a_tag, self.config, stats=self.stats,
-                                    busy=self.overloaded or len(self.calls) >= self.config.max_calls,
+                                    busy=self.overloaded or self.draining or len(self.calls) >= self.config.max_calls,
                                     authorize=(lambda r: authorize(r, self.now)) if authorize else None)
         if refused is not None:
             self.respond(txn, refused)
@@ -416,7 +419,7 @@ class B2BUA:
         call.cause = cause
         call.ended_by = by
         call.a.ended = call.b.ended = True
-        self._finish(call)
+        self.finish(call)
 
     def _on_client_failure(self, txn: ClientTransaction, status: int, cause: str) -> None:
         user = txn.user
@@ -541,7 +544,7 @@ class B2BUA:
             self._arm_cleanup(call)
         else:
             call.b.ended = True
-            self._finish(call)
+            self.finish(call)
 
     def _ring_timeout(self, call: Call) -> None:
         if call.state in RINGING:
@@ -561,7 +564,7 @@ class B2BUA:
     def _arm_cleanup(self, call: Call) -> None:
         """Give the other leg 64*T1 to finish, then forget the call regardless."""
         if call.cleanup_timer is None:
-            call.cleanup_timer = self.call_at(self.now + self.sip_timers.b + 1, self._finish, call)
+            call.cleanup_timer = self.call_at(self.now + self.sip_timers.b + 1, self.finish, call)
 
     def hangup(self, call: Call, by: str, cause: str) -> None:
         """Tear down both legs of an established call."""
@@ -590,9 +593,9 @@ class B2BUA:
 
     def maybe_finish(self, call: Call) -> None:
         if call.a.ended and call.b.ended:
-            self._finish(call)
+            self.finish(call)
 
-    def _finish(self, call: Call) -> None:
+    def finish(self, call: Call) -> None:
         if call.state is ENDED:
             return
         call.enter(ENDED)

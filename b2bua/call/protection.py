@@ -34,6 +34,7 @@ from typing import Any, Protocol
 from ..config import Department
 from ..sip.timers import TimerHandle
 from .b2bua import B2BUA
+from .ending import AnnouncedEndings
 from .features import Features
 from .media import MediaSession
 from .model import Call
@@ -103,8 +104,6 @@ class Protected:
     key_at: float = -1e9
     recording: str | None = None
     segments: int = 0
-    end_cause: str = ""
-    end_reason: str = ""
     timer: TimerHandle | None = None
     hard_timer: TimerHandle | None = None
 
@@ -130,6 +129,8 @@ class StaffProtection(Features):
         self.fallback = fallback
         self.wall = wall
         self.stats: Counter[str] = Counter()
+        #: long calls ending after their announcement
+        self.endings = AnnouncedEndings(b2bua)
         b2bua.features = self
 
     # -- call start ------------------------------------------------------------------------
@@ -237,7 +238,7 @@ class StaffProtection(Features):
         elif st.phase is Phase.CLOSED and leg == "a":
             self._after_closed(call, st)
         elif st.phase is Phase.ENDING:
-            self._end(call, st)
+            self.endings.on_play_done(call, leg, prompt)
 
     def on_answer(self, call: Call) -> None:
         st = call.features
@@ -278,7 +279,13 @@ class StaffProtection(Features):
                 self.stats["long_call_key_early"] += 1
                 self._tone(call, st.staff_leg, self.prompts.refused(), "refused")
 
+    def is_recording(self, call: Call) -> bool:
+        """Whether the call is being recorded now (full recording, or on demand)."""
+        st = call.features
+        return isinstance(st, Protected) and st.recording is not None
+
     def on_end(self, call: Call) -> None:
+        self.endings.on_end(call)
         st = call.features
         if not isinstance(st, Protected):
             return
@@ -299,24 +306,10 @@ class StaffProtection(Features):
 
     def _announce_end(self, call: Call, st: Protected, cause: str, reason: str) -> None:
         """The announcement mixed into both directions, then BYE on both legs."""
-        st.phase, st.end_cause, st.end_reason = Phase.ENDING, cause, reason
+        st.phase = Phase.ENDING
         name = st.dept.policy.long_call.announcement
         log.info("call %s: %s, announcing", call.id, cause)
-        samples = self._samples(call, name)
-        if samples is None:
-            self._end(call, st)
-            return
-        media = self._media(call)
-        for leg in ("a", "b"):
-            media.play(leg, samples, prompt=name, mix=True)
-        seconds = len(samples) / RATE
-        st.timer = self.b2bua.call_at(self.b2bua.clock.now + seconds + ANNOUNCEMENT_GRACE_S, self._end,
-                                                   call, st)
-
-    def _end(self, call: Call, st: Protected) -> None:
-        if call.features is st and st.phase is Phase.ENDING:
-            st.phase = Phase.TALKING  # once
-            self.b2bua.end_call(call, st.end_cause, st.end_reason)
+        self.endings.start(call, self._samples(call, name), name, cause, reason)
 
     # -- recording ---------------------------------------------------------------------------
     def _toggle_recording(self, call: Call, st: Protected) -> None:

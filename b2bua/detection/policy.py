@@ -31,19 +31,17 @@ from typing import Any, Protocol
 import numpy as np
 
 from ..call.b2bua import B2BUA
+from ..call.ending import AnnouncedEndings
 from ..call.features import Features
 from ..call.model import Call
 from ..call.state import LIVE
 from ..config import Abuse, Department
-from ..sip.timers import TimerHandle
 from .events import AbuseEvent, Detection, EvidenceClip
 
 log = logging.getLogger("b2bua.abuse")
 
 RATE = 8000
 TERMINATED_REASON = 'Q.850;cause=16;text="Call ended: abusive language"'
-#: the BYE follows the termination prompt at the latest this long after it should have ended
-PROMPT_GRACE_S = 2.0
 #: utterances of a call kept for a staff member's report
 KEPT_UTTERANCES = 5
 #: keys further apart than this start a new sequence
@@ -81,7 +79,6 @@ class Monitored:
     recent: deque[Detection] = field(default_factory=lambda: deque(maxlen=KEPT_UTTERANCES))
     keys: str = ""
     key_at: float = -1e9
-    timer: TimerHandle | None = None
 
     @property
     def staff(self) -> str:
@@ -102,6 +99,7 @@ class AbuseProtection(Features):
         self.prompts = prompts
         self.evidence = evidence
         self.calls: dict[str, Monitored] = {}
+        self.endings = AnnouncedEndings(b2bua)
         self.stats: Counter[str] = Counter()
         #: called when a call's leg starts being monitored, and when the call ends (the application starts
         #: detection's processes and tells the segmenter the department's shouting settings)
@@ -127,8 +125,7 @@ class AbuseProtection(Features):
 
     def on_end(self, call: Call) -> None:
         mon = self.calls.pop(call.id, None)
-        if mon is not None and mon.timer is not None:
-            mon.timer.cancel()
+        self.endings.on_end(call)
         if mon is not None and self.on_unmonitor is not None:
             self.on_unmonitor(call.id)
 
@@ -239,26 +236,11 @@ class AbuseProtection(Features):
         """The termination prompt to both, then BYE on both legs (Reason, CDR cause ``abuse_terminated``)."""
         mon.ending = True
         self.stats["terminated"] += 1
-        samples = self._prompt(call, mon.policy.end_prompt)
-        if samples is None or call.media is None:
-            self._end(call, mon)
-            return
-        for leg in ("a", "b"):
-            call.media.play(leg, samples, prompt=mon.policy.end_prompt, mix=True)
-        mon.timer = self.b2bua.call_at(self.b2bua.clock.now + len(samples) / RATE + PROMPT_GRACE_S, self._end,
-                                       call, mon)
+        self.endings.start(call, self._prompt(call, mon.policy.end_prompt), mon.policy.end_prompt,
+                           "abuse_terminated", TERMINATED_REASON)
 
     def on_play_done(self, call: Call, leg: str, prompt: str) -> None:
-        mon = self.calls.get(call.id)
-        if mon is not None and mon.ending and prompt == mon.policy.end_prompt and leg == mon.citizen:
-            self._end(call, mon)
-
-    def _end(self, call: Call, mon: Monitored) -> None:
-        if mon.timer is not None:
-            mon.timer.cancel()
-            mon.timer = None
-        if call.state in LIVE:
-            self.b2bua.end_call(call, "abuse_terminated", TERMINATED_REASON)
+        self.endings.on_play_done(call, leg, prompt)
 
 
 def _bounded(kept: OrderedDict[Utterance, Any], key: Utterance, value: Any, most: int) -> None:

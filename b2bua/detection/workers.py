@@ -59,6 +59,8 @@ LONGEST_UTTERANCE_S = 12.0
 CLIP_IDLE_S = CLIP_AFTER_S + 0.5
 #: a tapped leg silent this long whose end was never heard (no :class:`Unwatch`) is forgotten
 STREAM_IDLE_S = 120.0
+#: the detection processes' niceness (the B2BUA and its media workers keep 0)
+NICE = 10
 #: how much a shouting cue raises the score of an abusive utterance, at 10 dB or more above the baseline
 SHOUT_BOOST = 0.15
 
@@ -205,8 +207,18 @@ def _serve(source: Any, results: Any, who: str, counters: Counter[str], handle: 
             _offer(results, Counters(who, dict(counters)))
 
 
+def _below_media() -> None:
+    """Detection yields the CPU to the media relay and signalling: when the cores are busy, recognition falls
+    behind (and drops utterances, counted) rather than RTP being delayed."""
+    try:
+        os.nice(NICE)
+    except OSError:
+        pass
+
+
 def _segmenter_main(tap: Any, control: Any, jobs: Any, results: Any, settings: DetectionSettings) -> None:
     os.environ.setdefault("OMP_NUM_THREADS", "1")
+    _below_media()
     streams: dict[tuple[str, str], _Stream] = {}
     watched: dict[tuple[str, str], Watch] = {}
     counters: Counter[str] = Counter()
@@ -291,6 +303,7 @@ def _classifier(settings: DetectionSettings) -> AbuseClassifier:
 
 def _recognizer_main(jobs: Any, results: Any, settings: DetectionSettings, n: int) -> None:
     os.environ.setdefault("OMP_NUM_THREADS", str(settings.threads))
+    _below_media()
     transcriber = _transcriber(settings)
     classifier = _classifier(settings)
     counters: Counter[str] = Counter()

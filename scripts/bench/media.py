@@ -172,6 +172,8 @@ class Result:
 DID = "0221332200"
 #: Linux's SO_TIMESTAMPNS (= SCM_TIMESTAMPNS), which the socket module does not name
 SO_TIMESTAMPNS = 35
+#: --detect: seconds the detection processes get to load their models before the window
+DETECTION_WARMUP_S = 15
 #: send moments per 20 ms with --phases spread (one per millisecond)
 SLOTS = 20
 
@@ -263,7 +265,7 @@ def run(calls: int, seconds: float, flood_pps: int, workdir: Path, workers: int 
         if not enlarge_rcvbuf(uas.pid, echo_port, 4 << 20):
             print("[media] could not enlarge SIPp's echo receive buffer: its drops count as loss", file=sys.stderr)
         rss0 = rss_kib(b2b.pid)
-        hold_ms = int((seconds + 8 + calls / 100) * 1000)
+        hold_ms = int((seconds + 8 + calls / 100 + (DETECTION_WARMUP_S if detect else 0)) * 1000)
         service = ["-s", DID] if record is not None or detect is not None else []
         uac = subprocess.Popen([SIPP, "-sf", str(SCENARIOS / "uac_rtp.xml"), f"127.0.0.1:{port}", *service,
                                 "-i", "127.0.0.1",
@@ -294,7 +296,7 @@ def run(calls: int, seconds: float, flood_pps: int, workdir: Path, workers: int 
         metrics_port = proc_cfg["metrics"]["address"]
         detection0 = detection_counts(metrics_port) if detect else (0, 0)
         if detect:  # the first monitored call started the detection processes: their models load first
-            time.sleep(15)
+            time.sleep(DETECTION_WARMUP_S)
         # stream for `seconds`, 50 pps per call, stamping each payload with its send time (CLOCK_REALTIME,
         # the kernel's receive stamps' clock, so the generator's own reading time is not counted). Kept
         # cheap, as it shares the cores with the B2BUA: one read per ready socket per poll

@@ -1,0 +1,155 @@
+"""The admin listener: ``/metrics``, ``/healthz``, ``/readyz`` and the JSON API of live call control.
+
+One aiohttp application served twice, in the event loop:
+
+* on the metrics address (TCP): ``/metrics`` (Prometheus), ``/healthz`` (the process answers: 200),
+  ``/readyz`` (200 while new calls are taken; 503 while draining or overloaded, so a dispatcher or an
+  orchestrator stops sending), and ``/api/...`` behind ``Authorization: Bearer <token>`` (403 when no
+  token is configured: the API is never open by accident);
+* on the control socket (a unix socket, mode 0600): the same routes without a token (the file's
+  permissions are the access control), for ``b2bua calls``, ``b2bua hangup`` and ``b2bua drain``.
+
+API (JSON):
+
+* ``GET /api/calls`` -> ``{"calls": [CallInfo...], "draining": bool}``
+* ``POST /api/calls/{id}/hangup`` (body optional: ``{"announcement": "<prompt>"}``) -> 200, or 404
+* ``POST /api/drain`` -> 202: the process drains and exits, as on SIGTERM
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+import os
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Protocol
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+
+from .call.operator import OperatorControl
+
+log = logging.getLogger("b2bua.admin")
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+class Controlled(Protocol):
+    """What the API acts on (the application satisfies it)."""
+
+    @property
+    def operator(self) -> OperatorControl: ...
+    @property
+    def ready(self) -> bool: ...
+    def act(self, fn: Callable[[], object]) -> object: ...
+    def request_drain(self) -> None: ...
+
+
+def make_app(target: Controlled, registry: CollectorRegistry | None, token: str | None, *,
+             authenticate: bool) -> web.Application:
+    """The routes; ``authenticate``: ``/api`` wants the bearer ``token`` (TCP), or not (the socket)."""
+
+    @web.middleware
+    async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
+        if authenticate and request.path.startswith("/api/"):
+            offered = request.headers.get("Authorization", "")
+            if token is None:
+                return _error(403, "the API is off on this listener: set admin.token or its environment variable")
+            if not hmac.compare_digest(offered.encode(), f"Bearer {token}".encode()):
+                return _error(401, "a bearer token is required", {"WWW-Authenticate": 'Bearer realm="b2bua"'})
+        return await handler(request)
+
+    async def metrics(_: web.Request) -> web.Response:
+        if registry is None:
+            return _error(404, "metrics are not served here")
+        return web.Response(body=generate_latest(registry), headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    async def healthz(_: web.Request) -> web.Response:
+        return web.Response(text="ok\n")
+
+    async def readyz(_: web.Request) -> web.Response:
+        if target.ready:
+            return web.Response(text="ready\n")
+        return web.Response(status=503, text="not ready: draining or overloaded\n")
+
+    async def calls(_: web.Request) -> web.Response:
+        infos = target.operator.calls()
+        return web.json_response({"calls": [c.as_dict() for c in infos],
+                                  "draining": target.operator.b2bua.draining})
+
+    async def hangup(request: web.Request) -> web.Response:
+        announcement = None
+        if request.can_read_body:
+            try:
+                body = await request.json()
+            except (json.JSONDecodeError, UnicodeDecodeError):
+                return _error(400, "the body is not JSON")
+            if not isinstance(body, dict) or not isinstance(body.get("announcement", ""), str | None):
+                return _error(400, 'the body is {"announcement": "<prompt name>"}')
+            announcement = body.get("announcement") or None
+        call_id = request.match_info["call_id"]
+        if not target.act(lambda: target.operator.hangup(call_id, announcement)):
+            return _error(404, f"no call {call_id}")
+        return web.json_response({"call": call_id, "hangup": True, "announcement": announcement})
+
+    async def drain(_: web.Request) -> web.Response:
+        target.request_drain()
+        return web.json_response({"draining": True}, status=202)
+
+    app = web.Application(middlewares=[guard])
+    app.router.add_get("/metrics", metrics)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    app.router.add_get("/api/calls", calls)
+    app.router.add_post("/api/calls/{call_id}/hangup", hangup)
+    app.router.add_post("/api/drain", drain)
+    return app
+
+
+def _error(status: int, message: str, headers: dict[str, str] | None = None) -> web.Response:
+    return web.json_response({"error": message}, status=status, headers=headers)
+
+
+class AdminServer:
+    """The admin application on its TCP address and its control socket."""
+
+    def __init__(self) -> None:
+        self._runners: list[web.AppRunner] = []
+        self.socket: Path | None = None
+
+    async def serve_tcp(self, app: web.Application, address: str) -> None:
+        host, _, port = address.rpartition(":")
+        runner = await self._runner(app)
+        await web.TCPSite(runner, host.strip("[]") or "127.0.0.1", int(port)).start()
+        log.info("admin on http://%s (/metrics, /healthz, /readyz, /api)", address)
+
+    async def serve_socket(self, app: web.Application, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.unlink(missing_ok=True)  # a socket an unclean stop left behind
+        runner = await self._runner(app)
+        old = os.umask(0o177)  # created 0600: no window in which others could connect
+        try:
+            await web.UnixSite(runner, str(path)).start()
+        finally:
+            os.umask(old)
+        self.socket = path
+        log.info("control socket %s", path)
+
+    async def _runner(self, app: web.Application) -> web.AppRunner:
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        self._runners.append(runner)
+        return runner
+
+    async def close(self) -> None:
+        for runner in self._runners:
+            await runner.cleanup()
+        self._runners.clear()
+        if self.socket is not None:
+            self.socket.unlink(missing_ok=True)
+            self.socket = None
+
+
+__all__ = ["AdminServer", "Controlled", "make_app"]
