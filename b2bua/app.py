@@ -7,6 +7,7 @@ import gc
 import logging
 import os
 import signal
+import socket
 import ssl
 import time
 from collections import Counter
@@ -23,6 +24,7 @@ from media.worker import WorkerEngine
 from .admin import AdminServer, make_app
 from .call.b2bua import B2BUA, B2BUAConfig, CallRecord
 from .call.features import FeatureChain
+from .call.journal import CallJournal
 from .call.operator import OperatorControl
 from .call.protection import StaffProtection
 from .call.session import SessionTimerConfig
@@ -120,7 +122,9 @@ class Application:
                                      clock=self.clock)
         self.b2bua.on_ping_result = self.health.result
         self._pid_file: Path | None = None
-        self.cdr = CdrStore(resolve_url(config.process.storage.url, config.path.parent))
+        #: this node in a shared database: the host and its SIP listeners
+        node = f"{socket.gethostname()}|{','.join(sorted(f'{x.transport}:{x.host}:{x.port}' for x in self.listeners))}"
+        self.cdr = CdrStore(resolve_url(config.process.storage.url, config.path.parent), node=node[:255])
         self.b2bua.on_call_end = self._record
         self.prompts = PromptSource(config.path.parent)
         storage = config.process.storage
@@ -143,7 +147,8 @@ class Application:
         self.admin = AdminServer()
         self._stop = asyncio.Event()
         self._hurry = asyncio.Event()
-        self.b2bua.features = FeatureChain(self.abuse, self.protection, self.operator)
+        journal = CallJournal(self.b2bua, self)  # first: it never holds a call back
+        self.b2bua.features = FeatureChain(journal, self.abuse, self.protection, self.operator)
         self.b2bua.authorize = self._authorize_invite
         self.server: SipServer | None = None
         self.reloads: Counter[str] = Counter()
@@ -217,6 +222,17 @@ class Application:
         """Queue the CDR (times become wall-clock seconds) and free the trunk's call slot."""
         if rec.route_obj is not None:
             self.router.release(rec.route_obj)
+        self.cdr.add(self._row(rec))
+
+    def live(self, rec: CallRecord) -> None:
+        """A call in progress, for the CDR after a crash (:class:`~.call.journal.CallJournal`)."""
+        self.cdr.live(self._row(rec))
+
+    def gone(self, call_id: str) -> None:
+        self.cdr.gone(call_id)
+
+    def _row(self, rec: CallRecord) -> dict[str, object]:
+        """A CDR row: the call's times as wall-clock seconds."""
         offset = time.time() - (self.server.loop.time() if self.server is not None else self.clock.now)
         row = {
             "call_id": rec.call_id, "a_call_id": rec.a_call_id, "b_call_id": rec.b_call_id,
@@ -226,7 +242,7 @@ class Application:
             "status": rec.status, "end_cause": rec.cause, "ended_by": rec.ended_by,
         }
         row.update(media_columns(rec.media))
-        self.cdr.add(row)
+        return row
 
     # -- staff protection: departments, their situation, recordings ------------------------
     def _department(self, name: str) -> Department | None:
@@ -304,6 +320,7 @@ class Application:
                                 overload_lag=self.config.process.sip.overload_lag_ms / 1000,
                                 on_overload=on_overload)
         self.recordings.recover(repair_recording)  # what an unclean stop left, before new calls
+        await asyncio.to_thread(self.cdr.recover)
         if self.engine is not None:
             self.engine.start(asyncio.get_running_loop())
             await self.engine.ready()  # worker processes bind their ports before the first call arrives

@@ -318,6 +318,13 @@ def test_kill_9_mid_call_leaves_a_playable_file_repaired_and_indexed_at_the_next
     assert "repaired and indexed 1 recordings" in proc2.log()
     _, right = _read_stereo(files[0])
     assert best_correlation(talk, right) > 0.9
+    # the call the crash cut short has its CDR, ending when the process was last seen alive
+    store = CdrStore(f"sqlite:///{tmp_path / 'var' / 'b2bua.sqlite3'}")
+    (cdr,) = store.rows()
+    store.engine.dispose()
+    assert cdr["end_cause"] == "process_restart" and cdr["status"] == 200 and cdr["ended_by"] == "b2bua"
+    assert killed - 2.5 <= cdr["end"] <= killed and cdr["answer"] is not None
+    assert cdr["duration"] == pytest.approx(cdr["end"] - cdr["answer"]) and cdr["b_call_id"]
 
 
 def test_unwritable_recordings_directory_keeps_the_call_and_the_next_call_records(

@@ -2,18 +2,26 @@
 
 Records are queued by call control and written in batches from a worker thread,
 so a slow disk never stalls signalling.
+
+The calls in progress are kept in ``live_calls`` too (by node: several B2BUAs may share one database),
+with the moment this node was last seen alive (updated with every batch, once a second): after a crash
+the next start (:meth:`CdrStore.recover`) writes their CDRs with cause ``process_restart``, ending when
+the node was last seen, and forgets them. A call that starts and ends within one batch is never written
+there.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Column, Float, Integer, MetaData, String, Table, create_engine, insert, select, update
+from sqlalchemy import Column, Float, Integer, MetaData, String, Table, create_engine, delete, insert, select, update
 from sqlalchemy.engine import Engine, make_url
 
 log = logging.getLogger("b2bua.cdr")
@@ -43,6 +51,24 @@ cdr_table = Table(
 )
 
 
+live_calls_table = Table(
+    "live_calls", metadata,
+    Column("call_id", String(64), primary_key=True),
+    Column("node", String(255), nullable=False, index=True),
+    Column("a_call_id", String(255)),
+    Column("b_call_id", String(255)),
+    Column("from_uri", String(255)),
+    Column("to_uri", String(255)),
+    Column("route", String(64)),
+    Column("start", Float, nullable=False),
+    Column("answer", Float),
+    Column("seen", Float, nullable=False),  # this node was alive then (Unix time)
+)
+
+#: what a live_calls row keeps of a CDR row
+_LIVE_COLUMNS = ("call_id", "a_call_id", "b_call_id", "from_uri", "to_uri", "route", "start", "answer")
+
+
 @dataclass(slots=True)
 class CdrRow:
     values: dict[str, Any]
@@ -63,12 +89,17 @@ def resolve_url(url: str, base: Path) -> str:
 class CdrStore:
     """Batched CDR writer."""
 
-    def __init__(self, url: str, *, batch_seconds: float = 1.0):
+    def __init__(self, url: str, *, batch_seconds: float = 1.0, node: str = ""):
         self.url = url
         self.engine: Engine = create_engine(url, future=True)
         metadata.create_all(self.engine)
+        self.node = node or socket.gethostname()
         self._pending: list[dict[str, Any]] = []
         self._amends: list[tuple[str, dict[str, Any]]] = []
+        #: live_calls changes not written yet: rows to write (new or answered), calls to forget
+        self._live: dict[str, dict[str, Any]] = {}
+        self._gone: set[str] = set()
+        self._written_live: set[str] = set()  # calls with a live_calls row
         self._lock = threading.Lock()
         self.batch_seconds = batch_seconds
         self.written = 0
@@ -88,28 +119,72 @@ class CdrStore:
                     return
             self._amends.append((call_id, values))
 
-    def flush(self) -> int:
-        """Write everything queued; returns rows written (blocking: call from a worker thread)."""
+    def live(self, values: dict[str, Any]) -> None:
+        """A call in progress (new, or answered since): its row in ``live_calls`` at the next batch."""
+        row = {k: values.get(k) for k in _LIVE_COLUMNS}
+        with self._lock:
+            self._live[str(row["call_id"])] = row
+
+    def gone(self, call_id: str) -> None:
+        """The call ended (its CDR is queued): its ``live_calls`` row goes."""
+        with self._lock:
+            if self._live.pop(call_id, None) is None or call_id in self._written_live:
+                self._gone.add(call_id)
+
+    def flush(self, now: float | None = None) -> int:
+        """Write everything queued; returns CDR rows written (blocking: call from a worker thread)."""
+        now = time.time() if now is None else now
         with self._lock:
             batch, self._pending = self._pending, []
             amends, self._amends = self._amends, []
-        if not batch and not amends:
-            return 0
+            live, self._live = self._live, {}
+            gone, self._gone = self._gone, set()
+        t = live_calls_table
         try:
             with self.engine.begin() as conn:
                 if batch:
                     conn.execute(insert(cdr_table), batch)
                 for call_id, values in amends:
                     conn.execute(update(cdr_table).where(cdr_table.c.call_id == call_id).values(**values))
+                if gone:
+                    conn.execute(delete(t).where(t.c.call_id.in_(list(gone))))
+                if live:
+                    conn.execute(delete(t).where(t.c.call_id.in_(list(live))))  # new, or answered since
+                    conn.execute(insert(t), [{**row, "node": self.node, "seen": now} for row in live.values()])
+                conn.execute(update(t).where(t.c.node == self.node).values(seen=now))
         except Exception:
             self.failures += 1
             log.exception("writing %d CDRs failed; keeping them for the next try", len(batch))
             with self._lock:
                 self._pending[:0] = batch[-10_000:]
                 self._amends[:0] = amends[-10_000:]
+                for call_id, row in live.items():
+                    if call_id not in self._gone:
+                        self._live.setdefault(call_id, row)
+                self._gone |= gone
             return 0
+        with self._lock:
+            self._written_live |= set(live)
+            self._written_live -= gone
         self.written += len(batch)
         return len(batch)
+
+    def recover(self) -> int:
+        """The CDRs of this node's calls a crash cut short (cause ``process_restart``, ended when the node
+        was last seen); their ``live_calls`` rows go. How many (call at start, before new calls)."""
+        t = live_calls_table
+        with self.engine.begin() as conn:
+            left = [dict(r._mapping) for r in conn.execute(select(t).where(t.c.node == self.node))]
+            if not left:
+                return 0
+            rows = [{**{k: r[k] for k in _LIVE_COLUMNS}, "end": r["seen"],
+                     "duration": r["seen"] - r["answer"] if r["answer"] is not None else 0.0,
+                     "status": 200 if r["answer"] is not None else 0, "end_cause": "process_restart",
+                     "ended_by": "b2bua"} for r in left]
+            conn.execute(insert(cdr_table), rows)
+            conn.execute(delete(t).where(t.c.node == self.node))
+        log.warning("%d call(s) in progress when the last run stopped: CDRs written (process_restart)", len(rows))
+        return len(rows)
 
     async def run(self) -> None:
         while True:

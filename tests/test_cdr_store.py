@@ -1,0 +1,78 @@
+"""The CDR store (b2bua/storage/cdr.py): batched rows, late amendments, and the calls in progress kept in
+``live_calls`` so that the next start after a crash writes their CDRs (cause ``process_restart``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+
+from b2bua.storage.cdr import CdrStore, live_calls_table
+
+
+def _store(tmp: Path, node: str = "node-1") -> CdrStore:
+    return CdrStore(f"sqlite:///{tmp / 'cdr.sqlite3'}", node=node)
+
+
+def _call(call_id: str, start: float = 1000.0, answer: float | None = None) -> dict:
+    return {"call_id": call_id, "a_call_id": f"{call_id}@a", "b_call_id": f"{call_id}@b" if answer else "",
+            "from_uri": "sip:01012345678@carrier", "to_uri": "sip:0221332200@city", "route": "lab",
+            "start": start, "answer": answer}
+
+
+def _live(store: CdrStore) -> dict[str, dict]:
+    with store.engine.connect() as db:
+        return {r.call_id: dict(r._mapping) for r in db.execute(select(live_calls_table))}
+
+
+def test_calls_in_progress_are_kept_until_they_end(tmp_path: Path) -> None:
+    store = _store(tmp_path)
+    store.live(_call("c1"))
+    store.live(_call("c2"))
+    store.flush(now=1001.0)
+    assert set(_live(store)) == {"c1", "c2"} and _live(store)["c1"]["seen"] == 1001.0
+    store.live(_call("c1", answer=1003.0))  # answered
+    store.gone("c2")
+    store.flush(now=1004.0)
+    live = _live(store)
+    assert set(live) == {"c1"} and live["c1"]["answer"] == 1003.0 and live["c1"]["b_call_id"] == "c1@b"
+    store.flush(now=1010.0)  # nothing new: the node is still seen alive
+    assert _live(store)["c1"]["seen"] == 1010.0
+    store.live(_call("c3"))
+    store.gone("c3")  # started and ended within one batch: never written
+    store.gone("c1")
+    store.flush(now=1011.0)
+    assert _live(store) == {}
+
+
+def test_the_next_start_writes_the_cdrs_of_the_calls_a_crash_cut_short(tmp_path: Path) -> None:
+    crashed = _store(tmp_path)
+    crashed.live(_call("c1", start=1000.0, answer=1002.0))
+    crashed.live(_call("c2", start=1005.0))  # still ringing
+    crashed.flush(now=1060.0)
+    other = _store(tmp_path, node="node-2")  # another B2BUA sharing the database
+    other.live(_call("x1"))
+    other.flush(now=1060.0)
+    crashed.engine.dispose()  # kill -9: nothing more is written
+    restarted = _store(tmp_path)
+    assert restarted.recover() == 2
+    rows = {r["call_id"]: r for r in restarted.rows()}
+    assert set(rows) == {"c1", "c2"}
+    assert rows["c1"]["end_cause"] == "process_restart" and rows["c1"]["ended_by"] == "b2bua"
+    assert (rows["c1"]["end"], rows["c1"]["status"]) == (1060.0, 200)
+    assert rows["c1"]["duration"] == pytest.approx(58.0)
+    assert (rows["c2"]["status"], rows["c2"]["duration"], rows["c2"]["answer"]) == (0, 0.0, None)
+    assert set(_live(restarted)) == {"x1"}  # the other node's calls are its own business
+    assert restarted.recover() == 0  # once
+
+
+def test_a_failed_write_keeps_the_calls_for_the_next_try(tmp_path: Path) -> None:
+    store = _store(tmp_path)
+    store.live(_call("c1"))
+    store.add({"call_id": "c0", "start": 1.0, "end": 2.0})
+    live_calls_table.drop(store.engine)  # the database loses a table: the batch fails
+    assert store.flush(now=1001.0) == 0 and store.failures == 1
+    live_calls_table.create(store.engine)
+    assert store.flush(now=1002.0) == 1
+    assert set(_live(store)) == {"c1"} and [r["call_id"] for r in store.rows()] == ["c0"]
