@@ -14,6 +14,8 @@ API (JSON):
 * ``GET /api/calls`` -> ``{"calls": [CallInfo...], "draining": bool}``
 * ``POST /api/calls/{id}/hangup`` (body optional: ``{"announcement": "<prompt>"}``) -> 200, or 404
 * ``POST /api/drain`` -> 202: the process drains and exits, as on SIGTERM
+* ``POST /api/reload`` -> 200 ``{"ok": true, "applied": [...], "needs_restart": [...], "warnings": [...]}``,
+  or 422 ``{"ok": false, "problems": ["file:line: ..."]}`` (the running configuration stays)
 """
 
 from __future__ import annotations
@@ -43,21 +45,26 @@ class Controlled(Protocol):
     def operator(self) -> OperatorControl: ...
     @property
     def ready(self) -> bool: ...
+    @property
+    def last_reload(self) -> dict[str, object]: ...
     def act(self, fn: Callable[[], object]) -> object: ...
     def request_drain(self) -> None: ...
+    def reload(self) -> bool: ...
 
 
-def make_app(target: Controlled, registry: CollectorRegistry | None, token: str | None, *,
+def make_app(target: Controlled, registry: CollectorRegistry | None, token: Callable[[], str | None], *,
              authenticate: bool) -> web.Application:
-    """The routes; ``authenticate``: ``/api`` wants the bearer ``token`` (TCP), or not (the socket)."""
+    """The routes; ``authenticate``: ``/api`` wants the bearer ``token()`` (TCP; read per request, so a
+    reload changes it), or not (the socket)."""
 
     @web.middleware
     async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
         if authenticate and request.path.startswith("/api/"):
             offered = request.headers.get("Authorization", "")
-            if token is None:
+            wanted = token()
+            if wanted is None:
                 return _error(403, "the API is off on this listener: set admin.token or its environment variable")
-            if not hmac.compare_digest(offered.encode(), f"Bearer {token}".encode()):
+            if not hmac.compare_digest(offered.encode(), f"Bearer {wanted}".encode()):
                 return _error(401, "a bearer token is required", {"WWW-Authenticate": 'Bearer realm="b2bua"'})
         return await handler(request)
 
@@ -98,6 +105,10 @@ def make_app(target: Controlled, registry: CollectorRegistry | None, token: str 
         target.request_drain()
         return web.json_response({"draining": True}, status=202)
 
+    async def reload(_: web.Request) -> web.Response:
+        ok = bool(target.act(target.reload))  # as SIGHUP does: in the event loop, between two events
+        return web.json_response(target.last_reload, status=200 if ok else 422)
+
     app = web.Application(middlewares=[guard])
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/healthz", healthz)
@@ -105,6 +116,7 @@ def make_app(target: Controlled, registry: CollectorRegistry | None, token: str 
     app.router.add_get("/api/calls", calls)
     app.router.add_post("/api/calls/{call_id}/hangup", hangup)
     app.router.add_post("/api/drain", drain)
+    app.router.add_post("/api/reload", reload)
     return app
 
 

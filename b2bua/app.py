@@ -21,6 +21,7 @@ from media.engine import EngineConfig, MediaEngine
 from media.recorder import repair as repair_recording
 from media.worker import WorkerEngine
 
+from . import live_settings
 from .admin import AdminServer, make_app
 from .call.b2bua import B2BUA, B2BUAConfig, CallRecord
 from .call.features import FeatureChain
@@ -33,6 +34,7 @@ from .config import Abuse, Config, ConfigError, Department, load_config
 from .detection.events import Detection, EvidenceClip
 from .detection.policy import AbuseProtection
 from .detection.workers import detection_pool
+from .live_settings import changed, restart_needed
 from .metrics import registry as metrics_registry
 from .notify.messenger import MessengerHook
 from .prompts import PromptSource
@@ -152,6 +154,8 @@ class Application:
         self.b2bua.authorize = self._authorize_invite
         self.server: SipServer | None = None
         self.reloads: Counter[str] = Counter()
+        #: what the last reload did (``POST /api/reload``, ``b2bua reload``)
+        self.last_reload: dict[str, object] = {}
 
     # -- hot reload ---------------------------------------------------------------------
     def reload(self) -> bool:
@@ -166,13 +170,24 @@ class Application:
             self.reloads["failed"] += 1
             for problem in exc.problems:
                 log.error("reload refused: %s", problem)
+            self.last_reload = {"ok": False, "problems": exc.problems}
             return False
-        if new.process != self.config.process:
-            log.warning("reload: changes to %s need a restart to apply (listeners, media, storage)",
-                        self.config.path.name)
+        except Exception as exc:  # a bug in a check must never take the running process (or its config) down
+            self.reloads["failed"] += 1
+            log.exception("reload refused: the configuration could not be checked")
+            self.last_reload = {"ok": False, "problems": [f"{self.config.path}: internal error: {exc!r}"]}
+            return False
+        for warning in new.warnings:
+            log.warning("config: %s", warning)
+        needs = restart_needed(self.config.process, new.process)
+        applied = [k for k in changed(self.config.process.model_dump(), new.process.model_dump()) if k not in needs]
+        for key in needs:
+            log.warning("reload: %s changed in %s: needs restart", key, self.config.path.name)
+        live_settings.apply(self, new.process)
         self._apply_routing(new)
         self.config = new
         self.reloads["ok"] += 1
+        self.last_reload = {"ok": True, "applied": applied, "needs_restart": needs, "warnings": list(new.warnings)}
         log.info("configuration reloaded: %d routes, %d staff devices", len(new.routing.routes),
                  len(new.routing.devices))
         return True
@@ -346,16 +361,32 @@ class Application:
         reg = metrics_registry(self)
         if process.metrics.address:
             try:
-                await self.admin.serve_tcp(make_app(self, reg, process.admin.bearer(), authenticate=True),
-                                           process.metrics.address)
+                await self.admin.serve_tcp(make_app(self, reg, lambda: self.config.process.admin.bearer(),
+                                                    authenticate=True), process.metrics.address)
             except OSError as exc:  # the admin listener must never keep calls from being served
                 log.warning("admin listener on %s unavailable: %s", process.metrics.address, exc)
         path = process.admin.socket_path(self.config.path.parent)
         if path is not None:
             try:
-                await self.admin.serve_socket(make_app(self, reg, None, authenticate=False), path)
+                await self.admin.serve_socket(make_app(self, reg, lambda: None, authenticate=False), path)
             except OSError as exc:
                 log.warning("control socket %s unavailable: %s", path, exc)
+
+    # -- live settings (live_settings.Settable) -------------------------------------------
+    @property
+    def stack_config(self) -> StackConfig:
+        return self.stack.config
+
+    @property
+    def b2bua_config(self) -> B2BUAConfig:
+        return self.b2bua.config
+
+    def set_overload_lag(self, seconds: float) -> None:
+        if self.server is not None:
+            self.server.overload_lag = seconds
+
+    def set_show_numbers(self, show: bool) -> None:
+        self.operator.show_numbers = show
 
     # -- live call control (the admin API, the signals) ----------------------------------
     @property

@@ -122,20 +122,46 @@ def cmd_check(args: argparse.Namespace) -> int:
         where = situation(sc, config.holidays, now) if sc else "open (no schedule)"
         abuse = " abuse-detection" if d.policy.abuse.enabled else ""
         print(f"    {d.name:<10} {', '.join(d.numbers):<28} recording={d.policy.recording:<9} {where}{abuse}")
-    print(f"  holidays: {len(config.holidays)} days  staff devices: {len(r.devices)}")
+    calendar = f"the {r.holiday_calendar} calendar + " if r.holiday_calendar else ""
+    print(f"  holidays: {calendar}{len(config.holidays)} days of {r.holidays_file or 'none'}  "
+          f"staff devices: {len(r.devices)}")
+    for warning in config.warnings:
+        print(f"warning: {warning}")
     return 0
 
 
 def cmd_reload(args: argparse.Namespace) -> int:
-    """Validate the config files, then tell the running process to load them (SIGHUP)."""
+    """Validate the config files, then make the running process load them: through its control socket (it
+    answers what it applied and what needs a restart), else with SIGHUP to the pid in the pid file."""
     import signal
     from pathlib import Path
+
+    from .ctl import ControlError, request
 
     config = _load_or_report(args.config)
     if config is None:
         print("not reloaded: the running configuration stays in force")
         return 1
-    pid_file = (Path(args.config).resolve().parent / config.process.pid_file).resolve()
+    for warning in config.warnings:
+        print(f"warning: {warning}")
+    base = Path(args.config).resolve().parent
+    socket_path = config.process.admin.socket_path(base)
+    if socket_path is not None and socket_path.exists():
+        try:
+            status, answer = request(socket_path, "POST", "/api/reload")
+        except ControlError as exc:
+            print(f"{exc}; trying the pid file")
+        else:
+            if not answer.get("ok"):
+                for problem in answer.get("problems", []):
+                    print(problem)
+                print("not reloaded: the running configuration stays in force")
+                return 1
+            print("reloaded")
+            for key in answer.get("needs_restart", []):
+                print(f"  {key}: changed, needs restart")
+            return 0
+    pid_file = (base / config.process.pid_file).resolve()
     try:
         pid = int(pid_file.read_text().split()[0])
         os.kill(pid, signal.SIGHUP)

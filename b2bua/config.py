@@ -11,20 +11,19 @@ import difflib
 import ipaddress
 import os
 import re
-from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, ValidationError, field_validator
-
-from media.prompts_lib import PromptError, PromptLibrary
+from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 
 from .abuse.lexicon import load_lexicon
-from .routing.extensions import extensions_overlap, parse_extension_range
+from .config_checks import cross_check, warnings
+from .routing.extensions import parse_extension_range
 from .routing.forwarding import NEVER_FORWARDED
 from .routing.numbers import to_e164
-from .routing.schedule import Holidays, Schedule, load_holidays
+from .routing.schedule import SEOUL, Holidays, Schedule, korean_calendar, load_holidays
 from .sip.uri import SipUri
 from .transport.listener import Listener
 from .yamlconf import ConfigError, Strict, load_yaml
@@ -113,6 +112,13 @@ class MediaConfig(Strict):
     #: 0: the engine runs in the B2BUA process; N: N worker processes (one per core is the idea)
     workers: int = Field(0, ge=0, le=64)
 
+    @model_validator(mode="after")
+    def _ports(self) -> MediaConfig:
+        if self.port_max - self.port_min < 3:
+            raise ValueError(f"port_min {self.port_min} .. port_max {self.port_max} holds no RTP/RTCP port pair: "
+                             "port_max must be at least port_min + 3")
+        return self
+
 
 class StorageConfig(Strict):
     #: SQLAlchemy URL; a relative SQLite path is relative to this file's directory
@@ -121,6 +127,30 @@ class StorageConfig(Strict):
     recordings: str = "../var/recordings"
     #: after the call, convert each recording with PyAV in a worker process (off: keep the WAV)
     recording_format: Literal["wav", "opus", "mp3"] = "wav"
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, v: str) -> str:
+        """A URL SQLAlchemy reads, of a database whose driver is installed (found now, not at the first CDR)."""
+        from sqlalchemy.engine import make_url
+        from sqlalchemy.exc import ArgumentError, NoSuchModuleError
+
+        try:
+            url = make_url(v)
+            dialect = url.get_dialect()
+        except NoSuchModuleError:  # (an ArgumentError too)
+            raise ValueError(f"no database driver for {v.split(':', 1)[0]!r}") from None
+        except (ArgumentError, ValueError) as exc:
+            raise ValueError(f"not a database URL ({exc}); e.g. sqlite:///../var/b2bua.sqlite3 or "
+                             "postgresql+psycopg://user@host/b2bua") from None
+        try:
+            dialect.import_dbapi()
+        except ImportError as exc:
+            raise ValueError(f"the driver of {url.drivername!r} is not installed ({exc.name or exc}): "
+                             "install it (pip install 'b2bua[postgres]' for PostgreSQL)") from None
+        if url.get_backend_name() == "sqlite" and not url.database:
+            raise ValueError("an SQLite URL needs a file: sqlite:///relative/path or sqlite:////absolute/path")
+        return v
 
 
 class Credentials(Strict):
@@ -387,7 +417,10 @@ class RoutingConfig(Strict):
     realm: str = "b2bua.local"
     #: Digest algorithms offered to staff devices, most preferred first (RFC 8760 §2.4).
     digest_algorithms: list[DigestAlgorithm] = Field(default_factory=_default_digest_algorithms, min_length=1)
-    #: public holidays data file (relative to this file), for schedules
+    #: the public holidays schedules follow: the ``holidays`` package's Korean calendar (every year, with
+    #: substitute and lunar days), or null for ``holidays_file`` alone
+    holiday_calendar: Literal["KR"] | None = "KR"
+    #: the operator's own days (temporary holidays, local days off), relative to this file
     holidays_file: str | None = None
     trunks: list[Trunk] = Field(default_factory=list)
     routes: list[RouteConfig] = Field(default_factory=lambda: [RouteConfig(name="lab", targets=["sip:127.0.0.1:5080"])])
@@ -406,8 +439,18 @@ class LoggingConfig(Strict):
 
 
 class MetricsConfig(Strict):
-    #: HOST:PORT for Prometheus /metrics; null turns it off
+    #: HOST:PORT of the admin listener (/metrics, /healthz, /readyz, /api); null turns it off
     address: str | None = "127.0.0.1:9090"
+
+    @field_validator("address")
+    @classmethod
+    def _address(cls, v: str | None) -> str | None:
+        if v is None:
+            return v
+        host, sep, port = v.rpartition(":")
+        if not sep or not host or not port.isdigit() or not 1 <= int(port) <= 65535:
+            raise ValueError(f"{v!r} is not HOST:PORT (e.g. 127.0.0.1:9090, [::1]:9090)")
+        return v
 
 
 class AdminConfig(Strict):
@@ -500,6 +543,8 @@ class Config:
     routing: RoutingConfig
     path: Path
     holidays: Holidays = field(default_factory=Holidays)
+    #: what is allowed but should not go live (``file:line: ...``): printed by check-config, logged by run
+    warnings: tuple[str, ...] = ()
 
 
 def _problems(exc: ValidationError, path: Path, lines: dict[tuple, int], model: type[BaseModel],
@@ -582,19 +627,24 @@ def load_config(path: str | Path) -> Config:
         problems.extend(exc.problems)
     routing_path = path.parent / (process.routing_file if process else "routing.yaml")
     routing: RoutingConfig | None = None
+    rlines: dict[tuple, int] = {}
     try:
         rdata, rlines = load_yaml(routing_path)
         routing = _validate(RoutingConfig, rdata, routing_path, rlines)  # type: ignore[assignment]
         if routing is not None:
-            problems.extend(_cross_check(routing, routing_path, rlines))
+            problems.extend(cross_check(routing, routing_path, rlines))
     except ConfigError as exc:
         problems.extend(exc.problems)
     holidays = Holidays()
-    if routing is not None and routing.holidays_file:
-        try:
-            holidays = load_holidays(routing_path.parent / routing.holidays_file)
-        except ConfigError as exc:
-            problems.extend(exc.problems)
+    if routing is not None:
+        calendar = korean_calendar() if routing.holiday_calendar == "KR" else None
+        holidays = Holidays(calendar=calendar)
+        if routing.holidays_file:
+            try:
+                local = load_holidays(routing_path.parent / routing.holidays_file)
+                holidays = Holidays(dict(local.items()), local.source, calendar)
+            except ConfigError as exc:
+                problems.extend(exc.problems)
     if process is not None and routing is not None and process.detection.enabled and \
             any(d.policy.abuse.enabled for d in routing.departments):
         try:  # the word list detection will use: checked now, not at the first abusive call
@@ -603,124 +653,5 @@ def load_config(path: str | Path) -> Config:
             problems.extend(exc.problems)
     if problems or process is None or routing is None:
         raise ConfigError(problems)
-    return Config(process, routing, path, holidays)
-
-
-def _cross_check(routing: RoutingConfig, path: Path, lines: dict[tuple, int]) -> list[str]:
-    out: list[str] = []
-    def at(*key: object) -> str:
-        for n in range(len(key), 0, -1):
-            if key[:n] in lines:
-                return f"{path}:{lines[key[:n]]}: {'.'.join(str(k) for k in key)}"
-        return f"{path}:1: {'.'.join(str(k) for k in key)}"
-
-    def dangling(kind: str, name: str, known: list[str]) -> str:
-        hint = difflib.get_close_matches(name, known, n=1)
-        return f"no {kind} named {name!r}" + (f" (did you mean {hint[0]!r}?)" if hint else
-                                               f" (known: {', '.join(known) or 'none'})")
-
-    trunks = {t.name: t for t in routing.trunks}
-    departments = [d.name for d in routing.departments]
-    schedules = [sc.name for sc in routing.schedules]
-    for kind, key, attr, names in (
-            ("route", "routes", "name", [r.name for r in routing.routes]),
-            ("trunk", "trunks", "name", [t.name for t in routing.trunks]),
-            ("schedule", "schedules", "name", schedules),
-            ("department", "departments", "name", departments),
-            ("device", "devices", "username", [d.username for d in routing.devices])):
-        for i, name in enumerate(names):
-            if names.index(name) != i:
-                out.append(f"{at(key, i, attr)}: duplicate {kind} name {name!r} (first at {key}.{names.index(name)})")
-    for i, r in enumerate(routing.routes):
-        if not r.trunks and not r.targets:
-            out.append(f"{at('routes', i)}: a route needs trunks or targets")
-        for j, t in enumerate(r.trunks):
-            if t not in trunks:
-                out.append(f"{at('routes', i, 'trunks', j)}: {dangling('trunk', t, list(trunks))}")
-            elif not trunks[t].gateways:
-                out.append(f"{at('routes', i, 'trunks', j)}: trunk {t!r} has no gateways to send calls to")
-    prefixes: dict[str, int] = {}
-    for i, r in enumerate(routing.routes):
-        if r.prefix in prefixes:
-            out.append(f"{at('routes', i, 'prefix')}: prefix {r.prefix!r} is already routed by route "
-                       f"{routing.routes[prefixes[r.prefix]].name!r}")
-        prefixes.setdefault(r.prefix, i)
-    owner: dict[str, tuple[int, str]] = {}
-    for i, d in enumerate(routing.departments):
-        if d.trunk not in trunks:
-            out.append(f"{at('departments', i, 'trunk')}: {dangling('trunk', d.trunk, list(trunks))}")
-        elif trunks[d.trunk].kind != "pbx":
-            out.append(f"{at('departments', i, 'trunk')}: staff phones sit behind a pbx trunk, "
-                       f"{d.trunk!r} is a {trunks[d.trunk].kind}")
-        if d.schedule is not None and d.schedule not in schedules:
-            out.append(f"{at('departments', i, 'schedule')}: {dangling('schedule', d.schedule, schedules)}")
-        for j, number in enumerate(d.numbers):
-            e164 = to_e164(number)
-            if e164 in owner and owner[e164][1] != d.name:
-                out.append(f"{at('departments', i, 'numbers', j)}: {number!r} is also a number of department "
-                           f"{owner[e164][1]!r}")
-            owner.setdefault(e164, (i, d.name))
-        for situation, action in d.policy.closed.items():
-            if action.fallback and action.fallback not in departments:
-                try:
-                    to_e164(action.fallback)
-                except ValueError:
-                    out.append(f"{at('departments', i, 'policy', 'closed', situation, 'fallback')}: "
-                               f"{dangling('department', action.fallback, departments)} and not a number")
-    prompts = PromptLibrary(base=path.parent)
-    checked: dict[str, str | None] = {}
-
-    def prompt_problem(name: str) -> str | None:
-        if name not in checked:
-            try:
-                prompts.get(name)  # decoded once here, so a bad file is found before a call needs it
-                checked[name] = None
-            except PromptError as exc:
-                checked[name] = str(exc)
-        return checked[name]
-
-    for i, d in enumerate(routing.departments):
-        for situation, name in d.policy.ringback.items():
-            problem = prompt_problem(name)
-            if problem:
-                out.append(f"{at('departments', i, 'policy', 'ringback', situation)}: {problem}")
-        for keys, name in ((("recording_notice",), d.policy.recording_notice),
-                           (("long_call", "announcement"), d.policy.long_call.announcement)):
-            if (problem := prompt_problem(name)):
-                out.append(f"{at('departments', i, 'policy', *keys)}: {problem}")
-        if d.policy.long_call.key == d.policy.recording_key:
-            out.append(f"{at('departments', i, 'policy', 'recording_key')}: the same key as long_call.key")
-        abuse = d.policy.abuse
-        if abuse.enabled:
-            for field_name in ("warn_prompt", "end_prompt"):
-                if (problem := prompt_problem(getattr(abuse, field_name))):
-                    out.append(f"{at('departments', i, 'policy', 'abuse', field_name)}: {problem}")
-            if abuse.report_key in (d.policy.recording_key, d.policy.long_call.key):
-                out.append(f"{at('departments', i, 'policy', 'abuse', 'report_key')}: "
-                           f"{abuse.report_key!r} is already the recording or long-call key")
-    if routing.unknown_number.prompt and (problem := prompt_problem(routing.unknown_number.prompt)):
-        out.append(f"{at('unknown_number', 'prompt')}: {problem}")
-    for i, dev in enumerate(routing.devices):
-        if dev.department is not None and dev.department not in departments:
-            out.append(f"{at('devices', i, 'department')}: {dangling('department', dev.department, departments)}")
-    out.extend(_check_caller_id(routing, at))
-    return out
-
-
-def _check_caller_id(routing: RoutingConfig, at: Callable[..., str]) -> list[str]:
-    """The PBX number plan claims each extension once; the messenger has its secret."""
-    out: list[str] = []
-    claimed: list[tuple[tuple[str, str], str, str]] = []  # ((low, high), item, department)
-    for i, d in enumerate(routing.departments):
-        for j, item in enumerate(d.extensions):
-            rng = parse_extension_range(item)
-            for other, other_item, owner in claimed:
-                if owner != d.name and extensions_overlap(rng, other):
-                    out.append(f"{at('departments', i, 'extensions', j)}: {item!r} overlaps {other_item!r} "
-                               f"of department {owner!r}")
-                    break
-            claimed.append((rng, item, d.name))
-    m = routing.messenger
-    if m.url and not (m.secret or m.secret_env):
-        out.append(f"{at('messenger', 'url')}: the messenger hook needs a secret (or secret_env) to sign with")
-    return out
+    found = warnings(process, routing, holidays, routing_path, rlines, datetime.now(SEOUL).date())
+    return Config(process, routing, path, holidays, tuple(found))

@@ -20,6 +20,7 @@ from b2bua.routing.schedule import (
     Override,
     Schedule,
     WeeklyHours,
+    korean_calendar,
     load_holidays,
     next_change,
     situation,
@@ -41,9 +42,15 @@ def civil(**kw) -> Schedule:
     return Schedule.model_validate(data)
 
 
+#: the 42 days of 2026-2027 the project shipped by hand before the calendar came from the package
+REFERENCE = ROOT / "tests" / "data" / "holidays-2026-2027.yaml"
+
+
 @pytest.fixture(scope="module")
 def holidays() -> Holidays:
-    return load_holidays(ROOT / "config" / "holidays.yaml")
+    """What a department's schedule sees: the Korean calendar, with the shipped local file."""
+    local = load_holidays(ROOT / "config" / "holidays.yaml")
+    return Holidays(dict(local.items()), local.source, korean_calendar())
 
 
 # -- situations ----------------------------------------------------------------------------
@@ -308,8 +315,31 @@ def test_holidays_file_must_be_a_mapping(tmp_path: Path) -> None:
     assert err.value.problems == [f"{tmp_path / 'missing.yaml'}:1: file not found"]
 
 
+def test_the_calendar_agrees_with_every_day_once_listed_by_hand_and_knows_more(holidays: Holidays) -> None:
+    reference = load_holidays(REFERENCE)
+    assert len(reference) == 42
+    for day, name in reference.items():
+        assert holidays.is_holiday(day), (day, name)
+    assert holidays.name(date(2026, 5, 1)) == "노동절" and holidays.is_holiday(date(2027, 7, 19))  # 제헌절 대체
+    assert holidays.is_holiday(date(2031, 1, 1)) and not holidays.is_holiday(date(2031, 1, 2))  # later years too
+    assert not holidays.is_holiday(date(2026, 3, 4))
+
+
+def test_a_local_day_is_a_holiday_with_its_name_and_coverage_is_known(tmp_path: Path) -> None:
+    path = tmp_path / "holidays.yaml"
+    path.write_text("2026-10-02: 임시공휴일\n2026-01-01: 새해 첫날\n", encoding="utf-8")
+    local = load_holidays(path)
+    with_calendar = Holidays(dict(local.items()), local.source, korean_calendar())
+    assert with_calendar.name(date(2026, 10, 2)) == "임시공휴일" and with_calendar.name(date(2026, 1, 1)) == "새해 첫날"
+    assert with_calendar.uncovered(date(2026, 12, 3)) == []
+    alone = Holidays(dict(local.items()), local.source)  # no calendar: 2027 is not known
+    assert alone.uncovered(date(2026, 12, 3)) == [2027]
+    assert Holidays({**dict(local.items()), date(2027, 1, 1): "신정"}).uncovered(date(2026, 12, 3)) == []
+    assert not alone.is_holiday(date(2026, 3, 1))
+
+
 def test_shipped_holidays(holidays: Holidays) -> None:
-    assert holidays.name(date(2026, 1, 1)) == "신정"
+    assert holidays.name(date(2026, 1, 1)) is not None
     assert holidays.is_holiday(date(2027, 12, 27))
     for y in (2026, 2027):
         assert holidays.is_holiday(date(y, 1, 1))
@@ -322,7 +352,7 @@ def test_shipped_holidays(holidays: Holidays) -> None:
 
 
 def test_every_substitute_holiday_is_a_weekday(holidays: Holidays) -> None:
-    substitutes = {d: n for d, n in holidays.items() if "대체공휴일" in n}
+    substitutes = {d: n for d, n in load_holidays(REFERENCE).items() if "대체공휴일" in n}
     assert sorted(d.isoformat() for d in substitutes) == [
         "2026-03-02", "2026-05-25", "2026-08-17", "2026-10-05",
         "2027-02-09", "2027-08-16", "2027-10-04", "2027-10-11", "2027-12-27",

@@ -90,7 +90,9 @@ class Router:
     def __post_init__(self) -> None:
         r = self.config.routing
         self.trunks = {t.name: t for t in r.trunks}
-        self._nets = [(ipaddress.ip_network(a, strict=False), t) for t in r.trunks for a in t.addresses]
+        # the most specific range decides: a carrier on 127.0.0.2/32 is not the lab's 127.0.0.0/8
+        self._nets = sorted(((ipaddress.ip_network(a, strict=False), t) for t in r.trunks for a in t.addresses),
+                            key=lambda nt: nt[0].prefixlen, reverse=True)
         self.routes = sorted(r.routes, key=lambda x: len(x.prefix), reverse=True)
         self.departments: dict[str, Department] = {}
         for d in r.departments:

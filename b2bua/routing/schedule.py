@@ -30,7 +30,6 @@ from itertools import pairwise
 from pathlib import Path
 from typing import Annotated, Any
 
-import yaml
 from pydantic import AfterValidator, Field, field_validator, model_validator
 
 from b2bua.yamlconf import ConfigError, Strict, load_yaml
@@ -200,11 +199,16 @@ class Schedule(Strict):
 # -- public holidays ---------------------------------------------------------------------
 
 class Holidays:
-    """Public holidays: date -> name."""
+    """Public holidays: date -> name. The operator's own days (``holidays.yaml``: temporary holidays, local
+    additions) first, then a calendar that computes every year's days (the ``holidays`` package's Korean
+    calendar, 관공서의 공휴일 with substitute days and the lunar dates), when one is given."""
 
-    def __init__(self, days: Mapping[date, str] | None = None, source: str | None = None):
+    def __init__(self, days: Mapping[date, str] | None = None, source: str | None = None,
+                 calendar: Any | None = None):
         self._days: dict[date, str] = dict(days or {})
         self.source = source
+        #: a ``holidays.HolidayBase`` (expands the years it is asked about), or None
+        self.calendar = calendar
 
     @staticmethod
     def _day(day: date) -> date:
@@ -214,10 +218,26 @@ class Holidays:
 
     def is_holiday(self, day: date) -> bool:
         """Is ``day`` a public holiday? An aware datetime is taken in Seoul time."""
-        return self._day(day) in self._days
+        return self.name(day) is not None
 
     def name(self, day: date) -> str | None:
-        return self._days.get(self._day(day))
+        d = self._day(day)
+        if d in self._days:
+            return self._days[d]
+        if self.calendar is not None and self._covered(d.year):
+            got = self.calendar.get(d)
+            return str(got) if got is not None else None
+        return None
+
+    def _covered(self, year: int) -> bool:
+        cal = self.calendar
+        return cal is not None and getattr(cal, "start_year", year) <= year <= getattr(cal, "end_year", year)
+
+    def uncovered(self, today: date, days: int = 365) -> list[int]:
+        """The years of the next ``days`` that neither the calendar nor a listed day covers."""
+        years = range(today.year, (today + timedelta(days=days)).year + 1)
+        listed = {d.year for d in self._days}
+        return [y for y in years if not self._covered(y) and y not in listed]
 
     def __contains__(self, day: object) -> bool:
         return isinstance(day, date) and self.is_holiday(day)
@@ -232,7 +252,15 @@ class Holidays:
         return sorted(self._days.items())
 
     def __repr__(self) -> str:
-        return f"Holidays({len(self._days)} days{', from ' + self.source if self.source else ''})"
+        cal = f", calendar {type(self.calendar).__name__}" if self.calendar is not None else ""
+        return f"Holidays({len(self._days)} days{', from ' + self.source if self.source else ''}{cal})"
+
+
+def korean_calendar() -> Any:
+    """The ``holidays`` package's Korean public holidays (관공서의 공휴일), names in Korean."""
+    import holidays
+
+    return holidays.country_holidays("KR", language="ko")
 
 
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
@@ -241,12 +269,13 @@ _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 def load_holidays(path: str | Path) -> Holidays:
     """Load a ``YYYY-MM-DD: name`` YAML file; every problem is a ``file:line:`` line of a ConfigError."""
     path = Path(path)
-    data, lines = load_yaml(path)
-    if data is None or data == {}:
+    twice: list[str] = []
+    data, lines = load_yaml(path, twice)
+    problems: list[str] = []
+    if not twice and (data is None or data == {}):
         return Holidays({}, str(path))
     if not isinstance(data, dict):
         raise ConfigError([f"{path}:1: expected a mapping of 'YYYY-MM-DD: name' lines at the top level"])
-    problems: list[str] = []
     days: dict[date, str] = {}
     for key, value in data.items():
         line = lines.get((key,), 1)
@@ -266,31 +295,10 @@ def load_holidays(path: str | Path) -> Holidays:
             problems.append(f"{path}:{line}: {text}: the name must be a string (got {value!r})")
             continue
         days[day] = value.strip()
-    problems.extend(_duplicates(path))
+    problems.extend(twice)
     if problems:
         raise ConfigError(problems)
     return Holidays(days, str(path))
-
-
-def _duplicates(path: Path) -> list[str]:
-    """YAML keeps the last of two equal keys silently; an operator who listed a date twice should hear of it."""
-    try:
-        node = yaml.compose(path.read_text(encoding="utf-8"), Loader=yaml.SafeLoader)
-    except (OSError, UnicodeDecodeError, yaml.YAMLError):  # pragma: no cover - load_yaml read it already
-        return []
-    if not isinstance(node, yaml.MappingNode):
-        return []
-    first: dict[Any, int] = {}
-    out = []
-    for k, _ in node.value:
-        if not isinstance(k, yaml.ScalarNode):
-            continue
-        line = k.start_mark.line + 1
-        if k.value in first:
-            out.append(f"{path}:{line}: {k.value}: listed twice (first at line {first[k.value]})")
-        else:
-            first[k.value] = line
-    return out
 
 
 # -- the situation -----------------------------------------------------------------------
