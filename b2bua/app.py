@@ -353,7 +353,7 @@ class Application:
         except OSError as exc:
             log.warning("cannot write pid file %s: %s", pid_file, exc)
         self._gc_task = asyncio.get_running_loop().create_task(self._collect_garbage())
-        self._purge_task = asyncio.get_running_loop().create_task(self._purge_evidence())
+        self._purge_task = asyncio.get_running_loop().create_task(self._purge())
 
     async def _serve_admin(self) -> None:
         """/metrics, /healthz, /readyz and the API on the metrics address; the API on the control socket."""
@@ -431,14 +431,21 @@ class Application:
             left = self.act(self.operator.finish_all)
             log.warning("drain: %s call(s) had no answer to their BYE; their CDRs are written", left)
 
-    async def _purge_evidence(self, every: float = 6 * 3600.0) -> None:
-        """Abuse events past their department's ``policy.abuse.retention_days`` go (rows and clips), at start
-        and every few hours, on the evidence store's own thread."""
+    async def _purge(self, every: float = 6 * 3600.0) -> None:
+        """Recordings past their department's ``recording_retention_days`` and abuse events past
+        ``policy.abuse.retention_days`` go (rows and files), at start and every few hours, off the event loop."""
         while True:
-            retention = {d.name: d.policy.abuse.retention_days for d in self.config.routing.departments}
-            purged = await asyncio.to_thread(self.abuse_events.purge_all, retention)
-            if purged:
-                log.info("abuse evidence: %d events past their retention removed", purged)
+            departments = self.config.routing.departments
+            for what, store, days in (
+                    ("recordings", self.recordings, {d.name: d.policy.recording_retention_days for d in departments}),
+                    ("abuse events", self.abuse_events, {d.name: d.policy.abuse.retention_days for d in departments})):
+                try:
+                    purged = await asyncio.to_thread(store.purge_all, days)
+                except Exception:  # a database outage: tried again next time
+                    log.exception("purging %s failed", what)
+                    continue
+                if purged:
+                    log.info("%s: %d past their retention removed", what, purged)
             await asyncio.sleep(every)
 
     async def _collect_garbage(self, young_every: float = 0.1, full_every: float = 600.0) -> None:

@@ -369,6 +369,8 @@ class DepartmentPolicy(Strict):
     recording_key: str = Field("*1", pattern=r"^[0-9*#A-D]{1,4}$")
     #: played to the caller before the staff phone is alerted (``full``)
     recording_notice: str = "recording_notice"
+    #: days a recording (file and index row) is kept; null: until an operator removes it
+    recording_retention_days: int | None = Field(None, ge=1)
     #: situation (default, lunch, after_hours, holiday, moved, construction, ...) -> prompt name
     ringback: dict[str, str] = Field(default_factory=lambda: {"default": "city_notice"})
     #: situations in which the call is not put through, and what happens instead

@@ -221,9 +221,9 @@ class B2buaCollector:
             for key, n in getattr(app.engine, "recording_stats", {}).items():
                 rec.add_metric([key], n)
             yield rec
-        index = CounterMetricFamily("b2bua_recordings", "Recordings indexed (started, complete, failed, repaired)",
-                                    labels=["result"])
-        for key in ("started", "complete", "failed", "repaired", "index_errors"):
+        index = CounterMetricFamily("b2bua_recordings", "Recordings indexed (started, complete, failed, repaired; "
+                                    "purged: past their department's retention)", labels=["result"])
+        for key in ("started", "complete", "failed", "repaired", "index_errors", "purged"):
             index.add_metric([key], app.recordings.counts[key])
         yield index
         prot = CounterMetricFamily("b2bua_staff_protection", "Staff protection actions (situations of "

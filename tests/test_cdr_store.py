@@ -76,3 +76,22 @@ def test_a_failed_write_keeps_the_calls_for_the_next_try(tmp_path: Path) -> None
     live_calls_table.create(store.engine)
     assert store.flush(now=1002.0) == 1
     assert set(_live(store)) == {"c1"} and [r["call_id"] for r in store.rows()] == ["c0"]
+
+
+def test_sqlite_runs_in_wal_mode_so_a_reader_never_meets_a_locked_database(tmp_path: Path) -> None:
+    import sqlite3
+
+    store = _store(tmp_path)
+    store.add({"call_id": "c0", "start": 1.0, "end": 2.0})
+    store.flush()
+    with store.engine.connect() as db:
+        assert db.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+    writer = sqlite3.connect(tmp_path / "cdr.sqlite3")
+    writer.execute("BEGIN IMMEDIATE")  # the writer thread in the middle of a batch
+    writer.execute("INSERT INTO cdr (call_id, start, \"end\") VALUES ('c1', 1, 2)")
+    reader = sqlite3.connect(tmp_path / "cdr.sqlite3", timeout=0.1)  # an operator's query meanwhile
+    assert [r[0] for r in reader.execute("SELECT call_id FROM cdr")] == ["c0"]
+    writer.commit()
+    assert [r[0] for r in reader.execute("SELECT call_id FROM cdr ORDER BY id")] == ["c0", "c1"]
+    reader.close()
+    writer.close()

@@ -22,6 +22,7 @@ from b2bua.detection.workers import (
     DetectionSettings,
     Job,
     Unwatch,
+    Utterance,
     Watch,
     _count_external,
     _segmenter_main,
@@ -78,7 +79,7 @@ class _Judge:
 
 
 def _job(shout: float | None) -> Job:
-    return Job("c1", "a", 1.0, 3.0, np.zeros(32000, np.float32), b"\x00\x01" * 10, 0.0, shout)
+    return Job("c1", "a", Utterance(1.0, 3.0, np.zeros(32000, np.float32), b"\x00\x01" * 10, 0.0, shout))
 
 
 def test_shouting_raises_the_score_of_abuse_and_never_of_clean_words() -> None:
@@ -145,8 +146,10 @@ def test_a_leg_no_longer_heard_sends_its_pending_clip_with_what_there_is() -> No
     assert start == u.start and len(clip) // 2 == len(audio) - round(clip_start * 8000)
 
 
-def _run_segmenter(items: list[object], control: list[object]) -> tuple[list[Job], list[object]]:
-    """The segmenter's loop in a thread, on plain queues: tap batches and control messages in."""
+def _segmenter(items: list[object], control: list[object]) -> tuple[queue.Queue, queue.Queue, queue.Queue,
+                                                                    queue.Queue, threading.Thread]:
+    """The segmenter's loop in a thread, on plain queues (tap, control, jobs, results): ``items`` and
+    ``control`` queued before it starts."""
     tap: queue.Queue[object] = queue.Queue()
     ctl: queue.Queue[object] = queue.Queue()
     jobs: queue.Queue[object] = queue.Queue()
@@ -155,13 +158,22 @@ def _run_segmenter(items: list[object], control: list[object]) -> tuple[list[Job
         ctl.put(c)
     for item in items:
         tap.put(item)
-    tap.put("stop")
     worker = threading.Thread(target=_segmenter_main, args=(tap, ctl, jobs, results,
                                                           DetectionSettings(model_dir="", lexicon="", model_cache="")))
     worker.start()
+    return tap, ctl, jobs, results, worker
+
+
+def _drained(q: queue.Queue) -> list:
+    return [q.get() for _ in range(q.qsize())]
+
+
+def _run_segmenter(items: list[object], control: list[object]) -> tuple[list[Job], list[object]]:
+    """Everything through the segmenter, then its jobs and results."""
+    tap, _, jobs, results, worker = _segmenter([*items, "stop"], control)
     worker.join(60)
     assert not worker.is_alive()
-    return [jobs.get() for _ in range(jobs.qsize())], [results.get() for _ in range(results.qsize())]  # type: ignore
+    return _drained(jobs), _drained(results)
 
 
 def _said(name: str, gain_db: float = 0.0) -> np.ndarray:
@@ -176,23 +188,15 @@ def test_each_leg_is_judged_by_its_own_departments_shouting_settings() -> None:
     batches = [TapBatch({("c1", "a"): audio[i:i + 800].tobytes(), ("c2", "a"): audio[i:i + 800].tobytes()}, 0.0)
                for i in range(0, len(audio), 800)]
     jobs, _ = _run_segmenter(batches, [Watch("c1", "a", -8.0, 2.0), Watch("c2", "a", 0.0, 2.0)])
-    loud = {j.session: j.shout_excess_db for j in jobs if j.start > len(_said(CLEAN)) / 8000 - 0.5}
-    assert set(loud) == {"c1", "c2"}, [(j.session, j.start) for j in jobs]
+    loud = {j.session: j.utterance.shout_excess_db for j in jobs if j.utterance.start > len(_said(CLEAN)) / 8000 - 0.5}
+    assert set(loud) == {"c1", "c2"}, [(j.session, j.utterance.start) for j in jobs]
     assert loud["c1"] is not None and loud["c1"] >= 10 and loud["c2"] is None
 
 
 def test_a_call_that_ends_sends_the_clips_of_its_last_utterances() -> None:
     audio = np.concatenate([np.zeros(8000, np.int16), _phone(CLIP), np.zeros(4800, np.int16)])
     batches = [TapBatch({("c1", "a"): audio[i:i + 800].tobytes()}, 0.0) for i in range(0, len(audio), 800)]
-    tap: queue.Queue[object] = queue.Queue()
-    ctl: queue.Queue[object] = queue.Queue()
-    results: queue.Queue[object] = queue.Queue()
-    jobs: queue.Queue[object] = queue.Queue()
-    for b in batches:
-        tap.put(b)
-    worker = threading.Thread(target=_segmenter_main, args=(tap, ctl, jobs, results,
-                                                          DetectionSettings(model_dir="", lexicon="", model_cache="")))
-    worker.start()
+    tap, ctl, jobs, results, worker = _segmenter(batches, [])
     deadline = time.monotonic() + 30
     while not tap.empty() and time.monotonic() < deadline:  # every batch taken (the last one maybe in hand)
         time.sleep(0.05)
@@ -200,12 +204,12 @@ def test_a_call_that_ends_sends_the_clips_of_its_last_utterances() -> None:
     tap.put(None)  # read after the last batch is done, as when the segmenter wakes once a second
     tap.put("stop")
     worker.join(30)
-    utterances = [jobs.get() for _ in range(jobs.qsize())]
-    clips = [r for r in (results.get() for _ in range(results.qsize())) if isinstance(r, EvidenceClip)]
-    assert utterances and sorted(c.start for c in clips) == sorted(j.start for j in utterances)  # type: ignore
+    utterances = [j.utterance for j in _drained(jobs)]
+    clips = [r for r in _drained(results) if isinstance(r, EvidenceClip)]
+    assert utterances and sorted(c.start for c in clips) == sorted(u.start for u in utterances)
     last = max(clips, key=lambda c: c.start)
     assert last.session == "c1" and last.leg == "a"
-    assert (max(j.end for j in utterances) + 2.0) * 8000 > len(audio)  # type: ignore  # the call ended sooner
+    assert (max(u.end for u in utterances) + 2.0) * 8000 > len(audio)  # the call ended sooner
     assert len(last.clip) // 2 == len(audio) - round(last.clip_start * 8000)  # all that was heard after it
 
 

@@ -19,7 +19,7 @@ import av
 import numpy as np
 import pytest
 import yaml
-from harness import ROOT, SIPP, B2BUAProcess, free_port
+from harness import ROOT, B2BUAProcess, free_port
 from rtp_peer import RtpPeer, best_correlation, sdp_port
 from sqlalchemy import create_engine
 from test_detection_workers import _phone
@@ -38,7 +38,7 @@ from b2bua.storage.abuse import AbuseEvents
 from b2bua.storage.cdr import CdrStore
 from b2bua.storage.recordings import sha256_file
 
-pytestmark = [pytest.mark.skipif(SIPP is None, reason="sipp not installed (apt install sip-tester)"),
+pytestmark = [pytest.mark.usefixtures("sipp_installed"),
               pytest.mark.slow]
 __all__ = ["peers"]  # the fixture, used by name
 

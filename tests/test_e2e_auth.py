@@ -7,9 +7,9 @@ import socket
 from pathlib import Path
 
 import pytest
-from harness import SCENARIOS, SIPP, b2bua, free_port, sipp, sipp_background
+from harness import SCENARIOS, b2bua, free_port, sipp, sipp_background
 
-pytestmark = pytest.mark.skipif(SIPP is None, reason="sipp not installed (apt install sip-tester)")
+pytestmark = pytest.mark.usefixtures("sipp_installed")
 
 DEVICE = {"username": "staff1001", "password": "s3cret-1001"}
 MD5_ONLY = {"digest_algorithms": ["MD5"], "devices": [DEVICE]}
@@ -18,8 +18,16 @@ MD5_ONLY = {"digest_algorithms": ["MD5"], "devices": [DEVICE]}
 def _register(port: int, local_port: int, tmp: Path, password: str) -> int:
     res = sipp(["-sf", str(SCENARIOS / "uac_register_auth.xml"), f"127.0.0.1:{port}", "-i", "127.0.0.1",
                 "-p", str(local_port), "-m", "1", "-s", DEVICE["username"], "-au", DEVICE["username"],
-                "-ap", password, "-trace_err", "-timeout", "10", "-timeout_error"], tmp, timeout=30)
+                "-ap", password, "-trace_err", "-timeout", "10", "-timeout_error", "-trace_msg", "-message_file",
+                str(tmp / "register_msg.log")], tmp, timeout=30)
     return res.returncode
+
+
+def _received_statuses(log: Path) -> list[int]:
+    """The status codes of the responses a SIPp message log shows received, in order."""
+    text = log.read_text(errors="replace")
+    return [int(code) for block in text.split("----------------------------------------------- ")
+            if "message received" in block for code in re.findall(r"^\s*SIP/2.0 (\d{3}) ", block, re.M)[:1]]
 
 
 def test_device_registers_then_receives_a_call(tmp_path: Path) -> None:
@@ -39,6 +47,10 @@ def test_wrong_password_is_refused(tmp_path: Path) -> None:
     with b2bua(tmp_path, uas_port=free_port(), routing=MD5_ONLY) as (proc, port):
         assert _register(port, free_port(), tmp_path, "wrong") != 0
         assert proc.alive()
+    statuses = _received_statuses(tmp_path / "register_msg.log")
+    # challenged, then the answer computed with the wrong password is refused again (not a timeout)
+    assert statuses[0] == 401 and len(statuses) >= 2 and statuses[-1] in (401, 403), statuses
+    assert 200 not in statuses
 
 
 def _raw_invite(port: int, from_user: str) -> bytes:

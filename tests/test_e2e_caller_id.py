@@ -13,11 +13,11 @@ from urllib.parse import quote
 
 import pytest
 import yaml
-from harness import SCENARIOS, SIPP, B2BUAProcess, free_port, sipp, sipp_background, write_config
+from harness import SCENARIOS, B2BUAProcess, free_port, sipp, sipp_background, write_config
 
 from b2bua.routing.numbers import variants
 
-pytestmark = pytest.mark.skipif(SIPP is None, reason="sipp not installed (apt install sip-tester)")
+pytestmark = pytest.mark.usefixtures("sipp_installed")
 
 CARRIER, CARRIER_B, PBX, DEVICE_IP = "127.0.0.2", "127.0.0.5", "127.0.0.3", "127.0.0.4"
 PERSONAL = "010-9876-5432"

@@ -27,7 +27,7 @@ from harness import ROOT, SCENARIOS, SIPP, B2BUAProcess, free_port, sipp_backgro
 
 from b2bua.storage.cdr import CdrStore
 
-pytestmark = pytest.mark.skipif(SIPP is None, reason="sipp not installed (apt install sip-tester)")
+pytestmark = pytest.mark.usefixtures("sipp_installed")
 
 TOKEN = "test-token-9f2c"
 

@@ -14,7 +14,7 @@ import yaml
 from harness import SCENARIOS, SIPP, B2BUAProcess, free_port, sipp, sipp_background, write_config
 from rtp_peer import RtpPeer, best_correlation, sdp_port, speech_like
 
-pytestmark = pytest.mark.skipif(SIPP is None, reason="sipp not installed (apt install sip-tester)")
+pytestmark = pytest.mark.usefixtures("sipp_installed")
 
 MEDIA = {"port_min": 31000, "port_max": 31100}
 

@@ -14,7 +14,7 @@ import pytest
 import yaml
 from harness import ROOT, SIPP, B2BUAProcess, free_port, sipp, sipp_background, write_config
 
-pytestmark = pytest.mark.skipif(SIPP is None, reason="sipp not installed (apt install sip-tester)")
+pytestmark = pytest.mark.usefixtures("sipp_installed")
 
 
 def _routes(port: int) -> dict:

@@ -28,7 +28,7 @@ from b2bua.prompts import PromptSource
 from b2bua.storage.cdr import CdrStore
 from b2bua.storage.recordings import RecordingIndex, sha256_file
 
-pytestmark = pytest.mark.skipif(SIPP is None, reason="sipp not installed (apt install sip-tester)")
+pytestmark = pytest.mark.usefixtures("sipp_installed")
 
 CITIZEN, STAFF = "127.0.0.2", "127.0.0.3"
 DID = "0221332200"

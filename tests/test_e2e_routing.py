@@ -11,9 +11,9 @@ import re
 from pathlib import Path
 
 import pytest
-from harness import SCENARIOS, SIPP, B2BUAProcess, free_port, sipp, sipp_background, write_config
+from harness import SCENARIOS, B2BUAProcess, free_port, sipp, sipp_background, write_config
 
-pytestmark = pytest.mark.skipif(SIPP is None, reason="sipp not installed (apt install sip-tester)")
+pytestmark = pytest.mark.usefixtures("sipp_installed")
 
 CARRIER = "127.0.0.2"
 PBX = "127.0.0.3"

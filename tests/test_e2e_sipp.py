@@ -6,9 +6,9 @@ import re
 from pathlib import Path
 
 import pytest
-from harness import SCENARIOS, SIPP, b2bua, free_port, sipp, sipp_background
+from harness import SCENARIOS, b2bua, free_port, sipp, sipp_background
 
-pytestmark = pytest.mark.skipif(SIPP is None, reason="sipp not installed (apt install sip-tester)")
+pytestmark = pytest.mark.usefixtures("sipp_installed")
 
 
 def _uac(port: int, tmp: Path, *extra: str, scenario: str = "uac", calls: int = 20, rate: int = 20,

@@ -12,7 +12,7 @@ import threading
 from pathlib import Path
 
 import pytest
-from harness import SIPP, b2bua, free_port, sipp, sipp_background
+from harness import b2bua, free_port, sipp, sipp_background
 
 from b2bua.sip.message import Request, StreamFramer, parse_message
 
@@ -70,7 +70,7 @@ class StreamUac:
         assert bye_ok.status == 200 and bye_ok.cseq == (2, "BYE")
 
 
-@pytest.mark.skipif(SIPP is None, reason="sipp not installed")
+@pytest.mark.usefixtures("sipp_installed")
 def test_tls_caller_to_udp_callee(tmp_path: Path) -> None:
     cert, key = _make_cert(tmp_path)
     uas_port = free_port()
@@ -136,7 +136,7 @@ class TlsUas(threading.Thread):
             self.srv.close()
 
 
-@pytest.mark.skipif(SIPP is None, reason="sipp not installed")
+@pytest.mark.usefixtures("sipp_installed")
 @pytest.mark.parametrize("trusted", [True, False])
 def test_udp_caller_to_tls_carrier_with_certificate_check(tmp_path: Path, trusted: bool) -> None:
     cert, key = _make_cert(tmp_path)

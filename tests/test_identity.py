@@ -224,3 +224,24 @@ def test_device_without_department_presents_its_own_caller_id_and_sends_no_notic
     pres = outbound(cid, trunk, _invite("01012345678", "<sip:u@198.18.0.7>"))
     assert _applied(pres).get("from") == '"서울시" <sip:+82221339999@192.0.2.1;user=phone>;tag=ours'
     assert pres.notice is None
+
+
+def test_a_target_that_is_no_trunks_gateway_is_outside_and_never_sees_the_staff_member(tmp_path: Path) -> None:
+    """Fail closed: a route straight to an address (no carrier trunk known for it) presents the department,
+    or nobody; only the PBX's own gateways and registered staff devices are inside."""
+    for name in ("b2bua.yaml", "holidays.yaml", "abuse_lexicon.yaml"):
+        (tmp_path / name).write_bytes((ROOT / "config" / name).read_bytes())
+    data = yaml.safe_load((ROOT / "config" / "routing.yaml").read_text())
+    data["routes"].insert(0, {"name": "direct", "prefix": "09", "targets": ["sip:198.51.100.99:5060"]})
+    (tmp_path / "routing.yaml").write_text(yaml.safe_dump(data, allow_unicode=True))
+    router = Router(load_config(tmp_path / "b2bua.yaml"), Registrar())
+    route = router(_invite("0901234567", '"Kim Staff" <sip:2201@192.0.2.3>'), PBX, 0.0)
+    assert isinstance(route, Route) and route.targets == ["sip:198.51.100.99:5060"]
+    req = _applied(route.presentation[0], route.targets[0])
+    assert req.get("from") == '"서울시 교통정책과" <sip:0221332200@192.0.2.1>;tag=ours'
+    assert "0221332200" in req.get("p-asserted-identity", "") and not req.has("call-info")
+    assert "Kim" not in str(req) and "2201" not in str(req)
+    unknown = router(_invite("0901234567", '"Lee" <sip:9999@192.0.2.3>'), PBX, 1.0)
+    assert isinstance(unknown, Route)
+    req = _applied(unknown.presentation[0], unknown.targets[0])
+    assert req.get("from") == '"Anonymous" <sip:anonymous@anonymous.invalid>;tag=ours' and "Lee" not in str(req)

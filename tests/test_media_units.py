@@ -89,7 +89,7 @@ def _pcap_rtp(path: Path) -> list[bytes]:
 PCAPS = Path("/usr/share/sip-tester")
 
 
-@pytest.mark.skipif(not PCAPS.exists(), reason="SIPp's pcaps not installed")
+@pytest.mark.usefixtures("sipp_installed")  # the pcaps come with SIPp (Debian sip-tester)
 @pytest.mark.parametrize("name,digit", [(str(i), str(i)) for i in range(10)] + [("star", "*"), ("pound", "#")])
 def test_rfc4733_pcaps_give_each_digit_once(name: str, digit: str) -> None:
     det = TelephoneEventDetector()
@@ -109,7 +109,7 @@ def test_rfc4733_end_packets_lost_reported_at_next_event() -> None:
     assert det.feed(3000, bytes([7, 0x8A, 1, 64])) == []  # repeated end packet
 
 
-@pytest.mark.skipif(not PCAPS.exists(), reason="SIPp's pcaps not installed")
+@pytest.mark.usefixtures("sipp_installed")  # the pcaps come with SIPp (Debian sip-tester)
 def test_the_same_pcap_replayed_later_is_a_new_press_but_a_quick_repeat_is_not() -> None:
     """SIPp replays its pcaps with the same RTP timestamps: *1 pressed twice must give *1*1."""
     det = TelephoneEventDetector(memory=1.0)

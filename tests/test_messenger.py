@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 from aiohttp import web
-from harness import SIPP, free_port, sipp_background
+from harness import free_port, sipp_background
 
 from b2bua.call.identity import Notice
 from b2bua.config import Messenger
@@ -177,7 +177,7 @@ class _Hanging(BaseHTTPRequestHandler):
         pass
 
 
-@pytest.mark.skipif(SIPP is None, reason="sipp not installed (apt install sip-tester)")
+@pytest.mark.usefixtures("sipp_installed")
 def test_call_completes_while_the_endpoint_hangs(tmp_path: Path) -> None:
     import yaml
     from test_e2e_caller_id import CARRIER, CARRIER_B, PBX, _config, _pbx_call, _start

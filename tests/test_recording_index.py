@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import wave
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import av
@@ -12,6 +13,7 @@ from rtp_peer import read_recording
 from sqlalchemy import create_engine
 
 from b2bua.call.protection import RecordingStarted
+from b2bua.routing.schedule import SEOUL
 from b2bua.storage.recordings import RecordingIndex, sha256_file
 from media import g711
 from media.archive import convert
@@ -104,9 +106,12 @@ def test_recover_repairs_unfinished_files_and_indexes_orphans(tmp_path: Path) ->
         f.write(wav_header(8000, ALAW))
         f.seek(0, 2)
         f.write(b"\x01")
-    orphan = tmp_path / "rec" / "2026" / "11" / "28" / "c9-1.wav"
+    today = datetime.now(SEOUL)
+    orphan = tmp_path / "rec" / today.strftime("%Y/%m/%d") / "c9-1.wav"  # a crash before its row was written
     _wav(orphan, 1.0)
-    legacy = tmp_path / "rec" / "2026" / "11" / "27" / "c8-1.wav"  # 16-bit PCM, cut short
+    legacy = tmp_path / "rec" / (today - timedelta(days=1)).strftime("%Y/%m/%d") / "c8-1.wav"  # 16-bit PCM, cut
+    ancient = tmp_path / "rec" / "2020" / "01" / "01" / "c7-1.wav"  # no crash of today left it: not walked
+    _wav(ancient, 1.0)
     pcm = _pcm_wav(legacy, 1.5)
     with open(legacy, "r+b") as f:
         f.seek(0, 2)
@@ -125,4 +130,28 @@ def test_recover_repairs_unfinished_files_and_indexes_orphans(tmp_path: Path) ->
     with wave.open(str(legacy)) as w:
         assert w.getnframes() == len(pcm)
     assert index.recover(repair) == 0  # nothing left to do
+    assert str(ancient) not in rows
+    index.close()
+
+
+def test_folders_are_seoul_days_and_retention_removes_each_departments_old_recordings(tmp_path: Path) -> None:
+    index = _index(tmp_path)
+    path = Path(index.path_for("c1", 1))
+    assert path.parent == tmp_path / "rec" / datetime.now(SEOUL).strftime("%Y/%m/%d")
+    for call, dept, start in (("c1", "교통정책과", 1000.0), ("c2", "총무과", 1000.0), ("c3", "교통정책과", 90000.0),
+                              ("c4", "없어진과", 1000.0)):
+        p = tmp_path / "rec" / f"{call}-1.wav"
+        _wav(p, 0.1)
+        index.started(RecordingStarted(call, dept, "inbound", "full", str(p), start))
+    index._pool.submit(lambda: None).result()
+    now = 1000.0 + 10 * 86400 + 1
+    # 교통정책과 keeps 10 days (c1 goes, c3 is younger), 총무과 keeps everything (null): so does an unknown one
+    assert index.purge_all({"교통정책과": 10, "총무과": None}, now=now) == 1
+    left = {r["call_id"] for r in index.rows()}
+    assert left == {"c2", "c3", "c4"} and not (tmp_path / "rec" / "c1-1.wav").exists()
+    assert (tmp_path / "rec" / "c2-1.wav").exists() and index.counts["purged"] == 1
+    assert index.purge_all({"교통정책과": 10, "총무과": 30}, now=now) == 0  # 30 days have not passed
+    later = 1000.0 + 30 * 86400 + 1
+    assert index.purge_all({"교통정책과": 10, "총무과": 30}, now=later) == 3  # c2, c3, and c4 by the longest (30)
+    assert index.rows() == []
     index.close()

@@ -82,17 +82,25 @@ class DetectionSettings:
 
 
 @dataclass(frozen=True, slots=True)
-class Job:
-    """One utterance for a recognizer: 16 kHz float32 audio, and what the segmenter knows around it."""
+class Utterance:
+    """What the segmenter found in a stream: the utterance (16 kHz float32 for the recognizer), its clip so
+    far (int16 8 kHz, from ``clip_start``) and the shouting cue around it."""
 
-    session: str
-    leg: str
     start: float
     end: float
     samples: np.ndarray
     clip: bytes
     clip_start: float
     shout_excess_db: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    """One utterance of a tapped leg, for a recognizer."""
+
+    session: str
+    leg: str
+    utterance: Utterance
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,19 +118,6 @@ class Unwatch:
     """A call's legs are no longer tapped (the call ended): their pending clips go out now."""
 
     session: str
-
-
-@dataclass(frozen=True, slots=True)
-class Utterance:
-    """What the segmenter found in a stream: the utterance (16 kHz float32 for the recognizer), its clip so
-    far (int16 8 kHz, from ``clip_start``) and the shouting cue around it."""
-
-    start: float
-    end: float
-    samples: np.ndarray
-    clip: bytes
-    clip_start: float
-    shout_excess_db: float | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -264,8 +259,7 @@ def _segmenter_main(tap: Any, control: Any, jobs: Any, results: Any, settings: D
             for u in stream.feed(np.frombuffer(raw, np.int16)):
                 counters["utterances"] += 1
                 try:
-                    jobs.put_nowait(Job(key[0], key[1], u.start, u.end, u.samples, u.clip, u.clip_start,
-                                        u.shout_excess_db))
+                    jobs.put_nowait(Job(key[0], key[1], u))
                 except queue.Full:
                     counters["jobs_dropped"] += 1
             send_clips(key, stream)
@@ -334,20 +328,21 @@ def _count_external(transcriber: Any, counters: Any) -> None:
 
 def detect(job: Job, transcriber: Transcriber, classifier: AbuseClassifier) -> Detection:
     """Transcribe and classify one utterance; a shouting cue raises the score of abusive words."""
-    transcript = transcriber.transcribe(job.samples)
+    u = job.utterance
+    transcript = transcriber.transcribe(u.samples)
     text = transcript.text.strip()
     verdict = classifier.classify(text) if text else None
     score = verdict.score if verdict is not None else 0.0
-    if verdict is not None and verdict.abusive and job.shout_excess_db is not None:
-        score = min(1.0, score + SHOUT_BOOST * min(1.0, max(0.0, job.shout_excess_db) / 10.0))
+    if verdict is not None and verdict.abusive and u.shout_excess_db is not None:
+        score = min(1.0, score + SHOUT_BOOST * min(1.0, max(0.0, u.shout_excess_db) / 10.0))
     text_model = getattr(getattr(classifier, "model", None), "version", "")
-    return Detection(job.session, job.leg, job.start, job.end, text,
+    return Detection(job.session, job.leg, u.start, u.end, text,
                      verdict.category if verdict is not None else None, round(score, 4),
-                     bool(verdict is not None and verdict.abusive), job.shout_excess_db,
+                     bool(verdict is not None and verdict.abusive), u.shout_excess_db,
                      asr_engine=transcript.engine,
                      model_version=f"{transcript.model_version} text:{text_model}" if text_model else
                      transcript.model_version,
-                     clip=job.clip, clip_start=job.clip_start)
+                     clip=u.clip, clip_start=u.clip_start)
 
 
 def _offer(results: Any, item: object) -> None:

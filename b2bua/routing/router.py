@@ -168,8 +168,13 @@ class Router:
         if route.department is not None:  # a citizen's call to staff
             route.presentation = (inbound(req),) * len(route.targets)
             return route
+        if route.peer is not None:  # a registered staff device: inside the city's phone system
+            return route
+        # fail closed: every target but the PBX's own gateways is outside (a carrier, or a route's target of
+        # unknown kind), and sees the department or nobody, never the staff member
         trunks = [self._gateway_trunk.get(_hostport(t)) for t in route.targets]
-        if not any(t is not None and t.kind == "carrier" for t in trunks):
+        inside = [t is not None and t.kind == "pbx" for t in trunks]
+        if all(inside):
             return route
         device, dept = self.caller(req, source)
         caller_id = None
@@ -180,8 +185,8 @@ class Router:
         caller_id = effective_caller_id(caller_id, device)
         called = _national(dialled(req.uri))
         route.presentation = tuple(
-            outbound(caller_id, t, req, department=dept.name if dept else None, called=called)
-            if t is not None and t.kind == "carrier" else None for t in trunks)
+            None if pbx else outbound(caller_id, t or OUTSIDE, req, department=dept.name if dept else None,
+                                      called=called) for t, pbx in zip(trunks, inside, strict=True))
         notice = next((p.notice for p in route.presentation if p is not None and p.notice), None)
         if notice is not None and self.on_notice is not None:
             self.on_notice(notice)
@@ -265,6 +270,11 @@ class Router:
                      symmetric_b=first.symmetric_rtp if first else None)
 
 
+#: how a target that is no trunk's gateway is treated: outside, like a carrier that gets P-Asserted-Identity
+#: only (no branding it may not understand, no caller headers forwarded)
+OUTSIDE = Trunk(name="(outside)", kind="carrier", addresses=["0.0.0.0/32"], call_info=False)
+
+
 def _hostport(uri: str) -> tuple[str, int]:
     from ..sip.uri import SipUri
 
@@ -279,13 +289,9 @@ def _ordered(gateways: list, strategy: str) -> list:
     if strategy != "weighted" or len(gateways) < 2:
         return list(gateways)
     pool, out = list(gateways), []
-    while pool:
-        total = sum(max(g.weight, 0) for g in pool) or len(pool)
-        pick = random.uniform(0, total)
-        for g in pool:
-            pick -= max(g.weight, 0) or 1
-            if pick <= 0:
-                break
+    while pool:  # by weight; gateways of weight 0 only after all the others, in their order
+        weights = [max(g.weight, 0) for g in pool]
+        g = random.choices(pool, weights=weights)[0] if any(weights) else pool[0]
         out.append(g)
         pool.remove(g)
     return out

@@ -16,14 +16,15 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from sqlalchemy import Column, Float, Integer, String, Table, Text, create_engine, insert, select, update
+from sqlalchemy import Column, Float, Integer, String, Table, Text, insert, select, update
 from sqlalchemy.engine import Engine
 
 from media.audiofile import write_wav
 
 from ..config import Config
 from ..detection.events import AbuseEvent
-from .cdr import metadata, resolve_url
+from . import retention
+from .cdr import metadata, open_database, resolve_url
 from .recordings import sha256_file
 
 log = logging.getLogger("b2bua.abuse.events")
@@ -77,7 +78,7 @@ class AbuseEvents:
         process shares the CDR writer's database engine)."""
         base = config.path.parent
         storage = config.process.storage
-        return cls(create_engine(resolve_url(storage.url, base)), (base / storage.recordings).resolve())
+        return cls(open_database(resolve_url(storage.url, base)), (base / storage.recordings).resolve())
 
     def record(self, event: AbuseEvent) -> None:
         """Queue an event: its clip is written and hashed, then its row inserted, off the event loop."""
@@ -150,28 +151,15 @@ class AbuseEvents:
                 label="confirmed" if confirmed else "rejected", labelled_by=who, labelled_at=time.time()))
         return bool(done.rowcount)
 
-    def purge_all(self, retention_days: Mapping[str, float], now: float | None = None) -> int:
-        """:meth:`purge` every department by its retention; events of departments no longer configured keep
-        the longest retention configured (never lost to a renamed department). How many went."""
-        longest = max(retention_days.values(), default=365.0)
-        t = abuse_events_table
-        with self.engine.connect() as db:
-            departments = [row[0] for row in db.execute(select(t.c.department).distinct())]
-        return sum(self.purge(d, retention_days.get(d, longest), now) for d in departments if d is not None)
+    def purge_all(self, retention_days: Mapping[str, float | None], now: float | None = None) -> int:
+        """:meth:`purge` every department by its retention (see :mod:`.retention`); how many went."""
+        return retention.purge_all(self.engine, abuse_events_table, retention_days, when="created",
+                                   path="clip_path", now=now)
 
     def purge(self, department: str, older_than_days: float, now: float | None = None) -> int:
         """Delete a department's events (rows and clips) past its retention; how many went."""
-        cutoff = (time.time() if now is None else now) - older_than_days * 86400
-        t = abuse_events_table
-        with self.engine.begin() as db:
-            old = db.execute(select(t.c.id, t.c.clip_path).where(t.c.department == department,
-                                                                 t.c.created < cutoff)).all()
-            for _, clip in old:
-                if clip:
-                    Path(clip).unlink(missing_ok=True)
-            if old:
-                db.execute(t.delete().where(t.c.id.in_([row_id for row_id, _ in old])))
-        return len(old)
+        return retention.purge(self.engine, abuse_events_table, department, older_than_days, when="created",
+                               path="clip_path", now=now)
 
 
 __all__ = ["AbuseEvents", "abuse_events_table", "write_clip"]

@@ -21,7 +21,20 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Column, Float, Integer, MetaData, String, Table, create_engine, delete, insert, select, update
+from sqlalchemy import (
+    Column,
+    Float,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    create_engine,
+    delete,
+    event,
+    insert,
+    select,
+    update,
+)
 from sqlalchemy.engine import Engine, make_url
 
 log = logging.getLogger("b2bua.cdr")
@@ -30,17 +43,19 @@ metadata = MetaData()
 
 _LEG_COLUMNS = ("codec", "packets_received", "packets_sent", "packets_lost", "jitter_ms")
 
+def _call_columns(start_index: bool) -> list[Column]:
+    """What a CDR and a call in progress both record: each leg's Call-ID, the parties, the route, the times."""
+    return [Column("a_call_id", String(255)), Column("b_call_id", String(255)), Column("from_uri", String(255)),
+            Column("to_uri", String(255)), Column("route", String(64)),
+            Column("start", Float, nullable=False, index=start_index),  # Unix time, seconds
+            Column("answer", Float)]
+
+
 cdr_table = Table(
     "cdr", metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
     Column("call_id", String(64), nullable=False, index=True),
-    Column("a_call_id", String(255)),
-    Column("b_call_id", String(255)),
-    Column("from_uri", String(255)),
-    Column("to_uri", String(255)),
-    Column("route", String(64)),
-    Column("start", Float, nullable=False, index=True),  # Unix time, seconds
-    Column("answer", Float),
+    *_call_columns(start_index=True),
     Column("end", Float, nullable=False),
     Column("duration", Float),  # answered seconds
     Column("status", Integer),
@@ -55,13 +70,7 @@ live_calls_table = Table(
     "live_calls", metadata,
     Column("call_id", String(64), primary_key=True),
     Column("node", String(255), nullable=False, index=True),
-    Column("a_call_id", String(255)),
-    Column("b_call_id", String(255)),
-    Column("from_uri", String(255)),
-    Column("to_uri", String(255)),
-    Column("route", String(64)),
-    Column("start", Float, nullable=False),
-    Column("answer", Float),
+    *_call_columns(start_index=False),
     Column("seen", Float, nullable=False),  # this node was alive then (Unix time)
 )
 
@@ -72,6 +81,22 @@ _LIVE_COLUMNS = ("call_id", "a_call_id", "b_call_id", "from_uri", "to_uri", "rou
 @dataclass(slots=True)
 class CdrRow:
     values: dict[str, Any]
+
+
+def open_database(url: str) -> Engine:
+    """The SQLAlchemy engine of ``storage.url``. SQLite runs in WAL mode with a busy timeout: readers
+    (``b2bua abuse events``, an operator's sqlite3) never see "database is locked" while the writer thread
+    commits, and the writer waits for them instead of failing."""
+    engine = create_engine(url, future=True)
+    if engine.dialect.name == "sqlite":
+        @event.listens_for(engine, "connect")
+        def _pragmas(dbapi_conn: Any, _: Any) -> None:
+            cur = dbapi_conn.cursor()
+            if engine.url.database not in (None, "", ":memory:"):
+                cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA busy_timeout=5000")
+            cur.close()
+    return engine
 
 
 def resolve_url(url: str, base: Path) -> str:
@@ -91,7 +116,7 @@ class CdrStore:
 
     def __init__(self, url: str, *, batch_seconds: float = 1.0, node: str = ""):
         self.url = url
-        self.engine: Engine = create_engine(url, future=True)
+        self.engine: Engine = open_database(url)
         metadata.create_all(self.engine)
         self.node = node or socket.gethostname()
         self._pending: list[dict[str, Any]] = []

@@ -16,14 +16,17 @@ import logging
 import multiprocessing
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Column, Float, Integer, String, Table, insert, select, update
 from sqlalchemy.engine import Engine
 
+from ..routing.schedule import SEOUL
+from . import retention
 from .cdr import metadata
 
 log = logging.getLogger("b2bua.recordings")
@@ -76,8 +79,17 @@ class RecordingIndex:
 
     # -- what call control says ------------------------------------------------------------
     def path_for(self, call_id: str, segment: int) -> str:
-        day = time.strftime("%Y/%m/%d")
-        return str(self.directory / day / f"{call_id}-{segment}.wav")
+        """``<dir>/YYYY/MM/DD/<call>-<n>.wav``, the date in Seoul time (the day the city's staff know)."""
+        return str(self._day_folder(datetime.now(SEOUL)) / f"{call_id}-{segment}.wav")
+
+    def _day_folder(self, when: datetime) -> Path:
+        return self.directory / when.strftime("%Y/%m/%d")
+
+    def purge_all(self, retention_days: Mapping[str, float | None], now: float | None = None) -> int:
+        """Recordings (rows and files) past their department's ``recording_retention_days``; how many went."""
+        n = retention.purge_all(self.engine, recordings_table, retention_days, when="start", path="path", now=now)
+        self.counts["purged"] += n
+        return n
 
     def started(self, rec: Any) -> None:
         self.counts["started"] += 1
@@ -136,29 +148,38 @@ class RecordingIndex:
 
     # -- start-up ----------------------------------------------------------------------------
     def recover(self, repair: Repair) -> int:
-        """Repair and index what a crash left behind (blocking: run before serving calls)."""
+        """Repair and index what a crash left behind (blocking: run before serving calls).
+
+        Only the files that can have been cut short are looked at: those whose rows still say
+        ``recording``, and the unindexed WAV files of the folders they are in and of today's and
+        yesterday's folders (a file is named when its recording starts, its row follows within
+        moments): a start-up never walks years of recordings.
+        """
         fixed = 0
+        t = recordings_table
         with self.engine.begin() as conn:
-            known = {r.path: r for r in conn.execute(select(recordings_table))}
+            open_rows = {r.path: r for r in conn.execute(select(t).where(t.c.status == "recording"))}
+        today = datetime.now(SEOUL)
+        folders = {Path(p).parent for p in open_rows} | {self._day_folder(today - timedelta(days=n)) for n in (0, 1)}
+        found = [p for folder in sorted(folders) if folder.is_dir() for p in sorted(folder.glob("*.wav"))]
         with self.engine.begin() as conn:
-            for path, row in known.items():
-                if row.status != "recording":
-                    continue
+            indexed = {r.path for r in conn.execute(select(t.c.path).where(t.c.path.in_([str(p) for p in found])))}
+        with self.engine.begin() as conn:
+            for path, row in open_rows.items():
                 values = self._repaired(Path(path), repair)
                 values.setdefault("end", row.start + values.get("duration", 0.0))
                 values["format"] = "wav"
                 conn.execute(update(recordings_table).where(recordings_table.c.id == row.id).values(**values))
                 fixed += 1
-            if self.directory.is_dir():
-                for p in sorted(self.directory.rglob("*.wav")):
-                    if str(p) in known:
-                        continue
-                    values = self._repaired(p, repair)
-                    start = p.stat().st_mtime - values.get("duration", 0.0)
-                    conn.execute(insert(recordings_table), [{
-                        "call_id": p.stem.rsplit("-", 1)[0], "path": str(p), "reason": "unknown", "start": start,
-                        "end": p.stat().st_mtime, "format": "wav", **values}])
-                    fixed += 1
+            for p in found:
+                if str(p) in indexed or str(p) in open_rows:
+                    continue
+                values = self._repaired(p, repair)
+                start = p.stat().st_mtime - values.get("duration", 0.0)
+                conn.execute(insert(recordings_table), [{
+                    "call_id": p.stem.rsplit("-", 1)[0], "path": str(p), "reason": "unknown", "start": start,
+                    "end": p.stat().st_mtime, "format": "wav", **values}])
+                fixed += 1
         self.counts["repaired"] += fixed
         if fixed:
             log.warning("repaired and indexed %d recordings left by an unclean stop", fixed)
