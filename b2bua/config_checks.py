@@ -21,7 +21,7 @@ from .routing.extensions import extensions_overlap, parse_extension_range
 from .routing.numbers import to_e164
 
 if TYPE_CHECKING:
-    from .config import ProcessConfig, RoutingConfig
+    from .config_schema import ProcessConfig, RoutingConfig
     from .routing.schedule import Holidays
 
 #: nationwide numbers (대표번호) that have no area code and need none

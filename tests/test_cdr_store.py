@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from b2bua.storage.cdr import CdrStore, live_calls_table
+from b2bua.storage.cdr import CdrStore
+from b2bua.storage.tables import live_calls_table
 
 
 def _store(tmp: Path, node: str = "node-1") -> CdrStore:

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from sqlalchemy import Column, Float, Integer, String, Table, Text, insert, select, update
+from sqlalchemy import insert, select, update
 from sqlalchemy.engine import Engine
 
 from media.audiofile import write_wav
@@ -24,35 +24,12 @@ from media.audiofile import write_wav
 from ..config import Config
 from ..detection.events import AbuseEvent
 from . import retention
-from .cdr import metadata, open_database, resolve_url
+from .cdr import open_database, resolve_url
 from .recordings import sha256_file
+from .schema import migrate
+from .tables import abuse_events_table
 
 log = logging.getLogger("b2bua.abuse.events")
-
-abuse_events_table = Table(
-    "abuse_events", metadata,
-    Column("id", Integer, primary_key=True, autoincrement=True),
-    Column("event_id", String(32), nullable=False, unique=True),
-    Column("call_id", String(64), nullable=False, index=True),
-    Column("sip_call_id", String(255)),
-    Column("department", String(128), index=True),
-    Column("created", Float, nullable=False, index=True),  # Unix time
-    Column("offset", Float),  # seconds since the answer
-    Column("category", String(32), nullable=False),
-    Column("score", Float),
-    Column("transcript", Text),
-    Column("asr_engine", String(64)),
-    Column("model_version", String(128)),
-    Column("action", String(16), nullable=False),  # warned | terminated | recorded
-    Column("shout_excess_db", Float),
-    Column("reported_by", String(16)),  # detector | staff
-    Column("clip_path", String(1024)),
-    Column("clip_sha256", String(64)),
-    Column("label", String(16), nullable=False),  # unlabelled | confirmed | rejected
-    Column("labelled_by", String(128)),
-    Column("labelled_at", Float),
-)
-
 
 def write_clip(path: Path, samples: np.ndarray, rate: int = 8000) -> None:
     """int16 mono samples as a WAV file, written to a temporary name and then renamed (never half a clip)."""
@@ -68,7 +45,7 @@ class AbuseEvents:
     def __init__(self, engine: Engine, directory: Path):
         self.engine = engine
         self.directory = directory
-        metadata.create_all(engine)
+        migrate(engine)
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="abuse-events")
         self.counts: Counter[str] = Counter()
 
@@ -162,4 +139,4 @@ class AbuseEvents:
                                path="clip_path", now=now)
 
 
-__all__ = ["AbuseEvents", "abuse_events_table", "write_clip"]
+__all__ = ["AbuseEvents", "write_clip"]

@@ -21,62 +21,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import (
-    Column,
-    Float,
-    Integer,
-    MetaData,
-    String,
-    Table,
-    create_engine,
-    delete,
-    event,
-    insert,
-    select,
-    update,
-)
+from sqlalchemy import create_engine, delete, event, insert, select, update
 from sqlalchemy.engine import Engine, make_url
 
+from .schema import migrate
+from .tables import LIVE_COLUMNS, cdr_table, live_calls_table
+
 log = logging.getLogger("b2bua.cdr")
-
-metadata = MetaData()
-
-_LEG_COLUMNS = ("codec", "packets_received", "packets_sent", "packets_lost", "jitter_ms")
-
-def _call_columns(start_index: bool) -> list[Column]:
-    """What a CDR and a call in progress both record: each leg's Call-ID, the parties, the route, the times."""
-    return [Column("a_call_id", String(255)), Column("b_call_id", String(255)), Column("from_uri", String(255)),
-            Column("to_uri", String(255)), Column("route", String(64)),
-            Column("start", Float, nullable=False, index=start_index),  # Unix time, seconds
-            Column("answer", Float)]
-
-
-cdr_table = Table(
-    "cdr", metadata,
-    Column("id", Integer, primary_key=True, autoincrement=True),
-    Column("call_id", String(64), nullable=False, index=True),
-    *_call_columns(start_index=True),
-    Column("end", Float, nullable=False),
-    Column("duration", Float),  # answered seconds
-    Column("status", Integer),
-    Column("end_cause", String(64)),
-    Column("ended_by", String(16)),
-    *[Column(f"{leg}_{name}", Float if name == "jitter_ms" else Integer)
-      for leg in ("a", "b") for name in _LEG_COLUMNS],
-)
-
-
-live_calls_table = Table(
-    "live_calls", metadata,
-    Column("call_id", String(64), primary_key=True),
-    Column("node", String(255), nullable=False, index=True),
-    *_call_columns(start_index=False),
-    Column("seen", Float, nullable=False),  # this node was alive then (Unix time)
-)
-
-#: what a live_calls row keeps of a CDR row
-_LIVE_COLUMNS = ("call_id", "a_call_id", "b_call_id", "from_uri", "to_uri", "route", "start", "answer")
-
 
 @dataclass(slots=True)
 class CdrRow:
@@ -117,7 +68,7 @@ class CdrStore:
     def __init__(self, url: str, *, batch_seconds: float = 1.0, node: str = ""):
         self.url = url
         self.engine: Engine = open_database(url)
-        metadata.create_all(self.engine)
+        migrate(self.engine)
         self.node = node or socket.gethostname()
         self._pending: list[dict[str, Any]] = []
         self._amends: list[tuple[str, dict[str, Any]]] = []
@@ -146,7 +97,7 @@ class CdrStore:
 
     def live(self, values: dict[str, Any]) -> None:
         """A call in progress (new, or answered since): its row in ``live_calls`` at the next batch."""
-        row = {k: values.get(k) for k in _LIVE_COLUMNS}
+        row = {k: values.get(k) for k in LIVE_COLUMNS}
         with self._lock:
             self._live[str(row["call_id"])] = row
 
@@ -202,7 +153,7 @@ class CdrStore:
             left = [dict(r._mapping) for r in conn.execute(select(t).where(t.c.node == self.node))]
             if not left:
                 return 0
-            rows = [{**{k: r[k] for k in _LIVE_COLUMNS}, "end": r["seen"],
+            rows = [{**{k: r[k] for k in LIVE_COLUMNS}, "end": r["seen"],
                      "duration": r["seen"] - r["answer"] if r["answer"] is not None else 0.0,
                      "status": 200 if r["answer"] is not None else 0, "end_cause": "process_restart",
                      "ended_by": "b2bua"} for r in left]
@@ -228,3 +179,4 @@ class CdrStore:
     def rows(self) -> list[dict[str, Any]]:
         with self.engine.connect() as conn:
             return [dict(r._mapping) for r in conn.execute(select(cdr_table).order_by(cdr_table.c.id))]
+

@@ -22,36 +22,18 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Column, Float, Integer, String, Table, insert, select, update
+from sqlalchemy import insert, select, update
 from sqlalchemy.engine import Engine
 
 from ..routing.schedule import SEOUL
 from . import retention
-from .cdr import metadata
+from .schema import migrate
+from .tables import recordings_table
 
 log = logging.getLogger("b2bua.recordings")
 
 #: repairs a recording cut short and returns its audio seconds and final size (media.recorder.repair)
 Repair = Callable[[Path], tuple[float, int]]
-
-recordings_table = Table(
-    "recordings", metadata,
-    Column("id", Integer, primary_key=True, autoincrement=True),
-    Column("call_id", String(64), nullable=False, index=True),
-    Column("department", String(128)),
-    Column("direction", String(16)),  # inbound | outbound
-    Column("reason", String(16)),  # full | on_demand | unknown (found after a crash)
-    Column("path", String(1024), nullable=False, unique=True),
-    Column("start", Float, nullable=False, index=True),  # Unix time
-    Column("end", Float),
-    Column("duration", Float),  # seconds of audio in the file
-    Column("size", Integer),
-    Column("sha256", String(64)),
-    Column("status", String(16), nullable=False),  # recording | complete | failed | repaired
-    Column("format", String(8)),  # wav | opus | mp3 (what the file at ``path`` is)
-    Column("error", String(255)),
-)
-
 
 def sha256_file(path: Path) -> str:
     h = hashlib.sha256()
@@ -72,7 +54,7 @@ class RecordingIndex:
         self.fmt = fmt
         self.convert = convert
         self._converter: ProcessPoolExecutor | None = None
-        metadata.create_all(engine)
+        migrate(engine)
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="recording-index")
         self._stops: dict[str, float] = {}
         self.counts: Counter[str] = Counter()
