@@ -205,16 +205,20 @@ class MediaEngine:
         return len(self._free)
 
     # -- commands ----------------------------------------------------------------------
-    def allocate(self, session: str, leg: str, port: int | None = None) -> tuple[str, int]:
+    def allocate(self, session: str, leg: str, port: int | None = None,
+                 sockets: tuple[socket.socket, socket.socket] | None = None) -> tuple[str, int]:
         """Open the RTP/RTCP socket pair for ``leg`` of ``session``; returns (address, port).
 
-        ``port`` asks for that pair (the worker-process mode: the controller hands out ports).
+        ``port`` asks for that pair; ``sockets`` is the pair already bound there (the worker-process mode:
+        the controller binds and hands them over).
         """
         sess = self.sessions.get(session)
         if sess is None:
             sess = self.sessions[session] = _Session(session)
         existing = sess.legs.get(leg)
         if existing is not None:
+            for sock in sockets or ():
+                sock.close()
             return self.config.host, existing.port
         if port is not None:
             try:
@@ -225,7 +229,8 @@ class MediaEngine:
         for _ in range(len(self._free)):
             port = self._free.popleft()
             try:
-                rtp, rtcp = self._bind(port)
+                rtp, rtcp = self._bind(port, sockets)
+                sockets = None  # (used once)
             except OSError as exc:
                 if exc.errno not in (errno.EADDRINUSE, errno.EACCES):
                     raise
@@ -409,8 +414,9 @@ class MediaEngine:
         return self._stats(sess) if sess else {}
 
     # -- internals ---------------------------------------------------------------------
-    def _bind(self, port: int) -> tuple[socket.socket, socket.socket]:
-        rtp, rtcp = bind_pair(self.config.host, port)
+    def _bind(self, port: int, bound: tuple[socket.socket, socket.socket] | None = None
+              ) -> tuple[socket.socket, socket.socket]:
+        rtp, rtcp = bound if bound is not None else bind_pair(self.config.host, port)
         for s in (rtp, rtcp):
             s.setblocking(False)
         return rtp, rtcp

@@ -28,6 +28,7 @@ import hashlib
 import logging
 import multiprocessing as mp
 import os
+import socket
 import time
 import zlib
 from collections import deque
@@ -35,6 +36,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from multiprocessing.connection import Connection
+from multiprocessing.reduction import recv_handle, send_handle
 from typing import Any, TypeAlias
 
 import numpy as np
@@ -98,17 +100,6 @@ class WorkerError:
 WorkerMessage: TypeAlias = MediaEvent | Ready | Report | WorkerError
 
 
-def _bindable(host: str, port: int) -> bool:
-    """Whether the RTP/RTCP pair at ``port`` can be bound now (nobody else holds either)."""
-    try:
-        socks = bind_pair(host, port)
-    except OSError:
-        return False
-    for s in socks:
-        s.close()
-    return True
-
-
 @contextmanager
 def _blocking(conn: Connection) -> Iterator[None]:
     """Whole messages on a pipe the event loop watches (uvloop makes it non-blocking): a message
@@ -154,7 +145,10 @@ def _worker_main(conn: Connection, config: EngineConfig, tap: TapChannel | None 
         """Carry out one command; False when told to stop."""
         match cmd:
             case Allocate(session, leg, port):
-                engine.allocate(session, leg, port)
+                # the controller bound the pair and sends it right behind the command (see allocate)
+                with _blocking(conn):
+                    socks = (socket.socket(fileno=recv_handle(conn)), socket.socket(fileno=recv_handle(conn)))
+                engine.allocate(session, leg, port, sockets=socks)
             case Update(session, leg, remote, codec, dtmf_pt, send, recv, symmetric, relay_dtmf):
                 engine.update(session, leg, remote=remote, codec=codec, dtmf_pt=dtmf_pt, send=send, recv=recv,
                               symmetric=symmetric, relay_dtmf=relay_dtmf)
@@ -301,18 +295,31 @@ class WorkerEngine:
         return zlib.crc32(session.encode()) % self.workers
 
     def allocate(self, session: str, leg: str) -> tuple[str, int]:
-        """A port pair from the session's worker's slice, answered at once. Each candidate is
-        probed here first: a pair another program holds would make the worker bind a different
-        one than our SDP names."""
+        """A port pair from the session's worker's slice, bound here and handed to the worker (SCM_RIGHTS)
+        with the command: the pair is bound before call control advertises it in SDP, so what the
+        endpoint sends at once waits in the socket until the worker reads it, however busy the worker
+        is (binding in the worker lost the first packets when it ran late). A pair another program
+        holds is skipped."""
         w = self._worker(session)
         free = self._free[w]
         for _ in range(len(free)):
             port = free.popleft()
-            if _bindable(self.config.host, port):
-                self._ports.setdefault(session, []).append(port)
-                _send(self._conns[w], Allocate(session, leg, port))
-                return self.config.host, port
-            free.append(port)  # taken by someone else: try it again later
+            try:
+                socks = bind_pair(self.config.host, port)
+            except OSError:
+                free.append(port)  # taken by someone else: try it again later
+                continue
+            conn = self._conns[w]
+            try:
+                with _blocking(conn):
+                    conn.send(Allocate(session, leg, port))
+                    for sock in socks:
+                        send_handle(conn, sock.fileno(), self._procs[w].pid)
+            finally:
+                for sock in socks:  # the worker holds its own descriptors now
+                    sock.close()
+            self._ports.setdefault(session, []).append(port)
+            return self.config.host, port
         raise PortsExhausted(f"no free RTP ports in worker {w}")
 
     def update(self, session: str, leg: str, *, remote: tuple[str, int] | None = None, codec: int | None = None,

@@ -132,6 +132,32 @@ def best_correlation(sent: np.ndarray, got: np.ndarray) -> float:
     return float(np.dot(x, y) / (np.linalg.norm(x) * np.linalg.norm(y) + 1e-9))
 
 
+def heard_in_order(sent: np.ndarray, got: np.ndarray, piece: int = 1600, threshold: float = 0.9) -> float:
+    """The share of ``sent``'s pieces (200 ms) found intact in ``got``, each after the one before.
+
+    What a listener judges: every piece there, unchanged, in order. Unlike one correlation over the whole
+    signal it does not care where each piece lands, so a loaded machine that delays some packets (the
+    recording then shifts what follows, losing nothing) does not fail a test that checks correctness.
+    """
+    pieces = [sent[i:i + piece] for i in range(0, len(sent) - piece + 1, piece)]
+    if not pieces or len(got) < piece:
+        return 0.0
+    b = got.astype(np.float64)
+    size = 1 << (len(b) + piece - 1).bit_length()
+    fb = np.fft.rfft(b, size)
+    energy = np.concatenate([[0.0], np.cumsum(b * b)])  # for each lag's window norm
+    found, last = 0, -1
+    for p in pieces:
+        a = p.astype(np.float64) - p.mean()
+        corr = np.fft.irfft(fb * np.conj(np.fft.rfft(a, size)), size)[: len(b) - piece + 1]
+        norms = np.sqrt(np.maximum(energy[piece:] - energy[:-piece], 1e-9)) * (np.linalg.norm(a) + 1e-9)
+        score = corr / norms
+        at = int(np.argmax(score))
+        if score[at] > threshold and at > last:
+            found, last = found + 1, at
+    return found / len(pieces)
+
+
 def sdp_port(message_log: Path, first_line: str, timeout: float = 10.0) -> int:
     """Wait until SIPp's -trace_msg log shows a message starting with ``first_line`` carrying SDP;
     return its m=audio port."""

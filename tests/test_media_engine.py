@@ -420,3 +420,42 @@ def test_worker_mode_never_advertises_a_port_someone_else_holds() -> None:
         squatter.close()
     assert 39800 not in (a_port, b_port)
     assert len(received) >= 15  # what the caller sent reached the callee through the worker
+
+
+def test_worker_mode_ports_are_bound_before_call_control_advertises_them() -> None:
+    """The endpoint may send the moment it reads our SDP. With the worker held up (stopped here) the
+    pair must already be bound: what arrives meanwhile waits in the socket and is relayed, in order,
+    once the worker runs (when the worker bound it, those first packets were lost)."""
+    import os
+    import signal
+
+    from media.worker import WorkerEngine
+
+    async def run() -> list:
+        engine = WorkerEngine(EngineConfig(port_min=39700, port_max=39720), 1)
+        engine.start(asyncio.get_running_loop())
+        await engine.ready()
+        a, b = RtpPeer(), RtpPeer()
+        pid = engine._procs[0].pid
+        try:
+            os.kill(pid, signal.SIGSTOP)  # a worker that runs late (a busy core, a cold start)
+            try:
+                _, a_port = engine.allocate("s1", "a")
+                engine.allocate("s1", "b")
+                engine.update("s1", "a", remote=("127.0.0.1", a.port), codec=0)
+                engine.update("s1", "b", remote=("127.0.0.1", b.port), codec=0)
+                await _send(a, ("127.0.0.1", a_port), speech_like(0.3))  # 15 packets, nobody reading yet
+            finally:
+                os.kill(pid, signal.SIGCONT)
+            for _ in range(50):
+                await asyncio.sleep(0.05)
+                if len(b.received) >= 15:
+                    break
+            return b.received
+        finally:
+            engine.close()
+            a.close()
+            b.close()
+
+    received = asyncio.run(run())
+    assert [r.seq for r in received] == sorted(r.seq for r in received) and len(received) == 15
