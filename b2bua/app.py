@@ -34,6 +34,7 @@ from .config import Abuse, Config, ConfigError, Department, load_config
 from .detection.events import Detection, EvidenceClip
 from .detection.policy import AbuseProtection
 from .detection.workers import detection_pool
+from .hep import HepExporter
 from .live_settings import changed, restart_needed
 from .metrics import registry as metrics_registry
 from .notify.messenger import MessengerHook
@@ -154,6 +155,8 @@ class Application:
         self.b2bua.authorize = self._authorize_invite
         self.server: SipServer | None = None
         self.reloads: Counter[str] = Counter()
+        #: HEP v3 export of SIP messages (``hep.address``), started with the listeners
+        self.hep: HepExporter | None = None
         #: what the last reload did (``POST /api/reload``, ``b2bua reload``)
         self.last_reload: dict[str, object] = {}
 
@@ -334,6 +337,10 @@ class Application:
         self.server = SipServer(self.stack, self.pump, clock=self.clock, tls_server=server_ctx, tls_client=client_ctx,
                                 overload_lag=self.config.process.sip.overload_lag_ms / 1000,
                                 on_overload=on_overload)
+        hep = self.config.process.hep
+        if hep.address:
+            self.hep = HepExporter(hep.address, hep.capture_id, hep.password)
+            self.server.capture = self._capture
         self.recordings.recover(repair_recording)  # what an unclean stop left, before new calls
         await asyncio.to_thread(self.cdr.recover)
         if self.engine is not None:
@@ -354,6 +361,15 @@ class Application:
             log.warning("cannot write pid file %s: %s", pid_file, exc)
         self._gc_task = asyncio.get_running_loop().create_task(self._collect_garbage())
         self._purge_task = asyncio.get_running_loop().create_task(self._purge())
+
+    def _capture(self, data: bytes, peer: Peer, received: bool) -> None:
+        """A SIP message crossing the wire, to the HEP collector (from the peer to us, or from us to it)."""
+        if self.hep is None:
+            return
+        local = self.stack.config.local.get(peer.transport, ("0.0.0.0", 0))
+        remote = (peer.host, peer.port)
+        self.hep.capture(data, remote if received else local, local if received else remote, peer.transport,
+                         time.time())
 
     async def _serve_admin(self) -> None:
         """/metrics, /healthz, /readyz and the API on the metrics address; the API on the control socket."""
@@ -484,6 +500,8 @@ class Application:
         await self.admin.close()
         if self.server is not None:
             await self.server.close()
+        if self.hep is not None:
+            self.hep.close()
         if self.engine is not None:
             self.engine.close()
             await asyncio.sleep(0.05)  # the writer's last RecordingDone events

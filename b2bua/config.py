@@ -32,6 +32,7 @@ from .config_schema import (
     Device,
     DigestAlgorithm,
     Gateway,
+    HepConfig,
     IdentityHeader,
     LoggingConfig,
     LongCall,
@@ -180,8 +181,8 @@ def load_config(path: str | Path) -> Config:
 __all__ = [
     "Config", "ConfigError", "load_config", "load_process", "Abuse", "AbuseCategory", "AdminConfig",
     "CallerId", "CallerIdOverride", "ClosedAction", "Codec", "Credentials", "Department", "DepartmentPolicy",
-    "DetectionConfig", "Device", "DigestAlgorithm", "Gateway", "IdentityHeader", "LoggingConfig", "LongCall",
-    "MediaConfig", "Messenger", "MetricsConfig", "OptionsPing", "ProcessConfig", "RouteConfig",
+    "DetectionConfig", "Device", "DigestAlgorithm", "Gateway", "HepConfig", "IdentityHeader", "LoggingConfig",
+    "LongCall", "MediaConfig", "Messenger", "MetricsConfig", "OptionsPing", "ProcessConfig", "RouteConfig",
     "RoutingConfig", "SessionTimerSettings", "ShutdownConfig", "SipConfig", "StorageConfig", "TimersConfig",
     "TlsConfig", "Trunk", "UnknownNumber",
 ]

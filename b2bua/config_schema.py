@@ -518,6 +518,29 @@ class DetectionConfig(Strict):
         return base / self.model_dir
 
 
+class HepConfig(Strict):
+    """HEP v3 export of every SIP message to a Homer collector (b2bua/hep.py); off without an address."""
+
+    #: HOST:PORT of the collector (UDP), e.g. 127.0.0.1:9060
+    address: str | None = None
+    capture_id: int = Field(2001, ge=0, le=2**32 - 1)
+    password: str | None = None
+
+    @field_validator("address")
+    @classmethod
+    def _address(cls, v: str | None) -> str | None:
+        if v is None:
+            return v
+        host, sep, port = v.rpartition(":")
+        try:
+            ipaddress.ip_address(host.strip("[]"))
+        except ValueError:
+            raise ValueError(f"{v!r} is not IP:PORT (the collector's address, e.g. 127.0.0.1:9060)") from None
+        if not sep or not port.isdigit() or not 1 <= int(port) <= 65535:
+            raise ValueError(f"{v!r} is not IP:PORT (the collector's address, e.g. 127.0.0.1:9060)")
+        return v
+
+
 class ProcessConfig(Strict):
     sip: SipConfig = SipConfig()
     metrics: MetricsConfig = MetricsConfig()
@@ -528,6 +551,7 @@ class ProcessConfig(Strict):
     detection: DetectionConfig = DetectionConfig()
     admin: AdminConfig = AdminConfig()
     shutdown: ShutdownConfig = ShutdownConfig()
+    hep: HepConfig = HepConfig()
     routing_file: str = "routing.yaml"
     logging: LoggingConfig = LoggingConfig()
 
@@ -535,7 +559,7 @@ class ProcessConfig(Strict):
 __all__ = [
     "Abuse", "AbuseCategory", "AdminConfig", "CallerId", "CallerIdOverride", "ClosedAction", "Codec",
     "Credentials", "Department", "DepartmentPolicy", "DetectionConfig", "Device", "DigestAlgorithm",
-    "Gateway", "IdentityHeader", "LoggingConfig", "LongCall", "MediaConfig", "Messenger", "MetricsConfig",
-    "OptionsPing", "ProcessConfig", "RouteConfig", "RoutingConfig", "SessionTimerSettings", "ShutdownConfig",
-    "SipConfig", "StorageConfig", "TimersConfig", "TlsConfig", "Trunk", "UnknownNumber",
+    "Gateway", "HepConfig", "IdentityHeader", "LoggingConfig", "LongCall", "MediaConfig", "Messenger",
+    "MetricsConfig", "OptionsPing", "ProcessConfig", "RouteConfig", "RoutingConfig", "SessionTimerSettings",
+    "ShutdownConfig", "SipConfig", "StorageConfig", "TimersConfig", "TlsConfig", "Trunk", "UnknownNumber",
 ]

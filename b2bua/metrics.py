@@ -32,6 +32,15 @@ class _Stats(Protocol):
     def stats(self) -> Mapping[str, int]: ...
 
 
+class _Hep(Protocol):
+    """The HEP exporter's counters."""
+
+    @property
+    def sent(self) -> int: ...
+    @property
+    def dropped(self) -> int: ...
+
+
 class _CallControl(Protocol):
     """Call control's counters."""
 
@@ -150,6 +159,8 @@ class MetricsSource(Protocol):
     def detection(self) -> _Detection | None: ...
     @property
     def abuse_events(self) -> _Evidence: ...
+    @property
+    def hep(self) -> _Hep | None: ...
 
 
 # -- the collector ----------------------------------------------------------------------------
@@ -280,6 +291,11 @@ class B2buaCollector:
             depth.add_metric([], hook.queued)
             yield depth
         yield from self._abuse(app)
+        if app.hep is not None:
+            hep = CounterMetricFamily("b2bua_hep", "SIP messages exported to the HEP collector", labels=["result"])
+            hep.add_metric(["sent"], app.hep.sent)
+            hep.add_metric(["dropped"], app.hep.dropped)
+            yield hep
         if app.server is not None:
             lag = GaugeMetricFamily("b2bua_event_loop_lag_seconds", "How late the event loop ran, last sample")
             lag.add_metric([], app.server.lag)

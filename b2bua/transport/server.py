@@ -121,6 +121,8 @@ class SipServer:
         self._ips: set[str] = set()
         self.lag = 0.0
         self._lag_task: asyncio.Task | None = None
+        #: sees every SIP message in (True) and out (False) as it crosses the wire (HEP export)
+        self.capture: Callable[[bytes, Peer, bool], None] | None = None
 
     async def start(self, listeners: list[Listener]) -> None:
         for lst in listeners:
@@ -168,6 +170,8 @@ class SipServer:
 
     def receive(self, data: bytes, peer: Peer) -> None:
         now = self.tick()
+        if self.capture is not None:
+            self.capture(data, peer, True)
         if log.isEnabledFor(logging.DEBUG):
             log.debug("recv %s:%s:%d %d bytes\n%s", peer.transport, peer.host, peer.port, len(data),
                       data[:4096].decode("utf-8", "replace"))
@@ -200,6 +204,8 @@ class SipServer:
             self._timer_when = when
 
     def send(self, data: bytes, peer: Peer) -> None:
+        if self.capture is not None:
+            self.capture(data, peer, False)
         if log.isEnabledFor(logging.DEBUG):
             log.debug("send %s:%s:%d %d bytes\n%s", peer.transport, peer.host, peer.port, len(data),
                       data[:4096].decode("utf-8", "replace"))
