@@ -1,0 +1,85 @@
+"""What a reload applies to the running process and what it names as needing a restart
+(b2bua/live_settings.py), and `b2bua reload` saying so through the control socket."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from harness import ROOT, B2BUAProcess, free_port, write_config
+
+from b2bua.call.settings import B2BUAConfig
+from b2bua.config import ProcessConfig
+from b2bua.live_settings import apply, changed, restart_needed
+from b2bua.sip.stack import StackConfig
+
+
+def test_live_keys_are_applied_and_the_others_named() -> None:
+    old = ProcessConfig()
+    new = ProcessConfig.model_validate({"logging": {"level": "debug"}, "sip": {"ring_timeout_s": 30,
+                                        "timers": {"t1_ms": 250}, "listen": ["udp:127.0.0.1:5070"]},
+                                        "media": {"port_max": 29000}, "admin": {"show_numbers": True}})
+    assert changed(old.model_dump(), new.model_dump()) == ["admin.show_numbers", "logging.level", "media.port_max",
+                                                           "sip.listen", "sip.ring_timeout_s", "sip.timers.t1_ms"]
+    assert restart_needed(old, new) == ["media.port_max", "sip.listen"]
+
+    class Target:
+        stack_config = StackConfig()
+        b2bua_config = B2BUAConfig()
+        lag = 0.0
+        shown = False
+
+        def set_overload_lag(self, seconds: float) -> None:
+            self.lag = seconds
+
+        def set_show_numbers(self, show: bool) -> None:
+            self.shown = show
+
+    t = Target()
+    apply(t, new)
+    assert t.stack_config.timers.t1 == 0.25 and t.b2bua_config.ring_timeout == 30 and t.shown is True
+    assert t.lag == pytest.approx(0.25)
+
+
+def _options(proc: B2BUAProcess) -> None:
+    import socket
+
+    port = int(proc.listen[0].rsplit(":", 1)[1])
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        s.settimeout(5)
+        me = s.getsockname()[1]
+        s.sendto((f"OPTIONS sip:ping@127.0.0.1:{port} SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:{me};branch=z9hG4bK-o1\r\n"
+                  f"From: <sip:p@127.0.0.1>;tag=1\r\nTo: <sip:ping@127.0.0.1>\r\nCall-ID: o1@t\r\nCSeq: 1 OPTIONS\r\n"
+                  "Max-Forwards: 70\r\nContent-Length: 0\r\n\r\n").encode(), ("127.0.0.1", port))
+        assert s.recv(4096).startswith(b"SIP/2.0 200")
+
+
+def test_b2bua_reload_says_what_was_applied_and_what_needs_a_restart(tmp_path: Path) -> None:
+    cfg = write_config(tmp_path / "config")
+    data = yaml.safe_load(cfg.read_text())
+    data["admin"] = {"socket": "../var/ctl.sock"}
+    cfg.write_text(yaml.safe_dump(data))
+    proc = B2BUAProcess(cfg, [f"udp:127.0.0.1:{free_port()}"], tmp_path / "b2bua.log").start()
+    try:
+        data["logging"]["level"] = "debug"
+        data["media"]["port_max"] = 29000
+        cfg.write_text(yaml.safe_dump(data))
+        res = subprocess.run([sys.executable, "-m", "b2bua", "reload", "--config", str(cfg)], cwd=ROOT,
+                             capture_output=True, text=True, timeout=30)
+        assert res.returncode == 0, res.stdout + res.stderr
+        assert "reloaded" in res.stdout and "media.port_max: changed, needs restart" in res.stdout
+        assert "logging.level" not in res.stdout
+        _options(proc)  # logged at debug, now that the level is debug
+        data["sip"]["ring_timeout_s"] = "soon"  # a broken file: refused, with its line, the running one stays
+        cfg.write_text(yaml.safe_dump(data))
+        res = subprocess.run([sys.executable, "-m", "b2bua", "reload", "--config", str(cfg)], cwd=ROOT,
+                             capture_output=True, text=True, timeout=30)
+        assert res.returncode == 1 and f"{cfg}:" in res.stdout and "ring_timeout_s" in res.stdout
+        assert proc.alive()
+    finally:
+        proc.stop()
+    assert "needs restart" in proc.log() and "DEBUG" in proc.log()  # the new log level took effect
