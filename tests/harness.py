@@ -170,3 +170,18 @@ def sipp_stats(cwd: Path) -> dict[str, int]:
         if v.isdigit():
             out[k] = int(v)
     return out
+
+
+def options(port: int, host: str = "127.0.0.1") -> str:
+    """An OPTIONS to the B2BUA at ``host:port`` from a fresh UDP socket: the answer's text."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind((host, 0))
+        s.settimeout(5)
+        me = s.getsockname()[1]
+        tag = time.monotonic_ns()
+        s.sendto((f"OPTIONS sip:ping@{host}:{port} SIP/2.0\r\n"
+                  f"Via: SIP/2.0/UDP {host}:{me};branch=z9hG4bK-opt-{tag}\r\n"
+                  f"From: <sip:probe@{host}:{me}>;tag=p1\r\nTo: <sip:ping@{host}>\r\n"
+                  f"Call-ID: probe-{tag}\r\nCSeq: 1 OPTIONS\r\nMax-Forwards: 70\r\n"
+                  "Content-Length: 0\r\n\r\n").encode(), (host, port))
+        return s.recv(4096).decode(errors="replace")

@@ -13,7 +13,6 @@ import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -23,7 +22,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from harness import ROOT, SCENARIOS, SIPP, B2BUAProcess, free_port, sipp_background, write_config
+from harness import ROOT, SCENARIOS, SIPP, B2BUAProcess, free_port, options, sipp_background, write_config
 
 from b2bua.storage.cdr import CdrStore
 
@@ -90,20 +89,6 @@ def _live(cfg: Path, n: int, timeout: float = 15) -> list[dict]:
     raise AssertionError(f"{len(calls)} calls up, {n} wanted: {calls}")
 
 
-def _options(port: int) -> str:
-    """An OPTIONS from a fresh socket: the answer's text."""
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.bind(("127.0.0.1", 0))
-        s.settimeout(5)
-        me = s.getsockname()[1]
-        s.sendto((f"OPTIONS sip:ping@127.0.0.1:{port} SIP/2.0\r\n"
-                  f"Via: SIP/2.0/UDP 127.0.0.1:{me};branch=z9hG4bK-opt-{time.monotonic_ns()}\r\n"
-                  f"From: <sip:probe@127.0.0.1:{me}>;tag=p1\r\nTo: <sip:ping@127.0.0.1>\r\n"
-                  f"Call-ID: probe-{time.monotonic_ns()}\r\nCSeq: 1 OPTIONS\r\nMax-Forwards: 70\r\n"
-                  "Content-Length: 0\r\n\r\n").encode(), ("127.0.0.1", port))
-        return s.recv(4096).decode()
-
-
 def _byes(log: Path) -> list[str]:
     """The BYE requests a SIPp message log shows received."""
     text = log.read_text(errors="replace") if log.exists() else ""
@@ -155,7 +140,7 @@ def test_operators_list_and_hang_up_calls_then_a_drain_ends_the_rest_and_exits(t
                 time.sleep(0.1)
             assert _http(admin, "GET", "/readyz", token=None)[0] == 503
             assert _http(admin, "GET", "/healthz", token=None)[0] == 200
-            answer = _options(port)
+            answer = options(port)
             assert answer.startswith("SIP/2.0 503") and re.search(r"^Retry-After: \d+", answer, re.M), answer
             refused = subprocess.run([SIPP, "-sn", "uac", f"127.0.0.1:{port}", "-i", "127.0.0.1", "-p",
                                       str(free_port()), "-m", "1", "-trace_msg", "-message_file",

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from harness import ROOT, B2BUAProcess, free_port, write_config
+from harness import ROOT, B2BUAProcess, free_port, options, write_config
 
 from b2bua.call.settings import B2BUAConfig
 from b2bua.config import ProcessConfig
@@ -44,20 +44,6 @@ def test_live_keys_are_applied_and_the_others_named() -> None:
     assert t.lag == pytest.approx(0.25)
 
 
-def _options(proc: B2BUAProcess) -> None:
-    import socket
-
-    port = int(proc.listen[0].rsplit(":", 1)[1])
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.bind(("127.0.0.1", 0))
-        s.settimeout(5)
-        me = s.getsockname()[1]
-        s.sendto((f"OPTIONS sip:ping@127.0.0.1:{port} SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:{me};branch=z9hG4bK-o1\r\n"
-                  f"From: <sip:p@127.0.0.1>;tag=1\r\nTo: <sip:ping@127.0.0.1>\r\nCall-ID: o1@t\r\nCSeq: 1 OPTIONS\r\n"
-                  "Max-Forwards: 70\r\nContent-Length: 0\r\n\r\n").encode(), ("127.0.0.1", port))
-        assert s.recv(4096).startswith(b"SIP/2.0 200")
-
-
 def test_b2bua_reload_says_what_was_applied_and_what_needs_a_restart(tmp_path: Path) -> None:
     cfg = write_config(tmp_path / "config")
     data = yaml.safe_load(cfg.read_text())
@@ -73,7 +59,7 @@ def test_b2bua_reload_says_what_was_applied_and_what_needs_a_restart(tmp_path: P
         assert res.returncode == 0, res.stdout + res.stderr
         assert "reloaded" in res.stdout and "media.port_max: changed, needs restart" in res.stdout
         assert "logging.level" not in res.stdout
-        _options(proc)  # logged at debug, now that the level is debug
+        assert options(int(proc.listen[0].rsplit(":", 1)[1])).startswith("SIP/2.0 200")  # logged at debug
         data["sip"]["ring_timeout_s"] = "soon"  # a broken file: refused, with its line, the running one stays
         cfg.write_text(yaml.safe_dump(data))
         res = subprocess.run([sys.executable, "-m", "b2bua", "reload", "--config", str(cfg)], cwd=ROOT,
