@@ -129,12 +129,27 @@ class AdminServer:
 
     def __init__(self) -> None:
         self._runners: list[web.AppRunner] = []
+        self._tcp: web.AppRunner | None = None
         self.socket: Path | None = None
 
-    async def serve_tcp(self, app: web.Application, address: str) -> None:
+    async def serve_tcp(self, app: web.Application, address: str | None) -> None:
+        """Serve ``app`` on ``address`` (HOST:PORT), instead of where it was served before (a reload that
+        moved it); None stops the TCP listener."""
+        if self._tcp is not None:
+            self._runners.remove(self._tcp)
+            await self._tcp.cleanup()
+            self._tcp = None
+        if address is None:
+            return
         host, _, port = address.rpartition(":")
         runner = await self._runner(app)
-        await web.TCPSite(runner, host.strip("[]") or "127.0.0.1", int(port)).start()
+        try:
+            await web.TCPSite(runner, host.strip("[]") or "127.0.0.1", int(port)).start()
+        except OSError:
+            self._runners.remove(runner)
+            await runner.cleanup()
+            raise
+        self._tcp = runner
         log.info("admin on http://%s (/metrics, /healthz, /readyz, /api)", address)
 
     async def serve_socket(self, app: web.Application, path: Path) -> None:

@@ -148,6 +148,7 @@ class Application:
         self.operator = OperatorControl(self.b2bua, prompts=self.prompts, recording=self.protection.is_recording,
                                         show_numbers=config.process.admin.show_numbers)
         self.admin = AdminServer()
+        self._registry = metrics_registry(self)
         self._stop = asyncio.Event()
         self._hurry = asyncio.Event()
         journal = CallJournal(self.b2bua, self)  # first: it never holds a call back
@@ -186,7 +187,7 @@ class Application:
         applied = [k for k in changed(self.config.process.model_dump(), new.process.model_dump()) if k not in needs]
         for key in needs:
             log.warning("reload: %s changed in %s: needs restart", key, self.config.path.name)
-        live_settings.apply(self, new.process)
+        live_settings.apply(self, self.config.process, new.process)
         self._apply_routing(new)
         self.config = new
         self.reloads["ok"] += 1
@@ -374,19 +375,27 @@ class Application:
     async def _serve_admin(self) -> None:
         """/metrics, /healthz, /readyz and the API on the metrics address; the API on the control socket."""
         process = self.config.process
-        reg = metrics_registry(self)
-        if process.metrics.address:
-            try:
-                await self.admin.serve_tcp(make_app(self, reg, lambda: self.config.process.admin.bearer(),
-                                                    authenticate=True), process.metrics.address)
-            except OSError as exc:  # the admin listener must never keep calls from being served
-                log.warning("admin listener on %s unavailable: %s", process.metrics.address, exc)
+        self._registry = metrics_registry(self)
+        await self._serve_admin_tcp(process.metrics.address)
         path = process.admin.socket_path(self.config.path.parent)
         if path is not None:
             try:
-                await self.admin.serve_socket(make_app(self, reg, lambda: None, authenticate=False), path)
+                await self.admin.serve_socket(make_app(self, self._registry, lambda: None, authenticate=False), path)
             except OSError as exc:
                 log.warning("control socket %s unavailable: %s", path, exc)
+
+    async def _serve_admin_tcp(self, address: str | None) -> None:
+        """The admin listener on ``address`` (moved there by a reload; None: off)."""
+        try:
+            await self.admin.serve_tcp(make_app(self, self._registry, lambda: self.config.process.admin.bearer(),
+                                                authenticate=True), address)
+        except OSError as exc:  # the admin listener must never keep calls from being served
+            log.warning("admin listener on %s unavailable: %s", address, exc)
+
+    def move_admin(self, address: str | None) -> None:
+        """A reload changed ``metrics.address``: serve there from now on."""
+        if self.server is not None:
+            self.server.loop.create_task(self._serve_admin_tcp(address))
 
     # -- live settings (live_settings.Settable) -------------------------------------------
     @property

@@ -1,11 +1,11 @@
 """Which ``b2bua.yaml`` settings a reload applies to the running process, and which need a restart.
 
-Live (applied by :func:`apply`): the log level; the SIP timers, ring timeout, call limit, longest call
-and session timers (for transactions and calls that start after the reload); the event-loop lag that
-counts as overload; the drain settings; what operators see and the admin token. Everything else (the
-listeners, TLS, media, storage, detection, the admin listener and socket, file locations) is bound when
-the process starts: :func:`restart_needed` names each such key that changed, and ``b2bua reload``
-prints them as "needs restart".
+Live (applied by :func:`apply`): the log level; the admin listener's address (moved at once); the SIP
+timers, ring timeout, call limit, longest call and session timers (for transactions and calls that start
+after the reload); the event-loop lag that counts as overload; the drain settings; what operators see
+and the admin token. Everything else (the listeners, TLS, media, storage, detection, the control socket,
+file locations) is bound when the process starts: :func:`restart_needed` names each such key that
+changed, and ``b2bua reload`` prints them as "needs restart".
 """
 
 from __future__ import annotations
@@ -20,9 +20,9 @@ from .sip.stack import StackConfig
 from .sip.timers import TimerConfig
 
 #: dotted keys (and everything below them) a reload applies
-LIVE = ("logging.level", "sip.timers", "sip.ring_timeout_s", "sip.max_calls", "sip.max_call_duration_s",
-        "sip.session_timer", "sip.overload_lag_ms", "shutdown", "admin.show_numbers", "admin.token",
-        "admin.token_env")
+LIVE = ("logging.level", "metrics.address", "sip.timers", "sip.ring_timeout_s", "sip.max_calls",
+        "sip.max_call_duration_s", "sip.session_timer", "sip.overload_lag_ms", "shutdown", "admin.show_numbers",
+        "admin.token", "admin.token_env")
 
 
 def changed(old: Any, new: Any, prefix: str = "") -> list[str]:
@@ -50,11 +50,14 @@ class Settable(Protocol):
     def b2bua_config(self) -> B2BUAConfig: ...
     def set_overload_lag(self, seconds: float) -> None: ...
     def set_show_numbers(self, show: bool) -> None: ...
+    def move_admin(self, address: str | None) -> None: ...
 
 
-def apply(target: Settable, new: ProcessConfig) -> None:
+def apply(target: Settable, old: ProcessConfig, new: ProcessConfig) -> None:
     """Apply the live settings of ``new`` (the others stay as the process started with them)."""
     sip = new.sip
+    if new.metrics.address != old.metrics.address:
+        target.move_admin(new.metrics.address)
     logging.getLogger().setLevel(new.logging.level.upper())
     target.stack_config.timers = TimerConfig(sip.timers.t1_ms / 1000, sip.timers.t2_ms / 1000,
                                              sip.timers.t4_ms / 1000)

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -38,27 +40,46 @@ def test_live_keys_are_applied_and_the_others_named() -> None:
         def set_show_numbers(self, show: bool) -> None:
             self.shown = show
 
+        def move_admin(self, address: str | None) -> None:
+            raise AssertionError("the address did not change")
+
     t = Target()
-    apply(t, new)
+    apply(t, old, new)
     assert t.stack_config.timers.t1 == 0.25 and t.b2bua_config.ring_timeout == 30 and t.shown is True
     assert t.lag == pytest.approx(0.25)
+
+
+def _healthy(port: int) -> bool:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2) as resp:
+            return resp.status == 200
+    except OSError:
+        return False
 
 
 def test_b2bua_reload_says_what_was_applied_and_what_needs_a_restart(tmp_path: Path) -> None:
     cfg = write_config(tmp_path / "config")
     data = yaml.safe_load(cfg.read_text())
     data["admin"] = {"socket": "../var/ctl.sock"}
+    first, moved = free_port(), free_port()
+    data["metrics"] = {"address": f"127.0.0.1:{first}"}
     cfg.write_text(yaml.safe_dump(data))
     proc = B2BUAProcess(cfg, [f"udp:127.0.0.1:{free_port()}"], tmp_path / "b2bua.log").start()
     try:
+        assert _healthy(first)
         data["logging"]["level"] = "debug"
         data["media"]["port_max"] = 29000
+        data["metrics"] = {"address": f"127.0.0.1:{moved}"}
         cfg.write_text(yaml.safe_dump(data))
         res = subprocess.run([sys.executable, "-m", "b2bua", "reload", "--config", str(cfg)], cwd=ROOT,
                              capture_output=True, text=True, timeout=30)
         assert res.returncode == 0, res.stdout + res.stderr
         assert "reloaded" in res.stdout and "media.port_max: changed, needs restart" in res.stdout
-        assert "logging.level" not in res.stdout
+        assert "logging.level" not in res.stdout and "metrics.address" not in res.stdout
+        deadline = time.monotonic() + 5
+        while not _healthy(moved) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert _healthy(moved) and not _healthy(first)  # the admin listener moved without a restart
         assert options(int(proc.listen[0].rsplit(":", 1)[1])).startswith("SIP/2.0 200")  # logged at debug
         data["sip"]["ring_timeout_s"] = "soon"  # a broken file: refused, with its line, the running one stays
         cfg.write_text(yaml.safe_dump(data))
