@@ -512,6 +512,7 @@ class Application:
         if self.hep is not None:
             self.hep.close()
         if self.engine is not None:
+            await self.engine.settle()  # worker mode: the last calls' exact figures, for their CDRs
             self.engine.close()
             await asyncio.sleep(0.05)  # the writer's last RecordingDone events
         if self.detection is not None:

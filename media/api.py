@@ -220,6 +220,11 @@ class EngineControl(Engine, Protocol):
         the engine could not get there within ``timeout`` seconds."""
         ...
 
+    async def settle(self, timeout: float = 2.0) -> None:
+        """Return once every deleted session's final figures (:class:`FinalStats`) have been delivered, or
+        after ``timeout`` seconds: before :meth:`close` at shutdown, so the last CDRs are exact."""
+        ...
+
     def close(self) -> None:
         """Delete every session and stop (worker processes end)."""
         ...

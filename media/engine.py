@@ -190,6 +190,9 @@ class MediaEngine:
         if self._loop is None:
             raise RuntimeError("MediaEngine.start() first")
 
+    async def settle(self, timeout: float = 2.0) -> None:
+        """In process, a deleted session's figures are returned by :meth:`delete` itself: nothing to wait for."""
+
     def close(self) -> None:
         for sid in list(self.sessions):
             self.delete(sid)

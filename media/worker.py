@@ -231,6 +231,8 @@ class WorkerEngine:
         self._failed: set[int] = set()
         self._started = 0.0
         self._ready: asyncio.Event | None = None  # set once no worker is starting any more
+        #: deleted sessions whose FinalStats have not come back yet
+        self._finals: set[str] = set()
 
     def start(self, loop: asyncio.AbstractEventLoop | None = None) -> None:
         """Spawn the workers and return at once; they serve once :meth:`ready` returns."""
@@ -276,6 +278,16 @@ class WorkerEngine:
             if not self._failed:
                 log.info("media: %d worker processes ready after %.2f s", self.workers,
                          time.monotonic() - self._started)
+
+    async def settle(self, timeout: float = 2.0) -> None:
+        """Wait (without blocking the loop) until the final figures of every deleted session have come back
+        from the workers (a worker that died sends none: ``timeout`` bounds the wait)."""
+        deadline = time.monotonic() + timeout
+        while self._finals and time.monotonic() < deadline:
+            alive = {w for w, proc in enumerate(self._procs) if proc.is_alive()}
+            if not any(self._worker(s) in alive for s in self._finals):
+                return
+            await asyncio.sleep(0.01)
 
     def close(self) -> None:
         for conn in self._conns:
@@ -357,6 +369,7 @@ class WorkerEngine:
     def delete(self, session: str) -> dict[str, dict[str, float]]:
         w = self._worker(session)
         _send(self._conns[w], Delete(session))
+        self._finals.add(session)  # its exact figures follow as FinalStats
         self._free[w].extend(self._ports.pop(session, []))  # reopened only after the worker closed them
         return self._stats.pop(session, {})
 
@@ -411,5 +424,7 @@ class WorkerEngine:
                 case WorkerError(session, what):
                     log.warning("media worker %d: %s (%s)", w, what, session)
                 case _:  # an event: DTMF, prompt done, recording done, RTP timeout, a deleted call's figures
+                    if isinstance(msg, FinalStats):
+                        self._finals.discard(msg.session)
                     if self.on_event is not None:
                         self.on_event(msg)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import struct
+import time
 from collections.abc import AsyncIterator
 
 import numpy as np
@@ -459,3 +460,37 @@ def test_worker_mode_ports_are_bound_before_call_control_advertises_them() -> No
 
     received = asyncio.run(run())
     assert [r.seq for r in received] == sorted(r.seq for r in received) and len(received) == 15
+
+
+def test_worker_mode_settle_waits_for_the_final_figures_of_deleted_calls() -> None:
+    """At shutdown the application waits for each ended call's exact figures before stopping the workers:
+    a worker running late (stopped here for a moment) still gets its FinalStats to the CDR."""
+    import os
+    import signal
+
+    from media.api import FinalStats
+    from media.worker import WorkerEngine
+
+    async def run() -> tuple[list, float]:
+        events: list = []
+        engine = WorkerEngine(EngineConfig(port_min=39740, port_max=39760), 1, on_event=events.append)
+        engine.start(asyncio.get_running_loop())
+        await engine.ready()
+        pid = engine._procs[0].pid
+        try:
+            engine.allocate("s1", "a")
+            engine.allocate("s1", "b")
+            await asyncio.sleep(0.2)
+            os.kill(pid, signal.SIGSTOP)
+            engine.delete("s1")
+            asyncio.get_running_loop().call_later(0.3, os.kill, pid, signal.SIGCONT)
+            t0 = time.monotonic()
+            await engine.settle(timeout=10)
+            return events, time.monotonic() - t0
+        finally:
+            os.kill(pid, signal.SIGCONT)
+            engine.close()
+
+    events, waited = asyncio.run(run())
+    assert [e.session for e in events if isinstance(e, FinalStats)] == ["s1"]
+    assert waited < 9  # it returned when the figures came, not at its timeout
