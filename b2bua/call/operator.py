@@ -18,6 +18,7 @@ the B2BUA); plugs in as a :class:`~.features.Features` for the announcement befo
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any, Protocol
 
@@ -82,10 +83,11 @@ def _user(uri: str) -> str:
 class OperatorControl(Features):
     """The operator's hold on calls in progress."""
 
-    def __init__(self, b2bua: B2BUA, *, prompts: Prompts, recording: Any = None, show_numbers: bool = False):
+    def __init__(self, b2bua: B2BUA, *, prompts: Prompts, recording: Callable[[Call], bool] | None = None,
+                 show_numbers: bool = False):
         self.b2bua = b2bua
         self.prompts = prompts
-        #: ``recording(call) -> bool``: whether the call is being recorded (staff protection knows)
+        #: whether a call is being recorded (staff protection knows)
         self.recording = recording
         self.show_numbers = show_numbers
         self.endings = AnnouncedEndings(b2bua)
