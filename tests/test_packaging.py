@@ -67,3 +67,17 @@ def test_the_container_installs_the_wheel_with_the_same_layout() -> None:
     assert 'CMD ["run", "--config", "/srv/b2bua/config/b2bua.yaml"]' in text
     assert "COPY config /srv/b2bua/config" in text and 'VOLUME ["/srv/b2bua/var"]' in text
     assert "STOPSIGNAL SIGTERM" in text and "/healthz" in text
+
+
+def test_systemd_accepts_every_directive_of_the_unit() -> None:
+    """``systemd-analyze verify``: no unknown key, bad value or section (only the missing binary of this
+    machine, where the unit is not installed, is expected)."""
+    import shutil
+
+    analyze = shutil.which("systemd-analyze")
+    assert analyze, "systemd-analyze is missing (Debian package systemd)"
+    res = subprocess.run([analyze, "verify", str(PACKAGING / "b2bua.service")], capture_output=True, text=True,
+                         timeout=60)
+    complaints = [line for line in (res.stdout + res.stderr).splitlines()
+                  if line.strip() and "/srv/b2bua/venv/bin/b2bua is not executable" not in line]
+    assert complaints == [], complaints
