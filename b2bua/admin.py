@@ -9,6 +9,13 @@ One aiohttp application served twice, in the event loop:
 * on the control socket (a unix socket, mode 0600): the same routes without a token (the file's
   permissions are the access control), for ``b2bua calls``, ``b2bua hangup`` and ``b2bua drain``.
 
+On TCP, ``/api`` takes either the bearer token (automation: an operator) or a browser session:
+``POST /api/login`` with a configured user's name and password (scrypt, :mod:`b2bua.admin_auth`; five
+failures lock the address and the name out for a minute, 429) sets an HttpOnly, SameSite=Strict cookie
+and returns the CSRF token every non-GET request must send back as ``X-CSRF-Token``. Each route needs a
+permission of the caller's role (``view``; ``control`` for hangup, drain, reload). Logins, failed logins,
+hangups, drains and reloads are written to the audit table with who, role, target and address.
+
 API (JSON):
 
 * ``GET /api/calls`` -> ``{"calls": [CallInfo...], "draining": bool}``
@@ -20,10 +27,12 @@ API (JSON):
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import json
 import logging
 import os
+import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Protocol
@@ -31,15 +40,25 @@ from typing import Protocol
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
+from .admin_auth import PERMISSIONS, Authenticator
 from .call.operator import OperatorControl
+from .storage.audit import AuditLog
 
 log = logging.getLogger("b2bua.admin")
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
+COOKIE = "b2bua_session"
+
+
 class Controlled(Protocol):
     """What the API acts on (the application satisfies it)."""
+
+    @property
+    def admin_auth(self) -> Authenticator: ...
+    @property
+    def audit(self) -> AuditLog: ...
 
     @property
     def operator(self) -> OperatorControl: ...
@@ -59,14 +78,67 @@ def make_app(target: Controlled, registry: CollectorRegistry | None, token: Call
 
     @web.middleware
     async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
-        if authenticate and request.path.startswith("/api/"):
-            offered = request.headers.get("Authorization", "")
-            wanted = token()
+        if not authenticate:  # the control socket: its file permissions decided already
+            request["who"] = ("socket", "operator")
+            return await handler(request)
+        if not request.path.startswith("/api/") or request.path == "/api/login":
+            return await handler(request)
+        offered = request.headers.get("Authorization", "")
+        wanted = token()
+        if offered.startswith("Bearer "):
             if wanted is None:
                 return _error(403, "the API is off on this listener: set admin.token or its environment variable")
             if not hmac.compare_digest(offered.encode(), f"Bearer {wanted}".encode()):
-                return _error(401, "a bearer token is required", {"WWW-Authenticate": 'Bearer realm="b2bua"'})
+                return _unauthorized()
+            request["who"] = ("token", "operator")
+            return await handler(request)
+        session = target.admin_auth.session(request.cookies.get(COOKIE), time.monotonic())
+        if session is None:
+            if wanted is None and not target.admin_auth.users:
+                return _error(403, "the API is off on this listener: set admin.token or its environment variable")
+            return _unauthorized()
+        if request.method != "GET" and not hmac.compare_digest(request.headers.get("X-CSRF-Token", ""),
+                                                                session.csrf):
+            return _error(403, "missing or wrong X-CSRF-Token")
+        request["who"] = (session.user, session.role)
         return await handler(request)
+
+    def refused(request: web.Request, permission: str) -> web.Response | None:
+        user, role = request["who"]
+        if permission not in PERMISSIONS.get(role, frozenset()):
+            return _error(403, f"{user} ({role}) may not do this")
+        return None
+
+    def audit(request: web.Request, action: str, target_id: str | None = None, detail: str | None = None) -> None:
+        user, role = request["who"]
+        target.audit.record(user, role, action, target_id, request.remote, detail)
+
+    async def login(request: web.Request) -> web.Response:
+        try:
+            body = await request.json()
+            name, password = str(body["name"]), str(body["password"])
+        except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError):
+            return _error(400, 'the body is {"name": ..., "password": ...}')
+        remote = request.remote or ""
+        auth = target.admin_auth
+        if auth.locked((f"addr:{remote}", f"user:{name}"), time.monotonic()):
+            return _error(429, "too many failed logins: try again in a minute", {"Retry-After": "60"})
+        user = await asyncio.to_thread(auth.check, name, password)  # scrypt: never on the event loop
+        session = auth.admit(user, name, remote, time.monotonic())
+        if session is None:
+            target.audit.record(name, None, "login_failed", None, remote)
+            return _unauthorized()
+        target.audit.record(session.user, session.role, "login", None, remote)
+        resp = web.json_response({"user": session.user, "role": session.role, "csrf": session.csrf})
+        resp.set_cookie(COOKIE, auth.cookie_of(session), httponly=True, samesite="Strict", secure=request.secure,
+                        path="/")
+        return resp
+
+    async def logout(request: web.Request) -> web.Response:
+        target.admin_auth.logout(request.cookies.get(COOKIE))
+        resp = web.json_response({"logged_out": True})
+        resp.del_cookie(COOKIE, path="/")
+        return resp
 
     async def metrics(_: web.Request) -> web.Response:
         if registry is None:
@@ -81,12 +153,16 @@ def make_app(target: Controlled, registry: CollectorRegistry | None, token: Call
             return web.Response(text="ready\n")
         return web.Response(status=503, text="not ready: draining or overloaded\n")
 
-    async def calls(_: web.Request) -> web.Response:
+    async def calls(request: web.Request) -> web.Response:
+        if (no := refused(request, "view")) is not None:
+            return no
         infos = target.operator.calls()
         return web.json_response({"calls": [c.as_dict() for c in infos],
                                   "draining": target.operator.b2bua.draining})
 
     async def hangup(request: web.Request) -> web.Response:
+        if (no := refused(request, "control")) is not None:
+            return no
         announcement = None
         if request.can_read_body:
             try:
@@ -99,14 +175,21 @@ def make_app(target: Controlled, registry: CollectorRegistry | None, token: Call
         call_id = request.match_info["call_id"]
         if not target.act(lambda: target.operator.hangup(call_id, announcement)):
             return _error(404, f"no call {call_id}")
+        audit(request, "hangup", call_id, f"announcement={announcement}" if announcement else None)
         return web.json_response({"call": call_id, "hangup": True, "announcement": announcement})
 
-    async def drain(_: web.Request) -> web.Response:
+    async def drain(request: web.Request) -> web.Response:
+        if (no := refused(request, "control")) is not None:
+            return no
+        audit(request, "drain")
         target.request_drain()
         return web.json_response({"draining": True}, status=202)
 
-    async def reload(_: web.Request) -> web.Response:
+    async def reload(request: web.Request) -> web.Response:
+        if (no := refused(request, "control")) is not None:
+            return no
         ok = bool(target.act(target.reload))  # as SIGHUP does: in the event loop, between two events
+        audit(request, "reload", None, "ok" if ok else "refused")
         return web.json_response(target.last_reload, status=200 if ok else 422)
 
     app = web.Application(middlewares=[guard])
@@ -117,7 +200,14 @@ def make_app(target: Controlled, registry: CollectorRegistry | None, token: Call
     app.router.add_post("/api/calls/{call_id}/hangup", hangup)
     app.router.add_post("/api/drain", drain)
     app.router.add_post("/api/reload", reload)
+    app.router.add_post("/api/login", login)
+    app.router.add_post("/api/logout", logout)
     return app
+
+
+def _unauthorized() -> web.Response:
+    return _error(401, "log in (POST /api/login) or send the bearer token",
+                  {"WWW-Authenticate": 'Bearer realm="b2bua"'})
 
 
 def _error(status: int, message: str, headers: dict[str, str] | None = None) -> web.Response:

@@ -23,6 +23,7 @@ from media.worker import WorkerEngine
 
 from . import live_settings
 from .admin import AdminServer, make_app
+from .admin_auth import Authenticator, User
 from .call.b2bua import B2BUA, B2BUAConfig, CallRecord
 from .call.features import FeatureChain
 from .call.journal import CallJournal
@@ -30,7 +31,7 @@ from .call.operator import OperatorControl
 from .call.protection import StaffProtection
 from .call.session import SessionTimerConfig
 from .clock import Clock
-from .config import Abuse, Config, ConfigError, Department, load_config
+from .config import Abuse, AdminUser, Config, ConfigError, Department, load_config
 from .detection.events import Detection, EvidenceClip
 from .detection.policy import AbuseProtection
 from .detection.workers import detection_pool
@@ -50,6 +51,7 @@ from .sip.stack import SipStack, StackConfig, make_response
 from .sip.timers import TimerConfig
 from .sip.transaction import ServerTransaction
 from .storage.abuse import AbuseEvents
+from .storage.audit import AuditLog
 from .storage.cdr import CdrStore, resolve_url
 from .storage.recordings import RecordingIndex
 from .transport.server import Listener, SipServer
@@ -148,6 +150,10 @@ class Application:
         self.operator = OperatorControl(self.b2bua, prompts=self.prompts, recording=self.protection.is_recording,
                                         show_numbers=config.process.admin.show_numbers)
         self.admin = AdminServer()
+        #: who may log in to the admin API, their sessions; what they did
+        self.admin_auth = Authenticator(users={u.name: User(u.name, u.password_hash, u.role)
+                                               for u in config.process.admin.users})
+        self.audit = AuditLog(self.cdr.engine)
         self._registry = metrics_registry(self)
         self._stop = asyncio.Event()
         self._hurry = asyncio.Event()
@@ -413,6 +419,16 @@ class Application:
     def set_show_numbers(self, show: bool) -> None:
         self.operator.show_numbers = show
 
+    def set_admin_users(self, users: list[AdminUser]) -> None:
+        """Users added, removed, given another role or password; sessions of users gone or changed end."""
+        new = {u.name: User(u.name, u.password_hash, u.role) for u in users}
+        auth = self.admin_auth
+        for cookie, session in list(auth.sessions.items()):
+            kept = new.get(session.user)
+            if kept is None or kept != auth.users.get(session.user):
+                del auth.sessions[cookie]
+        auth.users = new
+
     # -- live call control (the admin API, the signals) ----------------------------------
     @property
     def ready(self) -> bool:
@@ -518,6 +534,7 @@ class Application:
         if self.detection is not None:
             await asyncio.to_thread(self.detection.close)
         await asyncio.to_thread(self.abuse_events.close)
+        await asyncio.to_thread(self.audit.close)
         await asyncio.to_thread(self.recordings.close)
         await self.messenger.close()
         await self.cdr.close()

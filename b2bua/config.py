@@ -21,6 +21,7 @@ from .config_schema import (
     Abuse,
     AbuseCategory,
     AdminConfig,
+    AdminUser,
     CallerId,
     CallerIdOverride,
     ClosedAction,
@@ -179,7 +180,7 @@ def load_config(path: str | Path) -> Config:
 
 
 __all__ = [
-    "Config", "ConfigError", "load_config", "load_process", "Abuse", "AbuseCategory", "AdminConfig",
+    "Config", "ConfigError", "load_config", "load_process", "Abuse", "AbuseCategory", "AdminConfig", "AdminUser",
     "CallerId", "CallerIdOverride", "ClosedAction", "Codec", "Credentials", "Department", "DepartmentPolicy",
     "DetectionConfig", "Device", "DigestAlgorithm", "Gateway", "HepConfig", "IdentityHeader", "LoggingConfig",
     "LongCall", "MediaConfig", "Messenger", "MetricsConfig", "OptionsPing", "ProcessConfig", "RouteConfig",

@@ -450,6 +450,23 @@ class MetricsConfig(Strict):
         return v
 
 
+class AdminUser(Strict):
+    """A person who logs in to the admin API (the console): name, scrypt hash, role."""
+
+    name: str = Field(min_length=1, max_length=128)
+    #: from ``b2bua admin hash-password`` (never the password itself)
+    password_hash: str
+    role: Literal["viewer", "operator", "auditor"]
+
+    @field_validator("password_hash")
+    @classmethod
+    def _hash(cls, v: str) -> str:
+        from .admin_auth import parse_hash
+
+        parse_hash(v)
+        return v
+
+
 class AdminConfig(Strict):
     """Live call control: ``b2bua calls|hangup|drain`` through a local socket, and the same JSON API on the
     metrics listener (``/api/...``, a bearer token)."""
@@ -462,6 +479,8 @@ class AdminConfig(Strict):
     token_env: str = "B2BUA_ADMIN_TOKEN"
     #: operators see citizens' numbers in full (otherwise all but the last four digits are masked)
     show_numbers: bool = False
+    #: who may log in (the console, POST /api/login): the bearer token above acts as an operator
+    users: list[AdminUser] = Field(default_factory=list)
 
     def socket_path(self, base: Path) -> Path | None:
         return (base / self.socket).resolve() if self.socket else None
@@ -557,7 +576,7 @@ class ProcessConfig(Strict):
 
 
 __all__ = [
-    "Abuse", "AbuseCategory", "AdminConfig", "CallerId", "CallerIdOverride", "ClosedAction", "Codec",
+    "Abuse", "AbuseCategory", "AdminConfig", "AdminUser", "CallerId", "CallerIdOverride", "ClosedAction", "Codec",
     "Credentials", "Department", "DepartmentPolicy", "DetectionConfig", "Device", "DigestAlgorithm",
     "Gateway", "HepConfig", "IdentityHeader", "LoggingConfig", "LongCall", "MediaConfig", "Messenger",
     "MetricsConfig", "OptionsPing", "ProcessConfig", "RouteConfig", "RoutingConfig", "SessionTimerSettings",

@@ -119,6 +119,21 @@ def cmd_drain(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_hash_password(args: argparse.Namespace) -> int:
+    """A password hash for ``admin.users[].password_hash``: the password from the terminal (not echoed) or,
+    piped, from the first line of stdin."""
+    import getpass
+
+    from .admin_auth import hash_password
+
+    password = getpass.getpass("password: ") if sys.stdin.isatty() else sys.stdin.readline().rstrip("\n")
+    if len(password) < 12:
+        print("a password of at least 12 characters, please", file=sys.stderr)
+        return 1
+    print(hash_password(password))
+    return 0
+
+
 def add_commands(sub: Any, default_config: str) -> None:
     calls = sub.add_parser("calls", help="list the calls in progress (through the control socket)")
     calls.add_argument("--config", default=default_config)
@@ -132,6 +147,10 @@ def add_commands(sub: Any, default_config: str) -> None:
     drain = sub.add_parser("drain", help="refuse new calls, let the calls in progress end, then exit (as SIGTERM)")
     drain.add_argument("--config", default=default_config)
     drain.set_defaults(func=cmd_drain)
+    admin = sub.add_parser("admin", help="admin API users")
+    admin_commands = admin.add_subparsers(dest="admin_command", required=True)
+    hashing = admin_commands.add_parser("hash-password", help="print the scrypt hash of a password for admin.users")
+    hashing.set_defaults(func=cmd_hash_password)
 
 
 __all__ = ["ControlError", "add_commands", "request"]

@@ -15,14 +15,14 @@ from typing import Any, Protocol
 
 from .call.session import SessionTimerConfig
 from .call.settings import B2BUAConfig
-from .config import ProcessConfig
+from .config import AdminUser, ProcessConfig
 from .sip.stack import StackConfig
 from .sip.timers import TimerConfig
 
 #: dotted keys (and everything below them) a reload applies
 LIVE = ("logging.level", "metrics.address", "sip.timers", "sip.ring_timeout_s", "sip.max_calls",
         "sip.max_call_duration_s", "sip.session_timer", "sip.overload_lag_ms", "shutdown", "admin.show_numbers",
-        "admin.token", "admin.token_env")
+        "admin.token", "admin.token_env", "admin.users")
 
 
 def changed(old: Any, new: Any, prefix: str = "") -> list[str]:
@@ -51,6 +51,7 @@ class Settable(Protocol):
     def set_overload_lag(self, seconds: float) -> None: ...
     def set_show_numbers(self, show: bool) -> None: ...
     def move_admin(self, address: str | None) -> None: ...
+    def set_admin_users(self, users: list[AdminUser]) -> None: ...
 
 
 def apply(target: Settable, old: ProcessConfig, new: ProcessConfig) -> None:
@@ -69,6 +70,7 @@ def apply(target: Settable, old: ProcessConfig, new: ProcessConfig) -> None:
                                            sip.session_timer.min_se_s)
     target.set_overload_lag(sip.overload_lag_ms / 1000)
     target.set_show_numbers(new.admin.show_numbers)
+    target.set_admin_users(new.admin.users)
 
 
 __all__ = ["LIVE", "apply", "changed", "restart_needed"]

@@ -43,6 +43,9 @@ def test_live_keys_are_applied_and_the_others_named() -> None:
         def move_admin(self, address: str | None) -> None:
             raise AssertionError("the address did not change")
 
+        def set_admin_users(self, users: list) -> None:
+            self.users = users
+
     t = Target()
     apply(t, old, new)
     assert t.stack_config.timers.t1 == 0.25 and t.b2bua_config.ring_timeout == 30 and t.shown is True

@@ -24,7 +24,7 @@ from b2bua.storage.schema import migrate, revision
 from b2bua.storage.tables import metadata
 
 pytestmark = pytest.mark.slow
-HEAD = "0001"
+HEAD = "0002"
 
 
 @pytest.fixture(scope="module")
@@ -38,7 +38,7 @@ def test_migrations_build_the_schema_once(pg_url: str) -> None:
     migrate(engine)
     assert revision(engine) == HEAD
     tables = set(inspect(engine).get_table_names())
-    assert {"cdr", "live_calls", "recordings", "abuse_events", "alembic_version"} <= tables
+    assert {"cdr", "live_calls", "recordings", "abuse_events", "audit", "alembic_version"} <= tables
     migrate(open_database(pg_url))  # another process starting: nothing to do, nothing broken
     assert revision(engine) == HEAD
     engine.dispose()

@@ -88,4 +88,18 @@ abuse_events_table = Table(
 )
 
 
-__all__ = ["LIVE_COLUMNS", "abuse_events_table", "cdr_table", "live_calls_table", "metadata", "recordings_table"]
+audit_table = Table(
+    "audit", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("at", Float, nullable=False, index=True),  # Unix time
+    Column("user", String(128), nullable=False),  # a user, "token" (automation) or "socket" (the local CLI)
+    Column("role", String(16)),
+    Column("action", String(32), nullable=False),  # login | login_failed | hangup | drain | reload | ...
+    Column("target", String(255)),  # a call id, an event id, a recording's path
+    Column("remote", String(64)),
+    Column("detail", String(255)),
+)
+
+
+__all__ = ["LIVE_COLUMNS", "abuse_events_table", "audit_table", "cdr_table", "live_calls_table", "metadata",
+           "recordings_table"]

@@ -1,0 +1,171 @@
+"""Who may use the admin API (b2bua/admin_auth.py and the middleware of b2bua/admin.py): scrypt hashes,
+roles, sessions with CSRF, the login lockout, the audit trail; in process and through a real B2BUA."""
+
+from __future__ import annotations
+
+import http.cookiejar
+import json
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+import yaml
+from harness import ROOT, SCENARIOS, SIPP, B2BUAProcess, free_port, sipp_background, write_config
+
+from b2bua.admin_auth import (
+    FAILURE_WINDOW_S,
+    LOCKOUT_S,
+    MAX_FAILURES,
+    SESSION_IDLE_S,
+    Authenticator,
+    User,
+    hash_password,
+    parse_hash,
+    verify_password,
+)
+from b2bua.storage.audit import AuditLog
+from b2bua.storage.cdr import open_database
+
+PASSWORDS = {"kim": "viewer-password-1", "lee": "operator-password-2", "park": "auditor-password-3"}
+ROLES = {"kim": "viewer", "lee": "operator", "park": "auditor"}
+HASHES = {name: hash_password(pw) for name, pw in PASSWORDS.items()}
+
+
+def _auth() -> Authenticator:
+    return Authenticator(users={n: User(n, HASHES[n], ROLES[n]) for n in PASSWORDS})
+
+
+def test_passwords_are_stored_as_salted_scrypt_and_checked_in_constant_form() -> None:
+    encoded = HASHES["kim"]
+    n, r, p, salt, digest = parse_hash(encoded)
+    assert (n, r, p, len(salt), len(digest)) == (2**14, 8, 1, 16, 32) and PASSWORDS["kim"] not in encoded
+    assert hash_password(PASSWORDS["kim"]) != encoded  # a new salt each time
+    assert verify_password(PASSWORDS["kim"], encoded) and not verify_password("viewer-password-2", encoded)
+    assert not verify_password("x", "plaintext-password")
+    with pytest.raises(ValueError, match="scrypt"):
+        parse_hash("s3cret")
+
+
+def test_sessions_roles_idle_expiry_and_the_lockout() -> None:
+    auth = _auth()
+    session = auth.login("lee", PASSWORDS["lee"], "192.0.2.7", 0.0)
+    assert session is not None and session.role == "operator" and session.may("control")
+    assert not session.may("listen") and len(session.csrf) >= 24
+    cookie = auth.cookie_of(session)
+    assert auth.session(cookie, SESSION_IDLE_S - 1) is session
+    assert auth.session(cookie, 2 * SESSION_IDLE_S) is None  # idle too long
+    viewer = auth.login("kim", PASSWORDS["kim"], "192.0.2.7", 0.0)
+    assert viewer is not None and not viewer.may("control") and not viewer.may("listen")
+    auditor = auth.login("park", PASSWORDS["park"], "192.0.2.7", 0.0)
+    assert auditor is not None and auditor.may("listen") and not auditor.may("control")
+    for i in range(MAX_FAILURES):
+        assert not auth.locked(("addr:198.51.100.9", "user:lee"), float(i))
+        assert auth.login("lee", "guess", "198.51.100.9", float(i)) is None
+    locked_at = float(MAX_FAILURES - 1)
+    assert auth.locked(("addr:198.51.100.9",), locked_at + 1) and auth.locked(("user:lee",), locked_at + 1)
+    assert not auth.locked(("addr:198.51.100.9",), locked_at + LOCKOUT_S + 1)
+    assert auth.login("nobody", "x", "203.0.113.1", 0.0) is None  # unknown names fail the same way
+    assert FAILURE_WINDOW_S > LOCKOUT_S
+
+
+def test_audit_rows_are_written_and_readable(tmp_path: Path) -> None:
+    audit = AuditLog(open_database(f"sqlite:///{tmp_path / 'a.sqlite3'}"))
+    audit.record("park", "auditor", "play", "/rec/c1-1.wav", "192.0.2.7")
+    audit.flush()
+    (row,) = audit.rows()
+    assert (row["user"], row["role"], row["action"], row["target"], row["remote"]) == \
+        ("park", "auditor", "play", "/rec/c1-1.wav", "192.0.2.7") and row["at"] > 0
+    audit.close()
+
+
+def test_hash_password_command_reads_stdin_and_refuses_short_passwords() -> None:
+    run = [sys.executable, "-m", "b2bua", "admin", "hash-password"]
+    res = subprocess.run(run, input="a-long-enough-password\n", capture_output=True, text=True, cwd=ROOT, timeout=30)
+    assert res.returncode == 0 and verify_password("a-long-enough-password", res.stdout.strip())
+    short = subprocess.run(run, input="short\n", capture_output=True, text=True, cwd=ROOT, timeout=30)
+    assert short.returncode == 1 and "12 characters" in short.stderr
+
+
+class _Browser:
+    """A client with a cookie jar, as a browser is."""
+
+    def __init__(self, port: int):
+        self.base = f"http://127.0.0.1:{port}"
+        self.jar = http.cookiejar.CookieJar()
+        self.opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(self.jar))
+        self.csrf = ""
+        self.set_cookie = ""
+
+    def call(self, method: str, path: str, body: dict | None = None, csrf: bool = True) -> tuple[int, dict]:
+        req = urllib.request.Request(self.base + path, method=method,
+                                     data=json.dumps(body).encode() if body is not None else None)
+        if csrf and self.csrf:
+            req.add_header("X-CSRF-Token", self.csrf)
+        try:
+            with self.opener.open(req, timeout=15) as resp:
+                self.set_cookie = resp.headers.get("Set-Cookie", "") or self.set_cookie
+                return resp.status, json.loads(resp.read() or b"{}")
+        except urllib.error.HTTPError as err:
+            return err.code, json.loads(err.read() or b"{}")
+
+    def login(self, name: str, password: str) -> int:
+        status, body = self.call("POST", "/api/login", {"name": name, "password": password})
+        self.csrf = body.get("csrf", "")
+        return status
+
+
+@pytest.mark.usefixtures("sipp_installed")
+def test_roles_csrf_lockout_and_audit_through_a_running_b2bua(tmp_path: Path) -> None:
+    uas_port = free_port()
+    cfg = write_config(tmp_path / "config", routing={"routes": [{"name": "lab", "prefix": "",
+                                                                 "targets": [f"sip:127.0.0.1:{uas_port}"]}]})
+    data = yaml.safe_load(cfg.read_text())
+    admin = free_port()
+    data["metrics"] = {"address": f"127.0.0.1:{admin}"}
+    data["admin"] = {"socket": None, "token_env": "B2BUA_TEST_NO_TOKEN",
+                     "users": [{"name": n, "password_hash": HASHES[n], "role": ROLES[n]} for n in PASSWORDS]}
+    cfg.write_text(yaml.safe_dump(data))
+    port = free_port()
+    assert SIPP
+    with sipp_background(["-sn", "uas", "-i", "127.0.0.1", "-p", str(uas_port)], tmp_path):
+        proc = B2BUAProcess(cfg, [f"udp:127.0.0.1:{port}"], tmp_path / "b2bua.log").start()
+        try:
+            caller = subprocess.Popen([SIPP, "-sf", str(SCENARIOS / "uac_remote_bye.xml"), f"127.0.0.1:{port}",
+                                       "-i", "127.0.0.1", "-p", str(free_port()), "-m", "1", "-nostdin"],
+                                      cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            anonymous = _Browser(admin)
+            assert anonymous.call("GET", "/api/calls")[0] == 401  # nothing without a login
+            viewer = _Browser(admin)
+            assert viewer.login("kim", PASSWORDS["kim"]) == 200
+            assert "HttpOnly" in viewer.set_cookie and "SameSite=Strict" in viewer.set_cookie
+            calls: list = []
+            deadline = time.monotonic() + 15
+            while not calls and time.monotonic() < deadline:
+                status, body = viewer.call("GET", "/api/calls")
+                assert status == 200
+                calls = [c for c in body["calls"] if c["state"] == "confirmed"]
+                time.sleep(0.2)
+            assert calls, "the SIPp call never showed up"
+            call_id = calls[0]["id"]
+            assert viewer.call("POST", f"/api/calls/{call_id}/hangup")[0] == 403  # a viewer may not
+            operator = _Browser(admin)
+            assert operator.login("lee", PASSWORDS["lee"]) == 200
+            assert operator.call("POST", f"/api/calls/{call_id}/hangup", csrf=False)[0] == 403  # no CSRF token
+            assert operator.call("POST", f"/api/calls/{call_id}/hangup")[0] == 200
+            assert caller.wait(20) == 0  # the caller got the BYE and answered it
+            for _ in range(MAX_FAILURES):
+                assert _Browser(admin).login("lee", "wrong") == 401
+            assert _Browser(admin).login("lee", PASSWORDS["lee"]) == 429  # locked out for now, even rightly
+            proc.settle()
+        finally:
+            proc.stop()
+    audit = AuditLog(open_database(f"sqlite:///{tmp_path / 'var' / 'b2bua.sqlite3'}"))
+    rows = [(r["user"], r["action"], r["target"]) for r in audit.rows()]
+    audit.close()
+    assert ("kim", "login", "") in rows and ("lee", "login", "") in rows
+    assert ("lee", "hangup", call_id) in rows and rows.count(("lee", "login_failed", "")) == MAX_FAILURES
+    assert not any(action == "hangup" and user == "kim" for user, action, _ in rows)
