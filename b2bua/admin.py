@@ -20,6 +20,9 @@ API (JSON):
 
 * ``GET /api/calls`` -> ``{"calls": [CallInfo...], "draining": bool}``
 * ``POST /api/calls/{id}/hangup`` (body optional: ``{"announcement": "<prompt>"}``) -> 200, or 404
+* ``GET /api/recordings[?call=ID]`` -> ``{"recordings": [...]}`` (rows with SHA-256; ``view``);
+  ``GET /api/recordings/{id}/audio[?download=1]`` -> the file (``listen``: auditors; an audit row each time)
+* ``GET /api/audit[?since=T]`` -> the audit rows (auditors)
 * ``POST /api/drain`` -> 202: the process drains and exits, as on SIGTERM
 * ``POST /api/reload`` -> 200 ``{"ok": true, "applied": [...], "needs_restart": [...], "warnings": [...]}``,
   or 422 ``{"ok": false, "problems": ["file:line: ..."]}`` (the running configuration stays)
@@ -43,6 +46,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from .admin_auth import PERMISSIONS, Authenticator
 from .call.operator import OperatorControl
 from .storage.audit import AuditLog
+from .storage.recordings import RecordingIndex
 
 log = logging.getLogger("b2bua.admin")
 
@@ -50,6 +54,9 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 COOKIE = "b2bua_session"
+#: what the API shows of a recording's row
+RECORDING_FIELDS = ("id", "call_id", "department", "direction", "reason", "start", "end", "duration", "size", "sha256",
+                    "status", "format")
 
 
 class Controlled(Protocol):
@@ -57,6 +64,8 @@ class Controlled(Protocol):
 
     @property
     def admin_auth(self) -> Authenticator: ...
+    @property
+    def recordings(self) -> RecordingIndex: ...
     @property
     def audit(self) -> AuditLog: ...
 
@@ -112,6 +121,40 @@ def make_app(target: Controlled, registry: CollectorRegistry | None, token: Call
     def audit(request: web.Request, action: str, target_id: str | None = None, detail: str | None = None) -> None:
         user, role = request["who"]
         target.audit.record(user, role, action, target_id, request.remote, detail)
+
+    async def recordings(request: web.Request) -> web.Response:
+        if (no := refused(request, "view")) is not None:
+            return no
+        rows = await asyncio.to_thread(target.recordings.rows, request.query.get("call"))
+        return web.json_response({"recordings": [{k: r[k] for k in RECORDING_FIELDS} for r in rows]})
+
+    async def recording_audio(request: web.Request) -> web.StreamResponse:
+        """A recording's file, for an auditor (every access is an audit row: ``play``, or ``download``)."""
+        if (no := refused(request, "listen")) is not None:
+            return no
+        try:
+            rows = await asyncio.to_thread(target.recordings.rows, None, int(request.match_info["rec_id"]))
+        except ValueError:
+            rows = []
+        path = Path(rows[0]["path"]) if rows else None
+        if path is None or not path.is_file():
+            return _error(404, "no such recording (or its file is gone)")
+        download = request.query.get("download") == "1"
+        audit(request, "download" if download else "play", str(path))
+        headers = {"X-Content-SHA256": rows[0]["sha256"] or "", "Cache-Control": "no-store"}
+        if download:
+            headers["Content-Disposition"] = f'attachment; filename="{path.name}"'
+        return web.FileResponse(path, headers=headers)
+
+    async def audit_rows(request: web.Request) -> web.Response:
+        if (no := refused(request, "audit")) is not None:
+            return no
+        try:
+            since = float(request.query.get("since", "0"))
+        except ValueError:
+            return _error(400, "since is Unix time")
+        rows = await asyncio.to_thread(target.audit.rows, since)
+        return web.json_response({"audit": rows})
 
     async def login(request: web.Request) -> web.Response:
         try:
@@ -200,6 +243,9 @@ def make_app(target: Controlled, registry: CollectorRegistry | None, token: Call
     app.router.add_post("/api/calls/{call_id}/hangup", hangup)
     app.router.add_post("/api/drain", drain)
     app.router.add_post("/api/reload", reload)
+    app.router.add_get("/api/recordings", recordings)
+    app.router.add_get("/api/recordings/{rec_id}/audio", recording_audio)
+    app.router.add_get("/api/audit", audit_rows)
     app.router.add_post("/api/login", login)
     app.router.add_post("/api/logout", logout)
     return app

@@ -6,7 +6,7 @@ Roles, each including the one before it where it says so:
 - ``viewer``: live calls, history, metrics;
 - ``operator``: a viewer who may also hang up calls, label abuse events, drain and reload;
 - ``auditor``: a viewer who may also play and download recordings and abuse clips (personal data: every
-  such access is written to the audit table).
+  such access is written to the audit table), and read the audit table.
 
 Sans-I/O: the clock is passed in; :mod:`b2bua.admin` turns requests into these calls.
 """
@@ -25,7 +25,7 @@ ROLES = ("viewer", "operator", "auditor")
 PERMISSIONS: dict[str, frozenset[str]] = {
     "viewer": frozenset({"view"}),
     "operator": frozenset({"view", "control"}),
-    "auditor": frozenset({"view", "listen"}),
+    "auditor": frozenset({"view", "listen", "audit"}),
 }
 #: scrypt cost (RFC 7914): 16 MiB of memory per check, about 50 ms
 SCRYPT_N, SCRYPT_R, SCRYPT_P = 2**14, 8, 1

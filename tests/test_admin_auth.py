@@ -169,3 +169,47 @@ def test_roles_csrf_lockout_and_audit_through_a_running_b2bua(tmp_path: Path) ->
     assert ("kim", "login", "") in rows and ("lee", "login", "") in rows
     assert ("lee", "hangup", call_id) in rows and rows.count(("lee", "login_failed", "")) == MAX_FAILURES
     assert not any(action == "hangup" and user == "kim" for user, action, _ in rows)
+
+
+def test_recordings_are_listed_to_viewers_and_played_only_by_auditors_on_the_record(tmp_path: Path) -> None:
+    from b2bua.call.protection import RecordingStarted
+    from b2bua.storage.recordings import RecordingIndex, sha256_file
+
+    cfg = write_config(tmp_path / "config")
+    data = yaml.safe_load(cfg.read_text())
+    admin = free_port()
+    data["metrics"] = {"address": f"127.0.0.1:{admin}"}
+    data["admin"] = {"socket": None, "token_env": "B2BUA_TEST_NO_TOKEN",
+                     "users": [{"name": n, "password_hash": HASHES[n], "role": ROLES[n]} for n in PASSWORDS]}
+    cfg.write_text(yaml.safe_dump(data))
+    (tmp_path / "var").mkdir()
+    wav = tmp_path / "var" / "recordings" / "2020" / "01" / "01" / "c1-1.wav"  # an earlier call's recording
+    wav.parent.mkdir(parents=True)
+    wav.write_bytes(b"RIFF" + bytes(range(256)) * 40)
+    index = RecordingIndex(open_database(f"sqlite:///{tmp_path / 'var' / 'b2bua.sqlite3'}"), wav.parent)
+    index.started(RecordingStarted("c1", "교통정책과", "inbound", "full", str(wav), 1000.0))
+    index.finished(str(wav), 1.0, wav.stat().st_size, None).result()
+    index.close()
+    proc = B2BUAProcess(cfg, [f"udp:127.0.0.1:{free_port()}"], tmp_path / "b2bua.log").start()
+    try:
+        viewer, auditor, operator = _Browser(admin), _Browser(admin), _Browser(admin)
+        assert viewer.login("kim", PASSWORDS["kim"]) == 200 and auditor.login("park", PASSWORDS["park"]) == 200
+        assert operator.login("lee", PASSWORDS["lee"]) == 200
+        status, body = viewer.call("GET", "/api/recordings?call=c1")
+        (rec,) = body["recordings"]
+        assert status == 200 and rec["sha256"] == sha256_file(wav) and rec["status"] == "complete"
+        assert "path" not in rec  # where files live is not the viewer's business
+        audio = f"{viewer.base}/api/recordings/{rec['id']}/audio"
+        with pytest.raises(urllib.error.HTTPError) as denied:
+            viewer.opener.open(audio, timeout=10)
+        assert denied.value.code == 403
+        with auditor.opener.open(audio + "?download=1", timeout=10) as resp:
+            assert resp.read() == wav.read_bytes() and resp.headers["X-Content-SHA256"] == rec["sha256"]
+            assert "attachment" in resp.headers["Content-Disposition"]
+        assert operator.call("GET", "/api/audit")[0] == 403  # the audit trail is the auditors'
+        status, body = auditor.call("GET", "/api/audit")
+        assert status == 200
+        assert [(r["user"], r["action"], r["target"]) for r in body["audit"] if r["action"] == "download"] == \
+            [("park", "download", str(wav))]
+    finally:
+        proc.stop()

@@ -41,6 +41,11 @@ class AuditLog:
         self._pool.submit(lambda: None).result()
 
     def rows(self, since: float = 0.0) -> list[dict[str, Any]]:
+        """The rows from ``since`` on, oldest first; after every row recorded before the call (same thread,
+        in order: an auditor sees the access they just made). Blocking: call off the event loop."""
+        return self._pool.submit(self._rows, since).result()
+
+    def _rows(self, since: float) -> list[dict[str, Any]]:
         with self.engine.connect() as db:
             query = select(audit_table).where(audit_table.c.at >= since).order_by(audit_table.c.id)
             return [dict(r._mapping) for r in db.execute(query)]

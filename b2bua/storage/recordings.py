@@ -177,9 +177,16 @@ class RecordingIndex:
             return {"status": "failed", "error": f"repair failed: {exc}"[:255], "size": 0}
         return {"status": "repaired", "duration": round(seconds, 3), "size": size, "sha256": sha256_file(path)}
 
-    def rows(self) -> list[dict[str, Any]]:
+    def rows(self, call_id: str | None = None, row_id: int | None = None) -> list[dict[str, Any]]:
+        """Rows oldest first: all, a call's, or one by id."""
+        t = recordings_table
+        query = select(t).order_by(t.c.id)
+        if call_id is not None:
+            query = query.where(t.c.call_id == call_id)
+        if row_id is not None:
+            query = query.where(t.c.id == row_id)
         with self.engine.connect() as conn:
-            return [dict(r._mapping) for r in conn.execute(select(recordings_table).order_by(recordings_table.c.id))]
+            return [dict(r._mapping) for r in conn.execute(query)]
 
     def close(self) -> None:
         self._pool.shutdown(wait=True)
