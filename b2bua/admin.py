@@ -23,6 +23,9 @@ API (JSON):
 * ``GET /api/recordings[?call=ID]`` -> ``{"recordings": [...]}`` (rows with SHA-256; ``view``);
   ``GET /api/recordings/{id}/audio[?download=1]`` -> the file (``listen``: auditors; an audit row each time)
 * ``GET /api/audit[?since=T]`` -> the audit rows (auditors)
+* ``GET /api/abuse/events[?label=unlabelled&call=ID&since=T]`` -> events for review (``view``);
+  ``POST /api/abuse/events/{id}/label`` ``{"confirm": true|false}`` (``control``, audited): the label the next
+  ``b2bua abuse retrain`` learns from
 * ``POST /api/drain`` -> 202: the process drains and exits, as on SIGTERM
 * ``POST /api/reload`` -> 200 ``{"ok": true, "applied": [...], "needs_restart": [...], "warnings": [...]}``,
   or 422 ``{"ok": false, "problems": ["file:line: ..."]}`` (the running configuration stays)
@@ -45,6 +48,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 
 from .admin_auth import PERMISSIONS, Authenticator
 from .call.operator import OperatorControl
+from .storage.abuse import AbuseEvents
 from .storage.audit import AuditLog
 from .storage.recordings import RecordingIndex
 
@@ -66,6 +70,8 @@ class Controlled(Protocol):
     def admin_auth(self) -> Authenticator: ...
     @property
     def recordings(self) -> RecordingIndex: ...
+    @property
+    def abuse_events(self) -> AbuseEvents: ...
     @property
     def audit(self) -> AuditLog: ...
 
@@ -145,6 +151,37 @@ def make_app(target: Controlled, registry: CollectorRegistry | None, token: Call
         if download:
             headers["Content-Disposition"] = f'attachment; filename="{path.name}"'
         return web.FileResponse(path, headers=headers)
+
+    async def abuse_events(request: web.Request) -> web.Response:
+        """Abuse events for review (``?label=unlabelled``, ``?call=ID``, ``?since=T``), without the clips' paths."""
+        if (no := refused(request, "view")) is not None:
+            return no
+        try:
+            since = float(request.query.get("since", "0"))
+        except ValueError:
+            return _error(400, "since is Unix time")
+        rows = await asyncio.to_thread(target.abuse_events.events, since, request.query.get("call"))
+        wanted = request.query.get("label")
+        return web.json_response({"events": [{k: v for k, v in r.items() if k != "clip_path"} for r in rows
+                                             if wanted is None or r["label"] == wanted]})
+
+    async def abuse_label(request: web.Request) -> web.Response:
+        """A team lead's verdict (``{"confirm": true|false}``): stored for the next ``b2bua abuse retrain``."""
+        if (no := refused(request, "control")) is not None:
+            return no
+        try:
+            body = await request.json()
+            confirm = body["confirm"]
+        except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError):
+            confirm = None
+        if not isinstance(confirm, bool):
+            return _error(400, 'the body is {"confirm": true} or {"confirm": false}')
+        event_id = request.match_info["event_id"]
+        user, _ = request["who"]
+        if not await asyncio.to_thread(target.abuse_events.label, event_id, confirm, user):
+            return _error(404, f"no event {event_id}")
+        audit(request, "label", event_id, "confirmed" if confirm else "rejected")
+        return web.json_response({"event": event_id, "label": "confirmed" if confirm else "rejected"})
 
     async def audit_rows(request: web.Request) -> web.Response:
         if (no := refused(request, "audit")) is not None:
@@ -246,6 +283,8 @@ def make_app(target: Controlled, registry: CollectorRegistry | None, token: Call
     app.router.add_get("/api/recordings", recordings)
     app.router.add_get("/api/recordings/{rec_id}/audio", recording_audio)
     app.router.add_get("/api/audit", audit_rows)
+    app.router.add_get("/api/abuse/events", abuse_events)
+    app.router.add_post("/api/abuse/events/{event_id}/label", abuse_label)
     app.router.add_post("/api/login", login)
     app.router.add_post("/api/logout", logout)
     return app

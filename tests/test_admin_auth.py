@@ -171,8 +171,10 @@ def test_roles_csrf_lockout_and_audit_through_a_running_b2bua(tmp_path: Path) ->
     assert not any(action == "hangup" and user == "kim" for user, action, _ in rows)
 
 
-def test_recordings_are_listed_to_viewers_and_played_only_by_auditors_on_the_record(tmp_path: Path) -> None:
+def test_recordings_and_abuse_events_reviewed_by_role_and_on_the_record(tmp_path: Path) -> None:
     from b2bua.call.protection import RecordingStarted
+    from b2bua.detection.events import AbuseEvent
+    from b2bua.storage.abuse import AbuseEvents
     from b2bua.storage.recordings import RecordingIndex, sha256_file
 
     cfg = write_config(tmp_path / "config")
@@ -190,6 +192,11 @@ def test_recordings_are_listed_to_viewers_and_played_only_by_auditors_on_the_rec
     index.started(RecordingStarted("c1", "교통정책과", "inbound", "full", str(wav), 1000.0))
     index.finished(str(wav), 1.0, wav.stat().st_size, None).result()
     index.close()
+    events = AbuseEvents(open_database(f"sqlite:///{tmp_path / 'var' / 'b2bua.sqlite3'}"), wav.parent)
+    events.record(AbuseEvent("e1", "c1", "sip@x", "교통정책과", 12.5, "insult", 0.9, "이 개새끼야", "whisper", "m1",
+                             "warned", None, b"\x00\x01" * 800))
+    events.flush()
+    events.close()
     proc = B2BUAProcess(cfg, [f"udp:127.0.0.1:{free_port()}"], tmp_path / "b2bua.log").start()
     try:
         viewer, auditor, operator = _Browser(admin), _Browser(admin), _Browser(admin)
@@ -211,5 +218,19 @@ def test_recordings_are_listed_to_viewers_and_played_only_by_auditors_on_the_rec
         assert status == 200
         assert [(r["user"], r["action"], r["target"]) for r in body["audit"] if r["action"] == "download"] == \
             [("park", "download", str(wav))]
+        # abuse events: listed for review, labelled by an operator only, the label kept for retraining
+        status, body = viewer.call("GET", "/api/abuse/events?label=unlabelled")
+        (event,) = body["events"]
+        assert status == 200 and event["event_id"] == "e1" and "clip_path" not in event
+        assert viewer.call("POST", "/api/abuse/events/e1/label", {"confirm": True})[0] == 403
+        assert operator.call("POST", "/api/abuse/events/e1/label", {"confirm": "yes"})[0] == 400
+        assert operator.call("POST", "/api/abuse/events/nope/label", {"confirm": True})[0] == 404
+        assert operator.call("POST", "/api/abuse/events/e1/label", {"confirm": True})[0] == 200
+        status, body = viewer.call("GET", "/api/abuse/events?label=confirmed")
+        assert [(e["event_id"], e["labelled_by"]) for e in body["events"]] == [("e1", "lee")]
+        assert viewer.call("GET", "/api/abuse/events?label=unlabelled")[1]["events"] == []
+        labels = [(r["user"], r["target"], r["detail"]) for r in auditor.call("GET", "/api/audit")[1]["audit"]
+                  if r["action"] == "label"]
+        assert labels == [("lee", "e1", "confirmed")]
     finally:
         proc.stop()
