@@ -156,9 +156,7 @@ def make_app(target: Controlled, registry: CollectorRegistry | None, token: Call
         """Abuse events for review (``?label=unlabelled``, ``?call=ID``, ``?since=T``), without the clips' paths."""
         if (no := refused(request, "view")) is not None:
             return no
-        try:
-            since = float(request.query.get("since", "0"))
-        except ValueError:
+        if (since := _since(request)) is None:
             return _error(400, "since is Unix time")
         rows = await asyncio.to_thread(target.abuse_events.events, since, request.query.get("call"))
         wanted = request.query.get("label")
@@ -186,9 +184,7 @@ def make_app(target: Controlled, registry: CollectorRegistry | None, token: Call
     async def audit_rows(request: web.Request) -> web.Response:
         if (no := refused(request, "audit")) is not None:
             return no
-        try:
-            since = float(request.query.get("since", "0"))
-        except ValueError:
+        if (since := _since(request)) is None:
             return _error(400, "since is Unix time")
         rows = await asyncio.to_thread(target.audit.rows, since)
         return web.json_response({"audit": rows})
@@ -288,6 +284,14 @@ def make_app(target: Controlled, registry: CollectorRegistry | None, token: Call
     app.router.add_post("/api/login", login)
     app.router.add_post("/api/logout", logout)
     return app
+
+
+def _since(request: web.Request) -> float | None:
+    """The ``since`` query parameter (Unix time, 0 when absent), or None when it is not a number."""
+    try:
+        return float(request.query.get("since", "0"))
+    except ValueError:
+        return None
 
 
 def _unauthorized() -> web.Response:

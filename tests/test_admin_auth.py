@@ -118,17 +118,24 @@ class _Browser:
         return status
 
 
-@pytest.mark.usefixtures("sipp_installed")
-def test_roles_csrf_lockout_and_audit_through_a_running_b2bua(tmp_path: Path) -> None:
-    uas_port = free_port()
-    cfg = write_config(tmp_path / "config", routing={"routes": [{"name": "lab", "prefix": "",
-                                                                 "targets": [f"sip:127.0.0.1:{uas_port}"]}]})
+def _config_with_users(tmp_path: Path, uas_port: int | None = None) -> tuple[Path, int]:
+    """A test config whose admin listener has the three users (no token, no socket); (its path, admin port)."""
+    routes = {"routes": [{"name": "lab", "prefix": "", "targets": [f"sip:127.0.0.1:{uas_port}"]}]} if uas_port \
+        else None
+    cfg = write_config(tmp_path / "config", routing=routes)
     data = yaml.safe_load(cfg.read_text())
     admin = free_port()
     data["metrics"] = {"address": f"127.0.0.1:{admin}"}
     data["admin"] = {"socket": None, "token_env": "B2BUA_TEST_NO_TOKEN",
                      "users": [{"name": n, "password_hash": HASHES[n], "role": ROLES[n]} for n in PASSWORDS]}
     cfg.write_text(yaml.safe_dump(data))
+    return cfg, admin
+
+
+@pytest.mark.usefixtures("sipp_installed")
+def test_roles_csrf_lockout_and_audit_through_a_running_b2bua(tmp_path: Path) -> None:
+    uas_port = free_port()
+    cfg, admin = _config_with_users(tmp_path, uas_port)
     port = free_port()
     assert SIPP
     with sipp_background(["-sn", "uas", "-i", "127.0.0.1", "-p", str(uas_port)], tmp_path):
@@ -177,13 +184,7 @@ def test_recordings_and_abuse_events_reviewed_by_role_and_on_the_record(tmp_path
     from b2bua.storage.abuse import AbuseEvents
     from b2bua.storage.recordings import RecordingIndex, sha256_file
 
-    cfg = write_config(tmp_path / "config")
-    data = yaml.safe_load(cfg.read_text())
-    admin = free_port()
-    data["metrics"] = {"address": f"127.0.0.1:{admin}"}
-    data["admin"] = {"socket": None, "token_env": "B2BUA_TEST_NO_TOKEN",
-                     "users": [{"name": n, "password_hash": HASHES[n], "role": ROLES[n]} for n in PASSWORDS]}
-    cfg.write_text(yaml.safe_dump(data))
+    cfg, admin = _config_with_users(tmp_path)
     (tmp_path / "var").mkdir()
     wav = tmp_path / "var" / "recordings" / "2020" / "01" / "01" / "c1-1.wav"  # an earlier call's recording
     wav.parent.mkdir(parents=True)
