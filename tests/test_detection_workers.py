@@ -159,7 +159,8 @@ def _segmenter(items: list[object], control: list[object]) -> tuple[queue.Queue,
     for item in items:
         tap.put(item)
     worker = threading.Thread(target=_segmenter_main, args=(tap, ctl, jobs, results,
-                                                          DetectionSettings(model_dir="", lexicon="", model_cache="")))
+                                                          DetectionSettings(model_dir="", lexicon="", model_cache=""),
+                                                          os.getppid()))
     worker.start()
     return tap, ctl, jobs, results, worker
 
@@ -282,3 +283,46 @@ def test_recognizers_default_to_half_the_cores_and_an_operator_may_say_how_many(
         monkeypatch.setattr(os, "cpu_count", lambda cores=cores: cores)
         assert DetectionConfig().recognizers() == wanted
     assert DetectionConfig(workers=3).recognizers() == 3
+
+
+def test_detection_processes_end_when_the_b2bua_is_killed(tmp_path: Path) -> None:
+    """``kill -9`` of the B2BUA: its detection processes must not live on (a recognizer holds ~350 MB). The
+    recognizer here has no model to load and ends at once; the segmenter, in the same loop (``_serve``) as a
+    recognizer that has loaded its model, must notice its parent is gone."""
+    import signal
+    import subprocess
+    import sys
+
+    script = tmp_path / "b2bua_stand_in.py"
+    script.write_text(
+        "import asyncio, sys, time\n"
+        f"sys.path.insert(0, {str(ROOT)!r})\n"
+        "from b2bua.detection.workers import DetectionPool, DetectionSettings\n"
+        "async def main():\n"
+        "    pool = DetectionPool(DetectionSettings(model_dir='/proc/no-such-model', lexicon='', "
+        "model_cache=''), 1)\n"
+        "    pool.start(asyncio.get_running_loop())\n"
+        "    print(' '.join(str(p.pid) for p in pool._procs), flush=True)\n"
+        "    await asyncio.sleep(600)\n"
+        "if __name__ == '__main__':\n"
+        "    asyncio.run(main())\n")
+    parent = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True)
+    assert parent.stdout is not None
+    children = [int(x) for x in parent.stdout.readline().split()]
+    assert len(children) == 2
+    os.kill(parent.pid, signal.SIGKILL)
+    parent.wait(10)
+    deadline = time.monotonic() + 15
+    alive = children
+    while alive and time.monotonic() < deadline:
+        time.sleep(0.2)
+        alive = [pid for pid in children if _running(pid)]
+    assert alive == [], f"detection processes outlived the B2BUA: {alive}"
+
+
+def _running(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(")")[-1].split()[0] != "Z"  # a zombie is gone already
+    except FileNotFoundError:
+        return False

@@ -183,11 +183,15 @@ class _Stream:
         return max(excess) if excess else None
 
 
-def _serve(source: Any, results: Any, who: str, counters: Counter[str], handle: Callable[[Any], None]) -> None:
+def _serve(source: Any, results: Any, who: str, counters: Counter[str], handle: Callable[[Any], None],
+           parent: int) -> None:
     """A detection process's loop: ``handle`` every item of ``source`` (and None once a second when idle),
-    report ``counters`` every second, end at ``"stop"`` or when the queue is gone."""
+    report ``counters`` every second, end at ``"stop"``, when the queue is gone, or when the B2BUA that
+    started it is gone (``kill -9``: nobody says "stop", and a queue never reports its writer's death)."""
     last_report = time.monotonic()
     while True:
+        if os.getppid() != parent:  # reparented: the B2BUA (pid ``parent``) is gone
+            return
         try:
             item = source.get(timeout=1.0)
         except queue.Empty:
@@ -211,7 +215,8 @@ def _below_media() -> None:
         pass
 
 
-def _segmenter_main(tap: Any, control: Any, jobs: Any, results: Any, settings: DetectionSettings) -> None:
+def _segmenter_main(tap: Any, control: Any, jobs: Any, results: Any, settings: DetectionSettings,
+                    parent: int) -> None:
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     _below_media()
     streams: dict[tuple[str, str], _Stream] = {}
@@ -271,7 +276,7 @@ def _segmenter_main(tap: Any, control: Any, jobs: Any, results: Any, settings: D
                 send_clips(key, stream, final=True)
         counters["active_streams"] = len(streams)
 
-    _serve(tap, results, "segmenter", counters, handle)
+    _serve(tap, results, "segmenter", counters, handle, parent)
 
 
 # -- the recognizer processes ------------------------------------------------------------------------
@@ -295,7 +300,7 @@ def _classifier(settings: DetectionSettings) -> AbuseClassifier:
     return AbuseClassifier.load(settings.lexicon, settings.model_cache)
 
 
-def _recognizer_main(jobs: Any, results: Any, settings: DetectionSettings, n: int) -> None:
+def _recognizer_main(jobs: Any, results: Any, settings: DetectionSettings, n: int, parent: int) -> None:
     os.environ.setdefault("OMP_NUM_THREADS", str(settings.threads))
     _below_media()
     transcriber = _transcriber(settings)
@@ -313,7 +318,7 @@ def _recognizer_main(jobs: Any, results: Any, settings: DetectionSettings, n: in
                 log.exception("detection of an utterance of %s failed", job.session)
         _count_external(transcriber, counters)
 
-    _serve(jobs, results, f"recognizer-{n}", counters, handle)
+    _serve(jobs, results, f"recognizer-{n}", counters, handle, parent)
 
 
 def _count_external(transcriber: Any, counters: Any) -> None:
@@ -383,9 +388,10 @@ class DetectionPool:
             return
         procs = [self._ctx.Process(target=_segmenter_main, name="detect-segmenter", daemon=True,
                                    args=(self.tap_channel, self._control, self._jobs, self._results,
-                                         self.settings))]
+                                         self.settings, os.getpid()))]
         procs += [self._ctx.Process(target=_recognizer_main, name=f"detect-recognizer-{i}", daemon=True,
-                                    args=(self._jobs, self._results, self.settings, i)) for i in range(self.workers)]
+                                    args=(self._jobs, self._results, self.settings, i, os.getpid()))
+                  for i in range(self.workers)]
         for p in procs:
             p.start()
         self._procs = procs
