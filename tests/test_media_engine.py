@@ -7,6 +7,7 @@ import contextlib
 import struct
 import time
 from collections.abc import AsyncIterator
+from typing import Any
 
 import numpy as np
 import pytest
@@ -35,10 +36,12 @@ async def _send(peer: RtpPeer, target: tuple, samples: np.ndarray, pt: int = 0) 
 
 
 @contextlib.asynccontextmanager
-async def _engine(port_min: int, events: list | None = None) -> AsyncIterator[tuple[MediaEngine, RtpPeer, RtpPeer]]:
-    """An engine on the running loop (ports ``port_min``..+20) and two peers, all closed afterwards."""
+async def _engine(port_min: int, events: list | None = None, tap: Any = None
+                  ) -> AsyncIterator[tuple[MediaEngine, RtpPeer, RtpPeer]]:
+    """An engine on the running loop (ports ``port_min``..+20, tapping into ``tap`` if given) and two peers,
+    all closed afterwards."""
     engine = MediaEngine(EngineConfig(port_min=port_min, port_max=port_min + 20),
-                         on_event=events.append if events is not None else None)
+                         on_event=events.append if events is not None else None, tap=tap)
     engine.start(asyncio.get_running_loop())
     a, b = RtpPeer(), RtpPeer()
     try:

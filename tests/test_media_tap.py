@@ -4,15 +4,14 @@ decoded, intact and in order, while the relay goes on; a stalled consumer costs 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import multiprocessing as mp
 import queue
 import struct
-from collections.abc import AsyncIterator
 
 import numpy as np
 import pytest
 from rtp_peer import RtpPeer, speech_like
+from test_media_engine import _engine
 
 from media import g711
 from media.engine import EngineConfig, MediaEngine
@@ -59,20 +58,6 @@ def _frames_in_order(got: np.ndarray, expected: np.ndarray) -> int:
     return len(have)
 
 
-@contextlib.asynccontextmanager
-async def _engine(port_min: int, channel: queue.Queue) -> AsyncIterator[tuple[MediaEngine, RtpPeer, RtpPeer]]:
-    """An in-process engine tapping into ``channel`` (ports ``port_min``..+20) and two peers, closed afterwards."""
-    engine = MediaEngine(EngineConfig(port_min=port_min, port_max=port_min + 20), tap=channel)
-    engine.start(asyncio.get_running_loop())
-    a, b = RtpPeer(), RtpPeer()
-    try:
-        yield engine, a, b
-    finally:
-        engine.close()
-        a.close()
-        b.close()
-
-
 def _session(engine: MediaEngine | object, a: RtpPeer, b: RtpPeer, codec: int) -> tuple[int, int]:
     _, a_port = engine.allocate("s1", "a")  # type: ignore[attr-defined]
     _, b_port = engine.allocate("s1", "b")  # type: ignore[attr-defined]
@@ -88,7 +73,7 @@ def test_a_tapped_leg_reaches_the_channel_decoded_in_order_and_the_relay_goes_on
     expected = g711.decode(g711.encode(sent, codec), codec)  # what the caller's codes mean
 
     async def run() -> tuple[int, dict[str, int]]:
-        async with _engine(38700, channel) as (engine, a, b):
+        async with _engine(38700, tap=channel) as (engine, a, b):
             a_port, _ = _session(engine, a, b, codec)
             engine.tap("s1", "a")
             await _send(a, ("127.0.0.1", a_port), sent, codec)
@@ -109,7 +94,7 @@ def test_a_stalled_consumer_drops_batches_and_counts_them_while_rtp_flows() -> N
     sent = speech_like(2.0, seed=3)
 
     async def run() -> tuple[list, dict[str, int]]:
-        async with _engine(38730, channel) as (engine, a, b):
+        async with _engine(38730, tap=channel) as (engine, a, b):
             a_port, _ = _session(engine, a, b, 0)
             engine.tap("s1", "a")
             await _send(a, ("127.0.0.1", a_port), sent, 0)
@@ -130,7 +115,7 @@ def test_tap_off_and_delete_stop_the_copies() -> None:
     first, second = speech_like(0.6, seed=1), speech_like(0.6, seed=2)
 
     async def run() -> None:
-        async with _engine(38760, channel) as (engine, a, b):
+        async with _engine(38760, tap=channel) as (engine, a, b):
             a_port, b_port = _session(engine, a, b, 0)
             engine.tap("s1", "a")
             await _send(a, ("127.0.0.1", a_port), first, 0)
