@@ -38,52 +38,29 @@ import hmac
 import json
 import logging
 import os
+import ssl
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Protocol
+from urllib.parse import urlencode
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
-from .admin_auth import PERMISSIONS, Authenticator
-from .call.operator import OperatorControl
-from .storage.abuse import AbuseEvents
-from .storage.audit import AuditLog
-from .storage.recordings import RecordingIndex
+from .admin_http import COOKIE, Controlled, error, refused, since, starts_playback, unauthorized
+from .admin_http import audit as audit_row
+from .console import CLOSING, add_console
 
 log = logging.getLogger("b2bua.admin")
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
-COOKIE = "b2bua_session"
 #: what the API shows of a recording's row
 RECORDING_FIELDS = ("id", "call_id", "department", "direction", "reason", "start", "end", "duration", "size", "sha256",
                     "status", "format")
-
-
-class Controlled(Protocol):
-    """What the API acts on (the application satisfies it)."""
-
-    @property
-    def admin_auth(self) -> Authenticator: ...
-    @property
-    def recordings(self) -> RecordingIndex: ...
-    @property
-    def abuse_events(self) -> AbuseEvents: ...
-    @property
-    def audit(self) -> AuditLog: ...
-
-    @property
-    def operator(self) -> OperatorControl: ...
-    @property
-    def ready(self) -> bool: ...
-    @property
-    def last_reload(self) -> dict[str, object]: ...
-    def act(self, fn: Callable[[], object]) -> object: ...
-    def request_drain(self) -> None: ...
-    def reload(self) -> bool: ...
+#: paths served without a login (the probes, the metrics, the login itself, the console's script and style)
+PUBLIC = frozenset({"/metrics", "/healthz", "/readyz", "/api/login", "/login"})
 
 
 def make_app(target: Controlled, registry: CollectorRegistry | None, token: Callable[[], str | None], *,
@@ -96,37 +73,35 @@ def make_app(target: Controlled, registry: CollectorRegistry | None, token: Call
         if not authenticate:  # the control socket: its file permissions decided already
             request["who"] = ("socket", "operator")
             return await handler(request)
-        if not request.path.startswith("/api/") or request.path == "/api/login":
+        path = request.path
+        if path in PUBLIC or path.startswith("/static/"):
             return await handler(request)
+        api = path.startswith("/api/")
         offered = request.headers.get("Authorization", "")
         wanted = token()
-        if offered.startswith("Bearer "):
+        if api and offered.startswith("Bearer "):
             if wanted is None:
-                return _error(403, "the API is off on this listener: set admin.token or its environment variable")
+                return error(403, "the API is off on this listener: set admin.token or its environment variable")
             if not hmac.compare_digest(offered.encode(), f"Bearer {wanted}".encode()):
-                return _unauthorized()
+                return unauthorized()
             request["who"] = ("token", "operator")
             return await handler(request)
         session = target.admin_auth.session(request.cookies.get(COOKIE), time.monotonic())
         if session is None:
+            if not api:  # a page: the browser goes to the login page, and comes back after it
+                raise web.HTTPFound(f"/login?{urlencode({'next': request.path_qs})}")
             if wanted is None and not target.admin_auth.users:
-                return _error(403, "the API is off on this listener: set admin.token or its environment variable")
-            return _unauthorized()
+                return error(403, "the API is off on this listener: set admin.token or its environment variable")
+            return unauthorized()
         if request.method != "GET" and not hmac.compare_digest(request.headers.get("X-CSRF-Token", ""),
                                                                 session.csrf):
-            return _error(403, "missing or wrong X-CSRF-Token")
+            return error(403, "missing or wrong X-CSRF-Token")
         request["who"] = (session.user, session.role)
+        request["csrf"] = session.csrf
         return await handler(request)
 
-    def refused(request: web.Request, permission: str) -> web.Response | None:
-        user, role = request["who"]
-        if permission not in PERMISSIONS.get(role, frozenset()):
-            return _error(403, f"{user} ({role}) may not do this")
-        return None
-
     def audit(request: web.Request, action: str, target_id: str | None = None, detail: str | None = None) -> None:
-        user, role = request["who"]
-        target.audit.record(user, role, action, target_id, request.remote, detail)
+        audit_row(target, request, action, target_id, detail)
 
     async def recordings(request: web.Request) -> web.Response:
         if (no := refused(request, "view")) is not None:
@@ -144,9 +119,10 @@ def make_app(target: Controlled, registry: CollectorRegistry | None, token: Call
             rows = []
         path = Path(rows[0]["path"]) if rows else None
         if path is None or not path.is_file():
-            return _error(404, "no such recording (or its file is gone)")
+            return error(404, "no such recording (or its file is gone)")
         download = request.query.get("download") == "1"
-        audit(request, "download" if download else "play", str(path))
+        if download or starts_playback(request):  # a playback's later ranges are the same playback
+            audit(request, "download" if download else "play", str(path))
         headers = {"X-Content-SHA256": rows[0]["sha256"] or "", "Cache-Control": "no-store"}
         if download:
             headers["Content-Disposition"] = f'attachment; filename="{path.name}"'
@@ -156,9 +132,9 @@ def make_app(target: Controlled, registry: CollectorRegistry | None, token: Call
         """Abuse events for review (``?label=unlabelled``, ``?call=ID``, ``?since=T``), without the clips' paths."""
         if (no := refused(request, "view")) is not None:
             return no
-        if (since := _since(request)) is None:
-            return _error(400, "since is Unix time")
-        rows = await asyncio.to_thread(target.abuse_events.events, since, request.query.get("call"))
+        if (t0 := since(request)) is None:
+            return error(400, "since is Unix time")
+        rows = await asyncio.to_thread(target.abuse_events.events, t0, request.query.get("call"))
         wanted = request.query.get("label")
         return web.json_response({"events": [{k: v for k, v in r.items() if k != "clip_path"} for r in rows
                                              if wanted is None or r["label"] == wanted]})
@@ -173,20 +149,20 @@ def make_app(target: Controlled, registry: CollectorRegistry | None, token: Call
         except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError):
             confirm = None
         if not isinstance(confirm, bool):
-            return _error(400, 'the body is {"confirm": true} or {"confirm": false}')
+            return error(400, 'the body is {"confirm": true} or {"confirm": false}')
         event_id = request.match_info["event_id"]
         user, _ = request["who"]
         if not await asyncio.to_thread(target.abuse_events.label, event_id, confirm, user):
-            return _error(404, f"no event {event_id}")
+            return error(404, f"no event {event_id}")
         audit(request, "label", event_id, "confirmed" if confirm else "rejected")
         return web.json_response({"event": event_id, "label": "confirmed" if confirm else "rejected"})
 
     async def audit_rows(request: web.Request) -> web.Response:
         if (no := refused(request, "audit")) is not None:
             return no
-        if (since := _since(request)) is None:
-            return _error(400, "since is Unix time")
-        rows = await asyncio.to_thread(target.audit.rows, since)
+        if (t0 := since(request)) is None:
+            return error(400, "since is Unix time")
+        rows = await asyncio.to_thread(target.audit.rows, t0)
         return web.json_response({"audit": rows})
 
     async def login(request: web.Request) -> web.Response:
@@ -194,16 +170,16 @@ def make_app(target: Controlled, registry: CollectorRegistry | None, token: Call
             body = await request.json()
             name, password = str(body["name"]), str(body["password"])
         except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError):
-            return _error(400, 'the body is {"name": ..., "password": ...}')
+            return error(400, 'the body is {"name": ..., "password": ...}')
         remote = request.remote or ""
         auth = target.admin_auth
         if auth.locked((f"addr:{remote}", f"user:{name}"), time.monotonic()):
-            return _error(429, "too many failed logins: try again in a minute", {"Retry-After": "60"})
+            return error(429, "too many failed logins: try again in a minute", {"Retry-After": "60"})
         user = await asyncio.to_thread(auth.check, name, password)  # scrypt: never on the event loop
         session = auth.admit(user, name, remote, time.monotonic())
         if session is None:
             target.audit.record(name, None, "login_failed", None, remote)
-            return _unauthorized()
+            return unauthorized()
         target.audit.record(session.user, session.role, "login", None, remote)
         resp = web.json_response({"user": session.user, "role": session.role, "csrf": session.csrf})
         resp.set_cookie(COOKIE, auth.cookie_of(session), httponly=True, samesite="Strict", secure=request.secure,
@@ -218,7 +194,7 @@ def make_app(target: Controlled, registry: CollectorRegistry | None, token: Call
 
     async def metrics(_: web.Request) -> web.Response:
         if registry is None:
-            return _error(404, "metrics are not served here")
+            return error(404, "metrics are not served here")
         return web.Response(body=generate_latest(registry), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     async def healthz(_: web.Request) -> web.Response:
@@ -244,13 +220,13 @@ def make_app(target: Controlled, registry: CollectorRegistry | None, token: Call
             try:
                 body = await request.json()
             except (json.JSONDecodeError, UnicodeDecodeError):
-                return _error(400, "the body is not JSON")
+                return error(400, "the body is not JSON")
             if not isinstance(body, dict) or not isinstance(body.get("announcement", ""), str | None):
-                return _error(400, 'the body is {"announcement": "<prompt name>"}')
+                return error(400, 'the body is {"announcement": "<prompt name>"}')
             announcement = body.get("announcement") or None
         call_id = request.match_info["call_id"]
         if not target.act(lambda: target.operator.hangup(call_id, announcement)):
-            return _error(404, f"no call {call_id}")
+            return error(404, f"no call {call_id}")
         audit(request, "hangup", call_id, f"announcement={announcement}" if announcement else None)
         return web.json_response({"call": call_id, "hangup": True, "announcement": announcement})
 
@@ -283,24 +259,8 @@ def make_app(target: Controlled, registry: CollectorRegistry | None, token: Call
     app.router.add_post("/api/abuse/events/{event_id}/label", abuse_label)
     app.router.add_post("/api/login", login)
     app.router.add_post("/api/logout", logout)
+    add_console(app, target, registry)
     return app
-
-
-def _since(request: web.Request) -> float | None:
-    """The ``since`` query parameter (Unix time, 0 when absent), or None when it is not a number."""
-    try:
-        return float(request.query.get("since", "0"))
-    except ValueError:
-        return None
-
-
-def _unauthorized() -> web.Response:
-    return _error(401, "log in (POST /api/login) or send the bearer token",
-                  {"WWW-Authenticate": 'Bearer realm="b2bua"'})
-
-
-def _error(status: int, message: str, headers: dict[str, str] | None = None) -> web.Response:
-    return web.json_response({"error": message}, status=status, headers=headers)
 
 
 class AdminServer:
@@ -311,25 +271,27 @@ class AdminServer:
         self._tcp: web.AppRunner | None = None
         self.socket: Path | None = None
 
-    async def serve_tcp(self, app: web.Application, address: str | None) -> None:
-        """Serve ``app`` on ``address`` (HOST:PORT), instead of where it was served before (a reload that
-        moved it); None stops the TCP listener."""
+    async def serve_tcp(self, app: web.Application, address: str | None,
+                        ssl_context: ssl.SSLContext | None = None) -> None:
+        """Serve ``app`` on ``address`` (HOST:PORT), over TLS with ``ssl_context``, instead of where it was served
+        before (a reload that moved it); None stops the TCP listener."""
         if self._tcp is not None:
             self._runners.remove(self._tcp)
-            await self._tcp.cleanup()
+            await self._cleanup(self._tcp)
             self._tcp = None
         if address is None:
             return
         host, _, port = address.rpartition(":")
         runner = await self._runner(app)
         try:
-            await web.TCPSite(runner, host.strip("[]") or "127.0.0.1", int(port)).start()
+            await web.TCPSite(runner, host.strip("[]") or "127.0.0.1", int(port), ssl_context=ssl_context).start()
         except OSError:
             self._runners.remove(runner)
             await runner.cleanup()
             raise
         self._tcp = runner
-        log.info("admin on http://%s (/metrics, /healthz, /readyz, /api)", address)
+        log.info("admin on %s://%s (/metrics, /healthz, /readyz, /api, the console)",
+                 "https" if ssl_context else "http", address)
 
     async def serve_socket(self, app: web.Application, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -349,9 +311,16 @@ class AdminServer:
         self._runners.append(runner)
         return runner
 
+    @staticmethod
+    async def _cleanup(runner: web.AppRunner) -> None:
+        """Stop a listener: the console's open event streams end first (they would hold the shutdown)."""
+        if (closing := runner.app.get(CLOSING)) is not None:
+            closing.set()
+        await runner.cleanup()
+
     async def close(self) -> None:
         for runner in self._runners:
-            await runner.cleanup()
+            await self._cleanup(runner)
         self._runners.clear()
         if self.socket is not None:
             self.socket.unlink(missing_ok=True)

@@ -12,7 +12,7 @@ import ssl
 import time
 from collections import Counter
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 
 from media.api import EngineControl, FinalStats, MediaEvent, RecordingDone
@@ -30,7 +30,7 @@ from .call.journal import CallJournal
 from .call.operator import OperatorControl
 from .call.protection import StaffProtection
 from .call.session import SessionTimerConfig
-from .clock import Clock
+from .clock import Clock, wall_clock
 from .config import Abuse, AdminUser, Config, ConfigError, Department, load_config
 from .detection.events import Detection, EvidenceClip
 from .detection.policy import AbuseProtection
@@ -53,6 +53,7 @@ from .sip.transaction import ServerTransaction
 from .storage.abuse import AbuseEvents
 from .storage.audit import AuditLog
 from .storage.cdr import CdrStore, resolve_url
+from .storage.history import CallHistory
 from .storage.recordings import RecordingIndex
 from .transport.server import Listener, SipServer
 
@@ -63,20 +64,6 @@ def media_columns(media: dict[str, dict[str, float]]) -> dict[str, float]:
     """A call's per-leg media figures as CDR columns (``a_packets_received``, ...)."""
     return {f"{leg}_{name}": st[name] for leg, st in media.items()
             for name in ("codec", "packets_received", "packets_sent", "packets_lost", "jitter_ms") if name in st}
-
-
-def wall_clock() -> datetime:
-    """Now, or the frozen time in ``B2BUA_FAKE_NOW`` (ISO 8601 with a zone) for lab tests of schedules."""
-    fake = os.environ.get("B2BUA_FAKE_NOW")
-    if fake:
-        try:
-            when = datetime.fromisoformat(fake)
-            if when.tzinfo is not None:
-                return when
-        except ValueError:
-            pass
-        log.warning("B2BUA_FAKE_NOW=%r is not an ISO 8601 time with a zone; using the real clock", fake)
-    return datetime.now(UTC)
 
 
 class Application:
@@ -154,6 +141,9 @@ class Application:
         self.admin_auth = Authenticator(users={u.name: User(u.name, u.password_hash, u.role)
                                                for u in config.process.admin.users})
         self.audit = AuditLog(self.cdr.engine)
+        #: the console's call history (CDRs with their recordings and abuse events)
+        self.history = CallHistory(self.cdr.engine)
+        self.started_at = time.time()
         self._registry = metrics_registry(self)
         self._stop = asyncio.Event()
         self._hurry = asyncio.Event()
@@ -265,6 +255,8 @@ class Application:
             "start": rec.start + offset, "answer": rec.answer + offset if rec.answer is not None else None,
             "end": rec.end + offset, "duration": rec.end - rec.answer if rec.answer is not None else 0.0,
             "status": rec.status, "end_cause": rec.cause, "ended_by": rec.ended_by,
+            "department": route.department if (route := rec.route_obj) is not None else None,
+            "direction": route.direction if route is not None else None,
         }
         row.update(media_columns(rec.media))
         return row
@@ -392,11 +384,17 @@ class Application:
 
     async def _serve_admin_tcp(self, address: str | None) -> None:
         """The admin listener on ``address`` (moved there by a reload; None: off)."""
+        admin = self.config.process.admin
         try:
             await self.admin.serve_tcp(make_app(self, self._registry, lambda: self.config.process.admin.bearer(),
-                                                authenticate=True), address)
-        except OSError as exc:  # the admin listener must never keep calls from being served
+                                                authenticate=True), address,
+                                       admin.ssl_context(self.config.path.parent))
+        except (OSError, ssl.SSLError) as exc:  # the admin listener must never keep calls from being served
             log.warning("admin listener on %s unavailable: %s", address, exc)
+
+    def wall_clock(self) -> datetime:
+        """Now, for the schedules (``B2BUA_FAKE_NOW`` in labs)."""
+        return wall_clock()
 
     def move_admin(self, address: str | None) -> None:
         """A reload changed ``metrics.address``: serve there from now on."""
@@ -417,7 +415,7 @@ class Application:
             self.server.overload_lag = seconds
 
     def set_show_numbers(self, show: bool) -> None:
-        self.operator.show_numbers = show
+        self.operator.set_show_numbers(show)
 
     def set_admin_users(self, users: list[AdminUser]) -> None:
         """Users added, removed, given another role or password; sessions of users gone or changed end."""

@@ -10,6 +10,12 @@ latest input in a private :class:`Clock` of its own, which only its inputs move.
 
 from __future__ import annotations
 
+import logging
+import os
+from datetime import UTC, datetime
+
+log = logging.getLogger("b2bua.clock")
+
 
 class Clock:
     """Monotonic seconds that never go back."""
@@ -33,4 +39,18 @@ class Clock:
         return f"Clock(now={self._now:.6f})"
 
 
-__all__ = ["Clock"]
+def wall_clock() -> datetime:
+    """Now, or the frozen time in ``B2BUA_FAKE_NOW`` (ISO 8601 with a zone) for lab tests of schedules."""
+    fake = os.environ.get("B2BUA_FAKE_NOW")
+    if fake:
+        try:
+            when = datetime.fromisoformat(fake)
+            if when.tzinfo is not None:
+                return when
+        except ValueError:
+            pass
+        log.warning("B2BUA_FAKE_NOW=%r is not an ISO 8601 time with a zone; using the real clock", fake)
+    return datetime.now(UTC)
+
+
+__all__ = ["Clock", "wall_clock"]

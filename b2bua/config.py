@@ -8,6 +8,7 @@ value keeps its line number; schema errors are mapped back to those lines.
 from __future__ import annotations
 
 import difflib
+import ssl
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -16,7 +17,7 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from .abuse.lexicon import load_lexicon
-from .config_checks import cross_check, warnings
+from .config_checks import cross_check, locator, warnings
 from .config_schema import (
     Abuse,
     AbuseCategory,
@@ -132,7 +133,13 @@ def load_process(path: str | Path) -> ProcessConfig:
     """``b2bua.yaml`` alone, validated (tools that need only the process settings, not the routing)."""
     path = Path(path)
     data, lines = load_yaml(path)
-    return _validate(ProcessConfig, data, path, lines)  # type: ignore[return-value]
+    process: ProcessConfig = _validate(ProcessConfig, data, path, lines)  # type: ignore[assignment]
+    try:
+        process.admin.ssl_context(path.parent)  # the admin listener's certificate: found and readable now
+    except (OSError, ssl.SSLError) as exc:
+        raise ConfigError([f"{locator(path, lines)('admin', 'tls_cert')}: cannot load the admin listener's "
+                           f"certificate and key: {exc}"]) from None
+    return process
 
 
 def load_config(path: str | Path) -> Config:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import ipaddress
 import os
 import re
+import ssl
 from pathlib import Path
 from typing import Literal
 
@@ -481,6 +482,25 @@ class AdminConfig(Strict):
     show_numbers: bool = False
     #: who may log in (the console, POST /api/login): the bearer token above acts as an operator
     users: list[AdminUser] = Field(default_factory=list)
+    #: HTTPS on the admin listener (PEM files, relative to this file): the console's cookie is then Secure.
+    #: Both or neither; TLS 1.2 at least
+    tls_cert: str | None = None
+    tls_key: str | None = None
+
+    @model_validator(mode="after")
+    def _tls_pair(self) -> AdminConfig:
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ValueError("tls_cert and tls_key go together (HTTPS on the admin listener needs both)")
+        return self
+
+    def ssl_context(self, base: Path) -> ssl.SSLContext | None:
+        """The admin listener's TLS context (None: plain HTTP); raises OSError/ssl.SSLError on bad files."""
+        if self.tls_cert is None or self.tls_key is None:
+            return None
+        ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+        ctx.load_cert_chain(base / self.tls_cert, base / self.tls_key)
+        return ctx
 
     def socket_path(self, base: Path) -> Path | None:
         return (base / self.socket).resolve() if self.socket else None

@@ -55,6 +55,15 @@ def write_config(directory: Path, *, routing: dict | None = None, sip: dict | No
     return directory / "b2bua.yaml"
 
 
+def make_cert(tmp: Path, name: str = "localhost") -> tuple[Path, Path]:
+    """A self-signed certificate for ``name`` and 127.0.0.1 (openssl): (certificate, key)."""
+    key, cert = tmp / f"{name}.key", tmp / f"{name}.crt"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+                    "-subj", f"/CN={name}", "-addext", f"subjectAltName=DNS:{name},IP:127.0.0.1",
+                    "-keyout", str(key), "-out", str(cert)], check=True, capture_output=True)
+    return cert, key
+
+
 class B2BUAProcess:
     """``python -m b2bua run`` in a subprocess, its log captured to a file."""
 

@@ -3,8 +3,6 @@ roles, sessions with CSRF, the login lockout, the audit trail; in process and th
 
 from __future__ import annotations
 
-import http.cookiejar
-import json
 import subprocess
 import sys
 import time
@@ -13,8 +11,8 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-import yaml
-from harness import ROOT, SCENARIOS, SIPP, B2BUAProcess, free_port, sipp_background, write_config
+from admin_client import HASHES, PASSWORDS, ROLES, AdminClient, config_with_users
+from harness import ROOT, SCENARIOS, SIPP, B2BUAProcess, free_port, sipp_background
 
 from b2bua.admin_auth import (
     FAILURE_WINDOW_S,
@@ -29,10 +27,6 @@ from b2bua.admin_auth import (
 )
 from b2bua.storage.audit import AuditLog
 from b2bua.storage.cdr import open_database
-
-PASSWORDS = {"kim": "viewer-password-1", "lee": "operator-password-2", "park": "auditor-password-3"}
-ROLES = {"kim": "viewer", "lee": "operator", "park": "auditor"}
-HASHES = {name: hash_password(pw) for name, pw in PASSWORDS.items()}
 
 
 def _auth() -> Authenticator:
@@ -90,52 +84,10 @@ def test_hash_password_command_reads_stdin_and_refuses_short_passwords() -> None
     assert short.returncode == 1 and "12 characters" in short.stderr
 
 
-class _Browser:
-    """A client with a cookie jar, as a browser is."""
-
-    def __init__(self, port: int):
-        self.base = f"http://127.0.0.1:{port}"
-        self.jar = http.cookiejar.CookieJar()
-        self.opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(self.jar))
-        self.csrf = ""
-        self.set_cookie = ""
-
-    def call(self, method: str, path: str, body: dict | None = None, csrf: bool = True) -> tuple[int, dict]:
-        req = urllib.request.Request(self.base + path, method=method,
-                                     data=json.dumps(body).encode() if body is not None else None)
-        if csrf and self.csrf:
-            req.add_header("X-CSRF-Token", self.csrf)
-        try:
-            with self.opener.open(req, timeout=15) as resp:
-                self.set_cookie = resp.headers.get("Set-Cookie", "") or self.set_cookie
-                return resp.status, json.loads(resp.read() or b"{}")
-        except urllib.error.HTTPError as err:
-            return err.code, json.loads(err.read() or b"{}")
-
-    def login(self, name: str, password: str) -> int:
-        status, body = self.call("POST", "/api/login", {"name": name, "password": password})
-        self.csrf = body.get("csrf", "")
-        return status
-
-
-def _config_with_users(tmp_path: Path, uas_port: int | None = None) -> tuple[Path, int]:
-    """A test config whose admin listener has the three users (no token, no socket); (its path, admin port)."""
-    routes = {"routes": [{"name": "lab", "prefix": "", "targets": [f"sip:127.0.0.1:{uas_port}"]}]} if uas_port \
-        else None
-    cfg = write_config(tmp_path / "config", routing=routes)
-    data = yaml.safe_load(cfg.read_text())
-    admin = free_port()
-    data["metrics"] = {"address": f"127.0.0.1:{admin}"}
-    data["admin"] = {"socket": None, "token_env": "B2BUA_TEST_NO_TOKEN",
-                     "users": [{"name": n, "password_hash": HASHES[n], "role": ROLES[n]} for n in PASSWORDS]}
-    cfg.write_text(yaml.safe_dump(data))
-    return cfg, admin
-
-
 @pytest.mark.usefixtures("sipp_installed")
 def test_roles_csrf_lockout_and_audit_through_a_running_b2bua(tmp_path: Path) -> None:
     uas_port = free_port()
-    cfg, admin = _config_with_users(tmp_path, uas_port)
+    cfg, admin = config_with_users(tmp_path, uas_port)
     port = free_port()
     assert SIPP
     with sipp_background(["-sn", "uas", "-i", "127.0.0.1", "-p", str(uas_port)], tmp_path):
@@ -144,9 +96,9 @@ def test_roles_csrf_lockout_and_audit_through_a_running_b2bua(tmp_path: Path) ->
             caller = subprocess.Popen([SIPP, "-sf", str(SCENARIOS / "uac_remote_bye.xml"), f"127.0.0.1:{port}",
                                        "-i", "127.0.0.1", "-p", str(free_port()), "-m", "1", "-nostdin"],
                                       cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            anonymous = _Browser(admin)
+            anonymous = AdminClient(admin)
             assert anonymous.call("GET", "/api/calls")[0] == 401  # nothing without a login
-            viewer = _Browser(admin)
+            viewer = AdminClient(admin)
             assert viewer.login("kim", PASSWORDS["kim"]) == 200
             assert "HttpOnly" in viewer.set_cookie and "SameSite=Strict" in viewer.set_cookie
             calls: list = []
@@ -159,14 +111,14 @@ def test_roles_csrf_lockout_and_audit_through_a_running_b2bua(tmp_path: Path) ->
             assert calls, "the SIPp call never showed up"
             call_id = calls[0]["id"]
             assert viewer.call("POST", f"/api/calls/{call_id}/hangup")[0] == 403  # a viewer may not
-            operator = _Browser(admin)
+            operator = AdminClient(admin)
             assert operator.login("lee", PASSWORDS["lee"]) == 200
             assert operator.call("POST", f"/api/calls/{call_id}/hangup", csrf=False)[0] == 403  # no CSRF token
             assert operator.call("POST", f"/api/calls/{call_id}/hangup")[0] == 200
             assert caller.wait(20) == 0  # the caller got the BYE and answered it
             for _ in range(MAX_FAILURES):
-                assert _Browser(admin).login("lee", "wrong") == 401
-            assert _Browser(admin).login("lee", PASSWORDS["lee"]) == 429  # locked out for now, even rightly
+                assert AdminClient(admin).login("lee", "wrong") == 401
+            assert AdminClient(admin).login("lee", PASSWORDS["lee"]) == 429  # locked out for now, even rightly
             proc.settle()
         finally:
             proc.stop()
@@ -184,7 +136,7 @@ def test_recordings_and_abuse_events_reviewed_by_role_and_on_the_record(tmp_path
     from b2bua.storage.abuse import AbuseEvents
     from b2bua.storage.recordings import RecordingIndex, sha256_file
 
-    cfg, admin = _config_with_users(tmp_path)
+    cfg, admin = config_with_users(tmp_path)
     (tmp_path / "var").mkdir()
     wav = tmp_path / "var" / "recordings" / "2020" / "01" / "01" / "c1-1.wav"  # an earlier call's recording
     wav.parent.mkdir(parents=True)
@@ -200,7 +152,7 @@ def test_recordings_and_abuse_events_reviewed_by_role_and_on_the_record(tmp_path
     events.close()
     proc = B2BUAProcess(cfg, [f"udp:127.0.0.1:{free_port()}"], tmp_path / "b2bua.log").start()
     try:
-        viewer, auditor, operator = _Browser(admin), _Browser(admin), _Browser(admin)
+        viewer, auditor, operator = AdminClient(admin), AdminClient(admin), AdminClient(admin)
         assert viewer.login("kim", PASSWORDS["kim"]) == 200 and auditor.login("park", PASSWORDS["park"]) == 200
         assert operator.login("lee", PASSWORDS["lee"]) == 200
         status, body = viewer.call("GET", "/api/recordings?call=c1")

@@ -7,22 +7,13 @@ from __future__ import annotations
 import re
 import socket
 import ssl
-import subprocess
 import threading
 from pathlib import Path
 
 import pytest
-from harness import b2bua, free_port, sipp, sipp_background
+from harness import b2bua, free_port, make_cert, sipp, sipp_background
 
 from b2bua.sip.message import Request, StreamFramer, parse_message
-
-
-def _make_cert(tmp: Path, name: str = "localhost") -> tuple[Path, Path]:
-    key, cert = tmp / f"{name}.key", tmp / f"{name}.crt"
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
-                    "-subj", f"/CN={name}", "-addext", f"subjectAltName=DNS:{name},IP:127.0.0.1",
-                    "-keyout", str(key), "-out", str(cert)], check=True, capture_output=True)
-    return cert, key
 
 
 class StreamUac:
@@ -72,7 +63,7 @@ class StreamUac:
 
 @pytest.mark.usefixtures("sipp_installed")
 def test_tls_caller_to_udp_callee(tmp_path: Path) -> None:
-    cert, key = _make_cert(tmp_path)
+    cert, key = make_cert(tmp_path)
     uas_port = free_port()
     tls_port = free_port()
     with sipp_background(["-sn", "uas", "-i", "127.0.0.1", "-p", str(uas_port)], tmp_path), \
@@ -139,8 +130,8 @@ class TlsUas(threading.Thread):
 @pytest.mark.usefixtures("sipp_installed")
 @pytest.mark.parametrize("trusted", [True, False])
 def test_udp_caller_to_tls_carrier_with_certificate_check(tmp_path: Path, trusted: bool) -> None:
-    cert, key = _make_cert(tmp_path)
-    other_ca, _ = _make_cert(tmp_path, "not-the-carrier")
+    cert, key = make_cert(tmp_path)
+    other_ca, _ = make_cert(tmp_path, "not-the-carrier")
     carrier_port = free_port()
     uas = TlsUas(cert, key, carrier_port)
     uas.start()

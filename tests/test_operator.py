@@ -30,16 +30,18 @@ def test_the_list_shows_each_call_and_masks_the_citizens_number() -> None:
     w, op = _world()
     w.talking()
     w.h.advance(65_000)
+    caller = "01012345678"  # (the INVITE's From, as the citizen's carrier would have sent it)
+    w.h.b2bua.calls[w.call_id].a_invite.request.set("from", f"<sip:{caller}@192.0.2.1>;tag=x")
     (info,) = op.calls()
     assert info.id == w.call_id and info.a_call_id == w.h.b2bua.calls[w.call_id].a_invite.request.call_id
     assert info.b_call_id and info.b_call_id != info.a_call_id
     assert (info.department, info.direction, info.state) == ("교통정책과", "inbound", "confirmed")
     assert info.duration_s == 65.0 and info.codec == {"a": "PCMU", "b": "PCMU"} and info.recording is False
     assert info.callee == "bob"  # the number the citizen dialled: shown
-    caller = "01012345678"
-    w.h.b2bua.calls[w.call_id].a_invite.request.set("from", f"<sip:{caller}@192.0.2.1>;tag=x")
-    info = op.calls()[0]
     assert info.caller == "*******5678"
+    assert op.calls()[0].caller == "*******5678"  # the second listing from what the first one worked out
+    op.set_show_numbers(True)  # a reload: at once
+    assert op.calls()[0].caller == caller
     assert info.as_dict()["id"] == w.call_id
     shown = OperatorControl(w.h.b2bua, prompts=FakePrompts(), show_numbers=True).calls()[0]  # type: ignore
     assert shown.caller == caller

@@ -24,7 +24,7 @@ from b2bua.storage.schema import migrate, revision
 from b2bua.storage.tables import metadata
 
 pytestmark = pytest.mark.slow
-HEAD = "0002"
+HEAD = "0003"
 
 
 @pytest.fixture(scope="module")

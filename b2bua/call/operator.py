@@ -69,7 +69,7 @@ def mask(number: str) -> str:
     return "*" * max(0, len(digits) - 4) + digits[-4:] if digits else ""
 
 
-def _user(uri: str) -> str:
+def uri_number(uri: str) -> str:
     """The user part of a sip:/sips: URI, a tel: URI's number, else ''."""
     scheme, _, rest = uri.partition(":")
     if scheme.lower() == "tel":
@@ -92,6 +92,9 @@ class OperatorControl(Features):
         self.show_numbers = show_numbers
         self.endings = AnnouncedEndings(b2bua)
         self._drain_timer: TimerHandle | None = None
+        #: what never changes in a call's listing (its parties, masked), by call id: the console lists every
+        #: call every second, and parsing two URIs per call each time would cost the event loop
+        self._parties: dict[str, tuple[str, str]] = {}
 
     # -- what is going on ----------------------------------------------------------------------
     def calls(self) -> list[CallInfo]:
@@ -100,12 +103,7 @@ class OperatorControl(Features):
 
     def _info(self, call: Call, now: float) -> CallInfo:
         req = call.a_invite.request
-        caller, callee = _user(req.from_.uri), _user(str(req.uri))
-        if not self.show_numbers and call.route.department is not None:
-            if call.route.direction == "inbound":
-                caller = mask(caller)
-            else:
-                callee = mask(callee)
+        caller, callee = self._parties.get(call.id) or self._remember(call)
         codec = {leg: CODEC_NAMES.get(pt, str(pt)) for leg, pt in (call.media.codec.items() if call.media else ())}
         b_call_id = call.b.dialog.call_id if call.b.dialog is not None else \
             call.b_invite.request.call_id if call.b_invite is not None else None
@@ -116,6 +114,22 @@ class OperatorControl(Features):
             duration_s=round(now - call.answered, 1) if call.answered is not None else 0.0, codec=codec,
             recording=bool(self.recording(call)) if self.recording is not None else False,
             caller=caller, callee=callee)
+
+    def _remember(self, call: Call) -> tuple[str, str]:
+        req = call.a_invite.request
+        caller, callee = uri_number(req.from_.uri), uri_number(str(req.uri))
+        if not self.show_numbers and call.route.department is not None:
+            if call.route.direction == "inbound":
+                caller = mask(caller)
+            else:
+                callee = mask(callee)
+        self._parties[call.id] = (caller, callee)
+        return caller, callee
+
+    def set_show_numbers(self, show: bool) -> None:
+        """A reload changed ``admin.show_numbers``: the listing follows at once."""
+        self.show_numbers = show
+        self._parties.clear()
 
     # -- ending calls ----------------------------------------------------------------------------
     def hangup(self, call_id: str, announcement: str | None = None) -> bool:
@@ -172,6 +186,7 @@ class OperatorControl(Features):
 
     def on_end(self, call: Call) -> None:
         self.endings.on_end(call)
+        self._parties.pop(call.id, None)
 
 
-__all__ = ["CallInfo", "OPERATOR_REASON", "OperatorControl", "SHUTDOWN_REASON", "mask"]
+__all__ = ["CallInfo", "OPERATOR_REASON", "OperatorControl", "SHUTDOWN_REASON", "mask", "uri_number"]

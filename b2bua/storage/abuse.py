@@ -121,6 +121,12 @@ class AbuseEvents:
         with self.engine.connect() as db:
             return [dict(r._mapping) for r in db.execute(query.order_by(abuse_events_table.c.created))]
 
+    def event(self, event_id: str) -> dict[str, Any] | None:
+        """One event's row (None: no such event)."""
+        with self.engine.connect() as db:
+            row = db.execute(select(abuse_events_table).where(abuse_events_table.c.event_id == event_id)).first()
+        return dict(row._mapping) if row is not None else None
+
     def label(self, event_id: str, confirmed: bool, who: str) -> bool:
         """A staff member's or operator's verdict on an event; False when there is no such event."""
         with self.engine.begin() as db:

@@ -27,6 +27,8 @@ cdr_table = Table(
     Column("status", Integer),
     Column("end_cause", String(64)),
     Column("ended_by", String(16)),
+    Column("department", String(128), index=True),  # inbound: the one called; outbound: the staff's (0003)
+    Column("direction", String(16)),  # inbound | outbound (0003)
     *[Column(f"{leg}_{name}", Float if name == "jitter_ms" else Integer)
       for leg in ("a", "b") for name in _LEG_COLUMNS],
 )

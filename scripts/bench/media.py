@@ -167,6 +167,11 @@ class Result:
     #: utterances the detection processes judged and dropped during the window (with ``detect``)
     judged: int = 0
     dropped: int = 0
+    #: None: not asked; 0: the console closed; N: N viewers with the console open (``--console``)
+    console: int | None = None
+    #: requests the console's viewers made during the window (stream events not counted), and failures
+    console_requests: int = 0
+    console_failures: int = 0
 
 
 DID = "0221332200"
@@ -206,7 +211,8 @@ def department_routing(routing: dict, uas_port: int, record: bool, cfgdir: Path,
 
 def run(calls: int, seconds: float, flood_pps: int, workdir: Path, workers: int = 0,
         code: tuple[str, Path] = ("", REPO), pin: bool = False, record: bool | None = None,
-        phases: str = "spread", dump: bool = False, detect: bool | None = None) -> Result:
+        phases: str = "spread", dump: bool = False, detect: bool | None = None,
+        console: int | None = None) -> Result:
     label, repo = code
     # the generator's sockets first: free_port() below must not pick a port the kernel then hands them
     socks = []
@@ -232,6 +238,9 @@ def run(calls: int, seconds: float, flood_pps: int, workdir: Path, workers: int 
     if detect is not None:  # the models this checkout assembled and trained (var/), as the tests use them
         proc_cfg.setdefault("detection", {}).update({"model_dir": str(REPO / "var" / "whisper-base"),
                                                      "model_cache": str(REPO / "var" / "abuse-models")})
+    if console:  # an auditor (who may see every page) for the console's viewers
+        proc_cfg["admin"] = {"socket": None, "users": [{"name": CONSOLE_USER, "password_hash": console_hash(),
+                                                        "role": "auditor"}]}
     (cfgdir / "b2bua.yaml").write_text(yaml.safe_dump(proc_cfg))
     shutil.copy(repo / "config" / "holidays.yaml", cfgdir / "holidays.yaml")
     if (repo / "config" / "abuse_lexicon.yaml").exists():  # (older checkouts have none)
@@ -297,6 +306,11 @@ def run(calls: int, seconds: float, flood_pps: int, workdir: Path, workers: int 
         detection0 = detection_counts(metrics_port) if detect else (0, 0)
         if detect:  # the first monitored call started the detection processes: their models load first
             time.sleep(DETECTION_WARMUP_S)
+        viewers = None
+        if console:  # the console opened by `console` viewers for the whole window (logged in before it)
+            viewers = start_console(metrics_port, console, seconds + 1)
+            procs.append(viewers)
+            time.sleep(1.0)
         # stream for `seconds`, 50 pps per call, stamping each payload with its send time (CLOCK_REALTIME,
         # the kernel's receive stamps' clock, so the generator's own reading time is not counted). Kept
         # cheap, as it shares the cores with the B2BUA: one read per ready socket per poll
@@ -393,6 +407,7 @@ def run(calls: int, seconds: float, flood_pps: int, workdir: Path, workers: int 
                     np.array([trace, delays], dtype=np.int64))
         delays.sort()
         elapsed = t1 - t0
+        load = console_counts(viewers)
         sent0 = sent // calls if flood_pps else 0
         others = sent - sent0
         received_all = received + received0
@@ -405,7 +420,8 @@ def run(calls: int, seconds: float, flood_pps: int, workdir: Path, workers: int 
                       delays[len(delays) // 2] / 2e6 if delays else float("nan"),
                       delays[int(len(delays) * 0.99)] / 2e6 if delays else float("nan"),
                       (rss_mid - rss0) / calls, sent, received_all, record, disk, detect,
-                      detection1[0] - detection0[0], detection1[1] - detection0[1])
+                      detection1[0] - detection0[0], detection1[1] - detection0[1], console,
+                      load["requests"], load["failures"])
     finally:
         for p in reversed(procs):
             if p.poll() is None:
@@ -434,6 +450,36 @@ def speech_frames() -> list[bytes]:
     pcm = np.concatenate([pcm, np.zeros(8000, np.int16)])
     ulaw = g711.encode(pcm[:len(pcm) // 160 * 160], 0)
     return [bytes(ulaw[i + 8:i + 160]) for i in range(0, len(ulaw), 160)]
+
+
+CONSOLE_USER, CONSOLE_PASSWORD = "bench-auditor", "bench-console-password"
+
+
+def console_hash() -> str:
+    sys.path.insert(0, str(REPO))
+    from b2bua.admin_auth import hash_password
+
+    return hash_password(CONSOLE_PASSWORD)
+
+
+def start_console(address: str, viewers: int, seconds: float) -> subprocess.Popen:
+    """``console_load.py``: ``viewers`` open consoles on the admin listener at ``address``."""
+    return subprocess.Popen([sys.executable, str(Path(__file__).with_name("console_load.py")), "--address", address,
+                             "--user", CONSOLE_USER, "--password", CONSOLE_PASSWORD, "--viewers", str(viewers),
+                             "--seconds", str(seconds)], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+
+
+def console_counts(load: subprocess.Popen | None) -> dict[str, int]:
+    """What the console's viewers did (their JSON line), once they are done."""
+    if load is None:
+        return {"requests": 0, "failures": 0}
+    import json
+
+    try:
+        out, _ = load.communicate(timeout=20)
+        return json.loads(out.decode().strip().splitlines()[-1])
+    except (subprocess.TimeoutExpired, ValueError, IndexError):
+        return {"requests": 0, "failures": -1}
 
 
 def detection_counts(address: str) -> tuple[int, int]:
@@ -516,6 +562,9 @@ def main() -> None:
     ap.add_argument("--detect", action="store_true",
                     help="citizens' calls to a department speaking real speech, each configuration with abuse "
                          "detection off and on")
+    ap.add_argument("--console", type=int, default=0, metavar="N",
+                    help="each configuration with the operator console closed and open in N viewers "
+                         "(console_load.py: live stream, charts polled, pages reloaded)")
     args = ap.parse_args()
     codes = [(c.split("=", 1)[0], Path(c.split("=", 1)[1]).resolve()) for c in args.code.split(",") if c] \
         or [("", REPO)]
@@ -529,14 +578,16 @@ def main() -> None:
             sizes.append((sizes[-1][0], args.flood_pps))
         records: list[bool | None] = [False, True] if args.record else [None]
         detects: list[bool | None] = [False, True] if args.detect else [None]
+        consoles: list[int | None] = [0, args.console] if args.console else [None]
         for n, flood in [x for x in sizes for _ in range(args.repeat)]:
             for code in codes:  # interleaved, so the checkouts see the same background load
-                for record, detect, phases in [(r, d, p) for r in records for d in detects
-                                               for p in args.phases.split(",")]:
+                for record, detect, console, phases in [(r, d, c, p) for r in records for d in detects
+                                                        for c in consoles for p in args.phases.split(",")]:
                     for _attempt in (1, 2):
                         try:
                             results.append(run(n, args.seconds, flood, workdir, workers, code,
-                                               args.pin and workers == 0, record, phases, args.dump, detect))
+                                               args.pin and workers == 0, record, phases, args.dump, detect,
+                                               console))
                             break
                         except RuntimeError as exc:  # e.g. a port taken by someone else meanwhile: once more
                             print(f"[media] {code[0]} {workers} workers, {n} calls: {exc}", file=sys.stderr)
@@ -548,14 +599,16 @@ def main() -> None:
           f"{'us/pkt':>6} {'gen %':>6} {'echo %':>6} {'loss %':>7} {'others':>7} {'flooded':>7} "
           f"{'drops b2b/echo/gen':>18} {'p50 ms':>7} {'p99 ms':>7} {'RSS/call KiB':>12}"
           + (f" {'record':>6} {'KiB/call/min':>12}" if args.record else "")
-          + (f" {'detect':>6} {'judged':>6} {'dropped':>7}" if args.detect else ""))
+          + (f" {'detect':>6} {'judged':>6} {'dropped':>7}" if args.detect else "")
+          + (f" {'console':>7} {'requests':>8}" if args.console else ""))
     for r in results:
         print(f"{r.code:<{cw}} {r.phases:>6} {r.workers:>7} {r.calls:>6} {'yes' if r.flood else 'no':>6} "
               f"{r.pps:>8.0f} {r.cpu:>6.1f} {r.us_per_pkt:>6.1f} {r.gen_cpu:>6.1f} {r.echo_cpu:>6.1f} {r.loss:>7.3f} "
               f"{(f'{r.loss_others:.3f}' if r.flood else '-'):>7} {(f'{r.flooded_loss:.1f}' if r.flood else '-'):>7} "
               f"{'/'.join(map(str, r.drops)):>18} {r.p50:>7.2f} {r.p99:>7.2f} {r.rss_per_call:>12.1f}"
               + (f" {'full' if r.record else 'off':>6} {r.disk_kib_per_min:>12.0f}" if args.record else "")
-              + (f" {'on' if r.detect else 'off':>6} {r.judged:>6} {r.dropped:>7}" if args.detect else ""))
+              + (f" {'on' if r.detect else 'off':>6} {r.judged:>6} {r.dropped:>7}" if args.detect else "")
+              + (f" {r.console or 'closed':>7} {r.console_requests:>8}" if args.console else ""))
     if args.record:
         k = len(args.phases.split(","))  # each configuration ran k phases with recording off, then k with it on
         for off, on in [pair for i in range(0, len(results), 2 * k)
@@ -570,6 +623,14 @@ def main() -> None:
             print(f"detection, {on.workers} workers, {on.calls} calls, {on.phases}: p99 {off.p99:.2f} ms -> "
                   f"{on.p99:.2f} ms, loss {off.loss:.3f} % -> {on.loss:.3f} %, CPU {off.cpu:.1f} % -> {on.cpu:.1f} % "
                   f"(the detection processes included), {on.judged} utterances judged, {on.dropped} dropped")
+    if args.console:
+        k = len(args.phases.split(","))
+        for closed, opened in [pair for i in range(0, len(results), 2 * k)
+                               for pair in zip(results[i:i + k], results[i + k:i + 2 * k], strict=False)]:
+            print(f"console, {opened.workers} workers, {opened.calls} calls, {opened.phases}: p99 {closed.p99:.2f} ms "
+                  f"-> {opened.p99:.2f} ms, loss {closed.loss:.3f} % -> {opened.loss:.3f} %, CPU {closed.cpu:.1f} % -> "
+                  f"{opened.cpu:.1f} %, {opened.console} viewers made {opened.console_requests} requests "
+                  f"({opened.console_failures} failed) besides their live streams")
     print("pkts/s counts every packet the B2BUA received and sent (caller->callee and the echo back);")
     print("cpu % is the B2BUA with its media workers (100 % = one core), us/pkt its CPU time per relayed packet")
     print("(one in, one out); gen % and echo % are the load generator and SIPp's echo on the same cores;")
