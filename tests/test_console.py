@@ -141,7 +141,8 @@ def test_history_is_searched_by_dates_department_number_and_cause(tmp_path: Path
     assert ids(HistoryQuery(number="%")) == ["h3", "h2", "h1", "h4"]  # no digits: no condition, no wildcard
     assert ids(HistoryQuery(cause="operator_hangup")) == ["h3"]
     assert ids(HistoryQuery(limit=2)) == ["h3", "h2"]
-    assert history.causes() == ["no_answer", "normal", "operator_hangup"]
+    assert history.causes(since=0) == ["no_answer", "normal", "operator_hangup"]
+    assert history.causes(since=dec2 + 86400) == ["operator_hangup"]
     one = history.call(history.search(HistoryQuery(cause="no_answer"))[0]["id"])
     assert one is not None and one["call_id"] == "h4" and one["recordings"] == [] and one["abuse_events"] == []
     assert history.call(10_000) is None
@@ -271,6 +272,20 @@ def test_the_live_stream_sends_calls_every_second_and_never_holds_a_stop(tmp_pat
         assert b"text/event-stream" in got
         event = json.loads(got.split(b"data: ", 1)[1].split(b"\n\n", 1)[0])
         assert event == {"calls": [], "draining": False}
+        # a reload refused: the system page says so, with the file and line of each problem
+        assert "시작 후 다시 읽은 적 없음" in client.fetch("GET", "/system")[1].decode()
+        operator = AdminClient(admin)
+        assert operator.login("lee") == 200
+        routing = cfg.parent / "routing.yaml"
+        routing.write_text(routing.read_text() + "\nnot_a_key: 1\n")
+        status, body = operator.call("POST", "/api/reload")
+        assert status == 422 and body["problems"]
+        page = client.fetch("GET", "/system")[1].decode()
+        assert "거부됨" in page and f"{routing}:" in page
+        routing.write_text(routing.read_text().replace("\nnot_a_key: 1\n", "\n"))
+        assert operator.call("POST", "/api/reload")[0] == 200
+        page = client.fetch("GET", "/system")[1].decode()
+        assert "정상 적용" in page and "거부됨" not in page
         began = time.monotonic()
         assert proc.stop() == 0  # the open stream ends with the listener
         assert time.monotonic() - began < 10

@@ -145,7 +145,12 @@ def test_operator_and_auditor_work_a_real_call_in_the_browser(
             page.wait_for_selector(f"#audit tr:has(td:text-is('park')):has(td:text-is('play'))"
                                    f":has(code:text-is('{rec['path']}'))")
             _shot(page, "audit")
-            for name in ("recordings", "departments", "system"):
+            page.goto(f"{base}/departments")  # the clock is Wednesday 10:00 in Seoul (B2BUA_FAKE_NOW)
+            row = page.wait_for_selector("tr[data-department='교통정책과']")
+            assert row.query_selector("td.situation").inner_text() == "업무 중"
+            assert "2026-12-02 12:00 → 점심시간" in row.inner_text() and "recording_notice" in row.inner_text()
+            _shot(page, "departments")
+            for name in ("recordings", "system"):
                 page.goto(f"{base}/{name}")
                 if name == "system":
                     page.wait_for_function("() => document.querySelector('[data-chart=cps] polyline')"
