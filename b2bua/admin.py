@@ -47,7 +47,7 @@ from urllib.parse import urlencode
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
-from .admin_http import COOKIE, Controlled, error, refused, since, starts_playback, unauthorized
+from .admin_http import COOKIE, Controlled, error, recording_file, refused, since, starts_playback, unauthorized
 from .admin_http import audit as audit_row
 from .console import CLOSING, add_console
 
@@ -111,19 +111,14 @@ def make_app(target: Controlled, registry: CollectorRegistry | None, token: Call
 
     async def recording_audio(request: web.Request) -> web.StreamResponse:
         """A recording's file, for an auditor (every access is an audit row: ``play``, or ``download``)."""
-        if (no := refused(request, "listen")) is not None:
-            return no
-        try:
-            rows = await asyncio.to_thread(target.recordings.rows, None, int(request.match_info["rec_id"]))
-        except ValueError:
-            rows = []
-        path = Path(rows[0]["path"]) if rows else None
-        if path is None or not path.is_file():
-            return error(404, "no such recording (or its file is gone)")
+        found = await recording_file(target, request)
+        if isinstance(found, web.Response):
+            return found
+        row, path = found
         download = request.query.get("download") == "1"
         if download or starts_playback(request):  # a playback's later ranges are the same playback
             audit(request, "download" if download else "play", str(path))
-        headers = {"X-Content-SHA256": rows[0]["sha256"] or "", "Cache-Control": "no-store"}
+        headers = {"X-Content-SHA256": row["sha256"] or "", "Cache-Control": "no-store"}
         if download:
             headers["Content-Disposition"] = f'attachment; filename="{path.name}"'
         return web.FileResponse(path, headers=headers)

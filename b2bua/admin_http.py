@@ -4,9 +4,11 @@ check, the audit row, and the JSON error answers."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from datetime import datetime
-from typing import Protocol
+from pathlib import Path
+from typing import Any, Protocol
 
 from aiohttp import web
 
@@ -85,6 +87,20 @@ def starts_playback(request: web.Request) -> bool:
     return request.http_range.start in (None, 0)
 
 
+async def recording_file(target: Controlled, request: web.Request) -> tuple[dict[str, Any], Path] | web.Response:
+    """The recording ``{rec_id}`` of the path and its file, for a user who may listen; else the answer (403, 404)."""
+    if (no := refused(request, "listen")) is not None:
+        return no
+    try:
+        rows = await asyncio.to_thread(target.recordings.rows, None, int(request.match_info["rec_id"]))
+    except ValueError:
+        rows = []
+    path = Path(rows[0]["path"]) if rows else None
+    if path is None or not path.is_file():
+        return error(404, "no such recording (or its file is gone)")
+    return rows[0], path
+
+
 def since(request: web.Request) -> float | None:
     """The ``since`` query parameter (Unix time, 0 when absent), or None when it is not a number."""
     try:
@@ -102,5 +118,5 @@ def error(status: int, message: str, headers: dict[str, str] | None = None) -> w
     return web.json_response({"error": message}, status=status, headers=headers)
 
 
-__all__ = ["COOKIE", "LANG_COOKIE", "Controlled", "allowed", "audit", "error", "refused", "since",
+__all__ = ["COOKIE", "LANG_COOKIE", "Controlled", "allowed", "audit", "error", "recording_file", "refused", "since",
            "starts_playback", "unauthorized", "who"]

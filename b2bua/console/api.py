@@ -25,7 +25,7 @@ from typing import Any, cast
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
-from ..admin_http import Controlled, audit, error, refused, starts_playback
+from ..admin_http import Controlled, audit, error, recording_file, refused, starts_playback
 from ..call.operator import CODEC_NAMES, CallInfo, mask, uri_number
 from ..storage.history import HistoryQuery
 from .departments import overview
@@ -185,18 +185,13 @@ def add_api(app: web.Application, target: Controlled, registry: CollectorRegistr
         return web.json_response(out)
 
     async def waveform(request: web.Request) -> web.Response:
-        if (no := refused(request, "listen")) is not None:
-            return no
-        try:
-            rows = await asyncio.to_thread(target.recordings.rows, None, int(request.match_info["rec_id"]))
-        except ValueError:
-            rows = []
-        path = Path(rows[0]["path"]) if rows else None
-        if path is None or not path.is_file():
-            return error(404, "no such recording (or its file is gone)")
+        found = await recording_file(target, request)
+        if isinstance(found, web.Response):
+            return found
+        row, path = found
         lang = request.query.get("lang", "ko")
         try:
-            picture = await asyncio.to_thread(render_waveform, path, recording_labels(rows[0]["direction"], lang))
+            picture = await asyncio.to_thread(render_waveform, path, recording_labels(row["direction"], lang))
         except ValueError as exc:
             return error(422, f"cannot draw this recording: {exc}")
         return web.Response(text=picture, content_type="image/svg+xml", headers={"Cache-Control": "no-store"})

@@ -538,6 +538,13 @@ def flood_worker(port: int, pps: int, seconds: float) -> None:
         time.sleep(0.01)
 
 
+def pairs(results: list[Result], k: int) -> list[tuple[Result, Result]]:
+    """(without, with) pairs of runs that compare one setting: each configuration ran its k phases without it,
+    then its k phases with it."""
+    return [pair for i in range(0, len(results), 2 * k)
+            for pair in zip(results[i:i + k], results[i + k:i + 2 * k], strict=False)]
+
+
 def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "--flood-worker":
         flood_worker(int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4]))
@@ -611,22 +618,19 @@ def main() -> None:
               + (f" {r.console or 'closed':>7} {r.console_requests:>8}" if args.console else ""))
     if args.record:
         k = len(args.phases.split(","))  # each configuration ran k phases with recording off, then k with it on
-        for off, on in [pair for i in range(0, len(results), 2 * k)
-                         for pair in zip(results[i:i + k], results[i + k:i + 2 * k], strict=False)]:
+        for off, on in pairs(results, k):
             print(f"recording, {on.workers} workers, {on.calls} calls{' flood' if on.flood else ''}: "
                   f"CPU {off.cpu:.1f} % -> {on.cpu:.1f} % ({(on.cpu / max(off.cpu, 1e-9) - 1) * 100:+.1f} %), "
                   f"{on.disk_kib_per_min:.0f} KiB per call per minute")
     if args.detect:
         k = len(args.phases.split(","))
-        for off, on in [pair for i in range(0, len(results), 2 * k)
-                         for pair in zip(results[i:i + k], results[i + k:i + 2 * k], strict=False)]:
+        for off, on in pairs(results, k):
             print(f"detection, {on.workers} workers, {on.calls} calls, {on.phases}: p99 {off.p99:.2f} ms -> "
                   f"{on.p99:.2f} ms, loss {off.loss:.3f} % -> {on.loss:.3f} %, CPU {off.cpu:.1f} % -> {on.cpu:.1f} % "
                   f"(the detection processes included), {on.judged} utterances judged, {on.dropped} dropped")
     if args.console:
         k = len(args.phases.split(","))
-        for closed, opened in [pair for i in range(0, len(results), 2 * k)
-                               for pair in zip(results[i:i + k], results[i + k:i + 2 * k], strict=False)]:
+        for closed, opened in pairs(results, k):
             print(f"console, {opened.workers} workers, {opened.calls} calls, {opened.phases}: p99 {closed.p99:.2f} ms "
                   f"-> {opened.p99:.2f} ms, loss {closed.loss:.3f} % -> {opened.loss:.3f} %, CPU {closed.cpu:.1f} % -> "
                   f"{opened.cpu:.1f} %, {opened.console} viewers made {opened.console_requests} requests "
