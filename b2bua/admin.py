@@ -26,6 +26,8 @@ API (JSON):
 * ``GET /api/abuse/events[?label=unlabelled&call=ID&since=T]`` -> events for review (``view``);
   ``POST /api/abuse/events/{id}/label`` ``{"confirm": true|false}`` (``control``, audited): the label the next
   ``b2bua abuse retrain`` learns from
+* ``GET /api/bans`` -> ``{"bans": [{"host", "until", "seconds_left", "reason"}]}``: the front gate's bans
+  (``view``); ``POST /api/bans/{host}/lift`` (``control``, audited) lifts one, or 404
 * ``POST /api/drain`` -> 202: the process drains and exits, as on SIGTERM
 * ``POST /api/reload`` -> 200 ``{"ok": true, "applied": [...], "needs_restart": [...], "warnings": [...]}``,
   or 422 ``{"ok": false, "problems": ["file:line: ..."]}`` (the running configuration stays)
@@ -239,6 +241,20 @@ def make_app(target: Controlled, registry: CollectorRegistry | None, token: Call
         audit(request, "reload", None, "ok" if ok else "refused")
         return web.json_response(target.last_reload, status=200 if ok else 422)
 
+    async def bans(request: web.Request) -> web.Response:
+        if (no := refused(request, "view")) is not None:
+            return no
+        return web.json_response({"bans": target.act(target.bans)})
+
+    async def lift_ban(request: web.Request) -> web.Response:
+        if (no := refused(request, "control")) is not None:
+            return no
+        host = request.match_info["host"]
+        if not target.act(lambda: target.lift_ban(host)):
+            return error(404, f"{host} is not banned")
+        audit(request, "lift_ban", host)
+        return web.json_response({"host": host, "lifted": True})
+
     app = web.Application(middlewares=[guard])
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/healthz", healthz)
@@ -247,6 +263,8 @@ def make_app(target: Controlled, registry: CollectorRegistry | None, token: Call
     app.router.add_post("/api/calls/{call_id}/hangup", hangup)
     app.router.add_post("/api/drain", drain)
     app.router.add_post("/api/reload", reload)
+    app.router.add_get("/api/bans", bans)
+    app.router.add_post("/api/bans/{host}/lift", lift_ban)
     app.router.add_get("/api/recordings", recordings)
     app.router.add_get("/api/recordings/{rec_id}/audio", recording_audio)
     app.router.add_get("/api/audit", audit_rows)

@@ -35,6 +35,7 @@ from .config import Abuse, AdminUser, Config, ConfigError, Department, load_conf
 from .detection.events import Detection, EvidenceClip
 from .detection.policy import AbuseProtection
 from .detection.workers import detection_pool
+from .gatekeeping import gate_config, source_of
 from .hep import HepExporter
 from .live_settings import changed, restart_needed
 from .metrics import registry as metrics_registry
@@ -43,8 +44,9 @@ from .prompts import PromptSource
 from .routing.health import GatewayMonitor
 from .routing.router import Router, dialled
 from .routing.schedule import OPEN, situation
-from .sip.auth import DigestChallenger
+from .sip.auth import NO_CREDENTIALS, AuthResult, DigestChallenger
 from .sip.events import Peer
+from .sip.gate import Gate
 from .sip.message import Request, Response
 from .sip.registrar import Registrar
 from .sip.stack import SipStack, StackConfig, make_response
@@ -80,6 +82,7 @@ class Application:
         #: the process's one clock: the SIP driver moves it (SipServer.tick), everything else reads it
         self.clock = Clock()
         self.stack = SipStack(StackConfig(timers=timers, local=local, force_rport=sip.force_rport))
+        self.gate = self.stack.gate = Gate(gate_config(config))  # scanners, per-source rates, bans
         self.registrar = Registrar()
         devices = {d.username: d.password for d in config.routing.devices}
         self.devices = devices
@@ -202,6 +205,7 @@ class Application:
         router = Router(config, self.registrar)
         router.inherit(self.router)
         self.router = router
+        self.gate.reconfigure(gate_config(config))
         self.messenger.configure(config.routing.messenger)
         if hasattr(self, "health"):
             self.health.start()  # pings for gateways the new config added
@@ -217,6 +221,7 @@ class Application:
     def _register(self, req: Request, txn: ServerTransaction, peer: Peer, now: float) -> Response:
         result = self.auth.verify(req, now, header="authorization")
         if not result.ok:
+            self._auth_failed(req, result, now)
             return self._challenge(req, 401, "www-authenticate", result.stale)
         aor_user = dialled(req.to.uri)
         if result.username != aor_user:
@@ -231,7 +236,18 @@ class Application:
         result = self.auth.verify(req, now, header="proxy-authorization")
         if result.ok and result.username == user:
             return None
+        self._auth_failed(req, result, now)
         return self._challenge(req, 407, "proxy-authenticate", result.stale)
+
+    def _auth_failed(self, req: Request, result: AuthResult, now: float) -> None:
+        """A wrong answer to our challenge (not the first request, which has none; not a stale nonce) counts
+        against its source: enough of them ban it (:meth:`~b2bua.sip.gate.Gate.auth_failed`)."""
+        if result.stale or result.reason == NO_CREDENTIALS:
+            return
+        source = source_of(req)
+        if self.gate.auth_failed(source, now):
+            log.warning("%s banned for %g s: repeated failed authentication (last as %r: %s)", source,
+                        self.config.process.security.ban_s, result.username, result.reason)
 
     def _record(self, rec: CallRecord) -> None:
         """Queue the CDR (times become wall-clock seconds) and free the trunk's call slot."""
@@ -391,6 +407,17 @@ class Application:
                                        admin.ssl_context(self.config.path.parent))
         except (OSError, ssl.SSLError) as exc:  # the admin listener must never keep calls from being served
             log.warning("admin listener on %s unavailable: %s", address, exc)
+
+    def bans(self) -> list[dict[str, object]]:
+        """The front gate's bans, for operators (``until``: Unix time)."""
+        now, wall = self.stack.now, time.time()
+        return [{"host": b.host, "until": wall + b.until - now, "seconds_left": b.until - now, "reason": b.reason}
+                for b in self.gate.bans(now)]
+
+    def lift_ban(self, host: str) -> bool:
+        if lifted := self.gate.lift(host):
+            log.warning("ban of %s lifted by an operator", host)
+        return lifted
 
     def wall_clock(self) -> datetime:
         """Now, for the schedules (``B2BUA_FAKE_NOW`` in labs)."""

@@ -580,6 +580,40 @@ class HepConfig(Strict):
         return v
 
 
+class RateLimit(Strict):
+    """Requests a second per source address, by method (other: every other out-of-dialog method)."""
+
+    INVITE: float = Field(gt=0)
+    REGISTER: float = Field(gt=0)
+    OPTIONS: float = Field(gt=0)
+    other: float = Field(gt=0)
+
+
+class SecurityConfig(Strict):
+    """The front gate (b2bua/sip/gate.py): what new out-of-dialog requests pass before any state is made.
+    Trusted: the trunks' addresses (routing.yaml); everyone else (staff apps, the internet) is an outsider."""
+
+    #: outsiders whose User-Agent contains one of these (any case) are dropped without an answer
+    scanner_user_agents: list[str] = Field(default_factory=lambda: list(_scanners()))
+    #: outsiders' rates (over them: dropped); a burst of twice the rate is allowed
+    untrusted_rates: RateLimit = RateLimit(INVITE=5, REGISTER=5, OPTIONS=5, other=10)
+    #: the trunks' rates (over them: a stateless 503 with Retry-After)
+    trusted_rates: RateLimit = RateLimit(INVITE=1000, REGISTER=500, OPTIONS=500, other=2000)
+    #: an outsider answering digest challenges wrongly this many times within the window is banned
+    ban_after_auth_failures: int = Field(10, ge=1)
+    auth_failure_window_s: float = Field(60.0, gt=0)
+    #: how long a ban lasts (0: never ban); `b2bua bans` lists them, `b2bua bans --lift ADDR` lifts one
+    ban_s: float = Field(600.0, ge=0)
+    #: addresses tracked at once (least recently seen forgotten first)
+    max_tracked_sources: int = Field(50_000, ge=100)
+
+
+def _scanners() -> tuple[str, ...]:
+    from .sip.gate import SCANNERS
+
+    return SCANNERS
+
+
 class ProcessConfig(Strict):
     sip: SipConfig = SipConfig()
     metrics: MetricsConfig = MetricsConfig()
@@ -591,6 +625,7 @@ class ProcessConfig(Strict):
     admin: AdminConfig = AdminConfig()
     shutdown: ShutdownConfig = ShutdownConfig()
     hep: HepConfig = HepConfig()
+    security: SecurityConfig = SecurityConfig()
     routing_file: str = "routing.yaml"
     logging: LoggingConfig = LoggingConfig()
 
@@ -599,6 +634,7 @@ __all__ = [
     "Abuse", "AbuseCategory", "AdminConfig", "AdminUser", "CallerId", "CallerIdOverride", "ClosedAction", "Codec",
     "Credentials", "Department", "DepartmentPolicy", "DetectionConfig", "Device", "DigestAlgorithm",
     "Gateway", "HepConfig", "IdentityHeader", "LoggingConfig", "LongCall", "MediaConfig", "Messenger",
-    "MetricsConfig", "OptionsPing", "ProcessConfig", "RouteConfig", "RoutingConfig", "SessionTimerSettings",
+    "MetricsConfig", "OptionsPing", "ProcessConfig", "RateLimit", "RouteConfig", "RoutingConfig", "SecurityConfig",
+    "SessionTimerSettings",
     "ShutdownConfig", "SipConfig", "StorageConfig", "TimersConfig", "TlsConfig", "Trunk", "UnknownNumber",
 ]

@@ -1,5 +1,6 @@
-"""``b2bua calls``, ``b2bua hangup ID`` and ``b2bua drain``: the admin API (:mod:`b2bua.admin`) through the
-running process's control socket (``admin.socket``; its file permissions are the access control).
+"""``b2bua calls``, ``b2bua hangup ID``, ``b2bua drain`` and ``b2bua bans``: the admin API
+(:mod:`b2bua.admin`) through the running process's control socket (``admin.socket``; its file permissions are
+the access control).
 
 The client is the standard library's ``http.client`` on an ``AF_UNIX`` socket: one request per command,
 nothing to keep open, and no event loop in a command-line tool.
@@ -119,6 +120,25 @@ def cmd_drain(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bans(args: argparse.Namespace) -> int:
+    """The addresses the front gate has banned, or lift one ban (``--lift ADDR``)."""
+    got = _call(args, "POST", f"/api/bans/{args.lift}/lift") if args.lift else _call(args, "GET", "/api/bans")
+    if got is None:
+        return EXIT_NO_PROCESS
+    status, answer = got
+    if status != 200:
+        print(answer.get("error", f"HTTP {status}") if isinstance(answer, dict) else f"HTTP {status}",
+              file=sys.stderr)
+        return 1
+    if args.lift:
+        print(f"{args.lift}: ban lifted")
+        return 0
+    print(f"{len(answer['bans'])} banned address(es)")
+    for ban in answer["bans"]:
+        print(f"{ban['host']:<40} {ban['seconds_left']:>6.0f} s left  {ban['reason']}")
+    return 0
+
+
 def cmd_hash_password(args: argparse.Namespace) -> int:
     """A password hash for ``admin.users[].password_hash``: the password from the terminal (not echoed) or,
     piped, from the first line of stdin."""
@@ -147,6 +167,10 @@ def add_commands(sub: Any, default_config: str) -> None:
     drain = sub.add_parser("drain", help="refuse new calls, let the calls in progress end, then exit (as SIGTERM)")
     drain.add_argument("--config", default=default_config)
     drain.set_defaults(func=cmd_drain)
+    bans = sub.add_parser("bans", help="the addresses banned for repeated failed authentication; lift one")
+    bans.add_argument("--lift", metavar="ADDR", help="lift this address's ban")
+    bans.add_argument("--config", default=default_config)
+    bans.set_defaults(func=cmd_bans)
     admin = sub.add_parser("admin", help="admin API users")
     admin_commands = admin.add_subparsers(dest="admin_command", required=True)
     hashing = admin_commands.add_parser("hash-password", help="print the scrypt hash of a password for admin.users")

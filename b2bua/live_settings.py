@@ -3,7 +3,7 @@
 Live (applied by :func:`apply`): the log level; the admin listener's address (moved at once); the SIP
 timers, ring timeout, call limit, longest call and session timers (for transactions and calls that start
 after the reload); the event-loop lag that counts as overload; the drain settings; what operators see
-and the admin token. Everything else (the listeners, TLS, media, storage, detection, the control socket,
+and the admin token; the front gate's rates, scanners and ban policy. Everything else (the listeners, TLS, media, storage, detection, the control socket,
 file locations) is bound when the process starts: :func:`restart_needed` names each such key that
 changed, and ``b2bua reload`` prints them as "needs restart".
 """
@@ -22,7 +22,8 @@ from .sip.timers import TimerConfig
 #: dotted keys (and everything below them) a reload applies
 LIVE = ("logging.level", "metrics.address", "sip.timers", "sip.ring_timeout_s", "sip.max_calls",
         "sip.max_call_duration_s", "sip.session_timer", "sip.overload_lag_ms", "shutdown", "admin.show_numbers",
-        "admin.token", "admin.token_env", "admin.users")
+        "admin.token", "admin.token_env", "admin.users",
+        "security")  # the front gate: reconfigured with the routing at every reload (bans and buckets kept)
 
 
 def changed(old: Any, new: Any, prefix: str = "") -> list[str]:

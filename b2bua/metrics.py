@@ -67,6 +67,8 @@ class _Stack(Protocol):
     def stats(self) -> Mapping[str, int]: ...
     @property
     def transaction_count(self) -> int: ...
+    @property
+    def now(self) -> float: ...
 
 
 class _Engine(Protocol):
@@ -128,6 +130,14 @@ class _Evidence(Protocol):
     def counts(self) -> Mapping[str, int]: ...
 
 
+class _Gate(Protocol):
+    @property
+    def stats(self) -> Mapping[str, int]: ...
+    @property
+    def tracked(self) -> int: ...
+    def bans(self, now: float) -> Sized: ...
+
+
 class MetricsSource(Protocol):
     """Everything /metrics reads: the components of one B2BUA process (``b2bua.app.Application``)."""
 
@@ -161,6 +171,8 @@ class MetricsSource(Protocol):
     def abuse_events(self) -> _Evidence: ...
     @property
     def hep(self) -> _Hep | None: ...
+    @property
+    def gate(self) -> _Gate: ...
 
 
 # -- the collector ----------------------------------------------------------------------------
@@ -216,6 +228,7 @@ class B2buaCollector:
         tx = GaugeMetricFamily("b2bua_sip_transactions", "Live SIP transactions")
         tx.add_metric([], stack.transaction_count)
         yield tx
+        yield from self._gate(app)
         dtmf = CounterMetricFamily("b2bua_dtmf_digits", "Key presses detected")
         dtmf.add_metric([], b2b.stats["dtmf"])
         yield dtmf
@@ -301,6 +314,23 @@ class B2buaCollector:
             lag.add_metric([], app.server.lag)
             yield lag
 
+
+    @staticmethod
+    def _gate(app: MetricsSource) -> Iterator[Metric]:
+        """The front gate: requests refused by reason (scanner, banned, rate:<method>), failed logins, bans."""
+        gate = app.gate
+        done = CounterMetricFamily("b2bua_gate", "Front gate: refused:<reason> (scanner, banned, rate:<method>), "
+                                   "auth_failures, bans, bans_lifted, bans_expired, sources_evicted, bans_evicted",
+                                   labels=["what"])
+        for key, n in sorted(gate.stats.items()):
+            done.add_metric([key], n)
+        yield done
+        banned = GaugeMetricFamily("b2bua_gate_banned_sources", "Addresses banned now")
+        banned.add_metric([], len(gate.bans(app.stack.now)))
+        yield banned
+        tracked = GaugeMetricFamily("b2bua_gate_tracked_sources", "Address and method buckets the gate keeps")
+        tracked.add_metric([], gate.tracked)
+        yield tracked
 
     @staticmethod
     def _abuse(app: MetricsSource) -> Iterator[Metric]:

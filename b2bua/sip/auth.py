@@ -120,6 +120,10 @@ def parse_auth_header(value: str) -> list[tuple[str, dict[str, str]]]:
     return out
 
 
+#: the reason of a request that carried no credentials (the first one, before the challenge)
+NO_CREDENTIALS = "no Digest credentials"
+
+
 @dataclass(slots=True)
 class AuthResult:
     """The outcome of :meth:`DigestChallenger.verify`.
@@ -237,7 +241,7 @@ class DigestChallenger:
             except ParseError:
                 continue
         if not creds:
-            return AuthResult(False, None, False, "no Digest credentials")
+            return AuthResult(False, None, False, NO_CREDENTIALS)
         params = next((p for p in creds if p.get("realm") == self.realm), None)
         if params is None:
             return AuthResult(False, creds[0].get("username"), False, "wrong realm")

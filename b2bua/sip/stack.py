@@ -31,6 +31,7 @@ from .events import (
     TransactionTimeout,
     TransportError,
 )
+from .gate import Gate
 from .grammar import split_commas
 from .message import (
     MAGIC_COOKIE,
@@ -158,6 +159,8 @@ class SipStack:
         #: server transactions by key without the method, for CANCEL matching (§9.2)
         self._cancellable: dict[Any, ServerTransaction] = {}
         self._pending_2xx: dict[tuple[str, int], _Pending2xx] = {}
+        #: what new out-of-dialog requests must pass before they get a transaction (None: everything passes)
+        self.gate: Gate | None = None
         prefix = os.urandom(4).hex()
         self._ids = (f"{prefix}{n:x}" for n in itertools.count(1))
 
@@ -302,6 +305,16 @@ class SipStack:
         if method == "CANCEL":
             self._receive_cancel(req, key, resp_peer)
             return
+        if self.gate is not None and req.to_tag is None:  # a new dialog or a lone request: the gate first
+            refusal = self.gate.check(req, peer.host, self.now)
+            if refusal is not None:
+                if refusal.status is not None:  # stateless (§8.2.7 ... a transaction is what it must not cost)
+                    resp = make_response(req, refusal.status, to_tag=self.new_id())
+                    if refusal.retry_after is not None:
+                        resp.add("retry-after", str(refusal.retry_after))
+                    self._out.append((resp.serialize(), resp_peer))
+                    self.stats["sent"] += 1
+                return
         merge_key = None
         if req.to_tag is None:
             merge_key = (req.from_tag, req.call_id, req.cseq[0], method)
