@@ -3,9 +3,10 @@
 Live (applied by :func:`apply`): the log level; the admin listener's address (moved at once); the SIP
 timers, ring timeout, call limit, longest call and session timers (for transactions and calls that start
 after the reload); the event-loop lag that counts as overload; the drain settings; what operators see
-and the admin token; the front gate's rates, scanners and ban policy. Everything else (the listeners, TLS, media, storage, detection, the control socket,
-file locations) is bound when the process starts: :func:`restart_needed` names each such key that
-changed, and ``b2bua reload`` prints them as "needs restart".
+and the admin token; the front gate's rates, scanners and ban policy. Everything else (the listeners,
+TLS, media, storage, detection, the control socket, file locations) is bound when the process starts:
+:func:`restart_needed` names each such key that changed, and ``b2bua reload`` prints them as "needs
+restart".
 """
 
 from __future__ import annotations
