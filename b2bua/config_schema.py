@@ -48,9 +48,10 @@ def _default_digest_algorithms() -> list[DigestAlgorithm]:
 class TlsConfig(Strict):
     cert: str | None = None
     key: str | None = None
-    #: CA bundle used to verify carriers' certificates; verification is on when set.
+    #: CA bundle used to verify carriers' certificates (none: the system's bundle)
     ca: str | None = None
-    verify_peer: bool = False
+    #: check a TLS carrier's certificate and name (off only for labs: `check-config` warns)
+    verify_peer: bool = True
 
 
 class TimersConfig(Strict):

@@ -11,7 +11,7 @@ import threading
 from pathlib import Path
 
 import pytest
-from harness import b2bua, free_port, make_cert, sipp, sipp_background
+from harness import B2BUAProcess, b2bua, free_port, make_cert, sipp, sipp_background, write_config
 
 from b2bua.sip.message import Request, StreamFramer, parse_message
 
@@ -82,6 +82,37 @@ def test_tls_caller_to_udp_callee(tmp_path: Path) -> None:
         finally:
             proc.stop()
     assert proc.log().count("end status=200 cause=normal by=a") == 1
+
+
+def test_tls_listener_refuses_old_protocols_and_weak_suites(tmp_path: Path) -> None:
+    """TLS 1.2 with a CBC suite (which Python's own default server accepts) is refused; 1.2 with ECDHE and
+    AES-GCM, and 1.3, are taken."""
+    cert, key = make_cert(tmp_path)
+    tls_port = free_port()
+    cfg = write_config(tmp_path / "config", sip={"tls": {"cert": str(cert), "key": str(key)}, "listen": []})
+    proc = B2BUAProcess(cfg, [f"tls:127.0.0.1:{tls_port}"], tmp_path / "b2bua.log").start()
+
+    def handshake(ciphers: str | None, maximum: ssl.TLSVersion) -> str | None:
+        ctx = ssl.create_default_context(cafile=str(cert))
+        ctx.maximum_version = maximum
+        if ciphers:
+            ctx.set_ciphers(ciphers)
+        try:
+            with ctx.wrap_socket(socket.create_connection(("127.0.0.1", tls_port), timeout=5),
+                                 server_hostname="localhost") as tls:
+                return tls.version()
+        except ssl.SSLError:
+            return None
+
+    try:
+        weak = "ECDHE-RSA-AES128-SHA256"
+        plain = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)  # what the default would have accepted
+        assert weak in [c["name"] for c in plain.get_ciphers()]
+        assert handshake(weak, ssl.TLSVersion.TLSv1_2) is None
+        assert handshake("ECDHE-RSA-AES128-GCM-SHA256", ssl.TLSVersion.TLSv1_2) == "TLSv1.2"
+        assert handshake(None, ssl.TLSVersion.TLSv1_3) == "TLSv1.3"
+    finally:
+        proc.stop()
 
 
 class TlsUas(threading.Thread):
