@@ -358,7 +358,7 @@ class Application:
         server_ctx, client_ctx = self._tls_contexts()
 
         def on_overload(flag: bool) -> None:
-            self.b2bua.overloaded = flag
+            self.b2bua.overloaded = self.gate.shedding = flag
 
         self.server = SipServer(self.stack, self.pump, clock=self.clock, tls_server=server_ctx, tls_client=client_ctx,
                                 overload_lag=self.config.process.sip.overload_lag_ms / 1000,

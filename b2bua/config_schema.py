@@ -607,6 +607,9 @@ class SecurityConfig(Strict):
     ban_s: float = Field(600.0, ge=0)
     #: addresses tracked at once (least recently seen forgotten first)
     max_tracked_sources: int = Field(50_000, ge=100)
+    #: new calls a second from everyone together; beyond: a stateless 503 with Retry-After, so that the calls
+    #: let in complete (about 90 % of what scripts/bench/cps.py sustains on the machine); null: no limit
+    max_new_calls_per_s: float | None = Field(400.0, gt=0)
 
 
 def _scanners() -> tuple[str, ...]:

@@ -22,7 +22,8 @@ def gate_config(config: Config) -> GateConfig:
                       trusted_rates=rates(sec.trusted_rates),
                       scanners=tuple(s.lower() for s in sec.scanner_user_agents),
                       ban_after=sec.ban_after_auth_failures, window_s=sec.auth_failure_window_s, ban_s=sec.ban_s,
-                      max_sources=sec.max_tracked_sources, max_bans=sec.max_tracked_sources)
+                      max_sources=sec.max_tracked_sources, max_bans=sec.max_tracked_sources,
+                      max_new_calls_per_s=sec.max_new_calls_per_s)
 
 
 def source_of(req: Request) -> str:

@@ -124,3 +124,17 @@ def test_json_logs_carry_the_call_and_its_sip_call_id(h: Harness) -> None:
     assert len(lines) >= 2
     assert {x["sip_call_id"] for x in lines} == {A_CALL_ID}
     assert len({x["call"] for x in lines}) == 1 and lines[0]["call"].startswith("c")
+
+
+def test_a_percent_sign_in_a_peers_call_id_is_logged_as_it_is(caplog: pytest.LogCaptureFixture) -> None:
+    """The call's logger writes the SIP Call-ID before the message: a '%' in it is not a format directive
+    (once: "--- Logging error --- unsupported format character", and the line lost; found by fuzzing)."""
+    import logging
+
+    from b2bua.call.model import CallLog
+
+    log = CallLog(logging.getLogger("b2bua.call.test"), {"call": "c1", "sip_call_id": "ab%dcd%s@x"})
+    with caplog.at_level(logging.INFO, logger="b2bua.call.test"):
+        log.info("start from=%s to=%s", "sip:a@x", "sip:b@y")
+    (record,) = caplog.records
+    assert record.getMessage() == "call c1 [ab%dcd%s@x] start from=sip:a@x to=sip:b@y"

@@ -96,3 +96,25 @@ def test_sqlite_runs_in_wal_mode_so_a_reader_never_meets_a_locked_database(tmp_p
     assert [r[0] for r in reader.execute("SELECT call_id FROM cdr ORDER BY id")] == ["c0", "c1"]
     reader.close()
     writer.close()
+
+
+def test_a_uri_with_bytes_that_are_not_utf8_is_stored_and_does_not_block_the_others(tmp_path: Path) -> None:
+    """The parser keeps a peer's non-UTF-8 bytes as surrogates; the row is stored with U+FFFD for them, and the
+    rows around it are written too (once this failed the whole batch, every second: found by fuzzing)."""
+    from b2bua.sip.message import Request, parse_message
+
+    raw = (b"INVITE sip:+1650555\xff2222@ss1.example.net SIP/2.0\r\nVia: SIP/2.0/UDP 192.0.2.1;branch=z9hG4bKx\r\n"
+           b"From: <sip:+1303555\xc31111@example.net>;tag=a\r\nTo: <sip:b@example.net>\r\nCall-ID: odd\r\n"
+           b"CSeq: 1 INVITE\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n")
+    req = parse_message(raw)
+    assert isinstance(req, Request) and "\udcc3" in req.from_.uri  # what reaches the CDR
+    store = _store(tmp_path)
+    store.add({"call_id": "before", "start": 1.0, "end": 2.0})
+    store.add({"call_id": "odd", "from_uri": req.from_.uri, "to_uri": str(req.uri), "start": 1.0, "end": 2.0})
+    store.live({"call_id": "odd-live", "from_uri": req.from_.uri, "start": 1.0})
+    store.add({"call_id": "after", "start": 1.0, "end": 2.0, "a_packets_received": 150})
+    assert store.flush(now=3.0) == 3 and store.failures == 0
+    rows = {r["call_id"]: r for r in store.rows()}
+    assert rows["odd"]["from_uri"] == "sip:+1303555\ufffd1111@example.net" and set(rows) == {"before", "odd", "after"}
+    # the first row of the batch had neither URIs nor media figures: the others' were kept all the same
+    assert rows["after"]["a_packets_received"] == 150

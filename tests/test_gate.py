@@ -64,6 +64,23 @@ def test_per_source_rates_drop_outsiders_and_tell_a_trunk_to_retry() -> None:
     assert (over.status, over.retry_after) == (503, 5)  # a carrier is told, not ignored
 
 
+def test_new_calls_beyond_capacity_or_during_overload_get_a_stateless_503() -> None:
+    gate = _gate(max_new_calls_per_s=100.0)
+    verdicts = [gate.check(_req(n=i), CARRIER, 0.5) for i in range(300)]
+    assert sum(v is None for v in verdicts) == 100  # a second's worth at once, then none
+    refused = [v for v in verdicts if v is not None]
+    assert {(v.reason, v.status, v.retry_after) for v in refused} == {("capacity", 503, 5)}
+    assert sum(gate.check(_req(n=i), CARRIER, 1.5) is None for i in range(300)) == 100  # 100 a second after it
+    assert gate.check(_req("OPTIONS"), CARRIER, 1.5) is None  # only new calls are counted
+    gate.shedding = True  # the event loop runs late
+    shed = gate.check(_req(n=999), CARRIER, 10.0)
+    assert shed is not None and (shed.reason, shed.status) == ("overload", 503)
+    assert gate.check(_req("REGISTER"), CARRIER, 10.0) is None
+    gate.shedding = False
+    assert gate.check(_req(n=1000), CARRIER, 10.0) is None
+    assert gate.stats["refused:capacity"] == 400 and gate.stats["refused:overload"] == 1
+
+
 def test_failed_logins_ban_an_outsider_until_the_ban_ends_or_is_lifted() -> None:
     gate = _gate(ban_after=3, window_s=60.0, ban_s=600.0)
     assert not gate.auth_failed(OUTSIDER, 0.0) and not gate.auth_failed(OUTSIDER, 61.0)  # the first one expired

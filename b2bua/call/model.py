@@ -32,7 +32,9 @@ class CallLog(logging.LoggerAdapter[logging.Logger]):
     def process(self, msg: Any, kwargs: MutableMapping[str, Any]) -> tuple[Any, MutableMapping[str, Any]]:
         extra = self.extra or {}
         kwargs["extra"] = {**extra, **kwargs.get("extra", {})}
-        return f"call {extra.get('call')} [{extra.get('sip_call_id')}] {msg}", kwargs
+        # the Call-ID is the peer's text: a '%' in it must not be taken for a format directive
+        sip_call_id = str(extra.get("sip_call_id")).replace("%", "%%")
+        return f"call {extra.get('call')} [{sip_call_id}] {msg}", kwargs
 
 
 @dataclass(slots=True)

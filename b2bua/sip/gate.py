@@ -11,7 +11,11 @@ for every new out-of-dialog request, before any state is made), with the same ``
 * **per-source rates** (Kamailio's pike and ratelimit modules' idea): a token bucket per address and method
   class (INVITE, REGISTER, OPTIONS, other), one set of rates for the trusted networks (the trunks) and a far
   lower one for everyone else. Over the rate, an outsider's request is dropped; a trusted one gets a
-  stateless 503 with Retry-After (RFC 3261 §21.5.4), so a carrier's proxy backs off instead of retrying.
+  stateless 503 with Retry-After (RFC 3261 §21.5.4), so a carrier's proxy backs off instead of retrying;
+* **load shedding**: new calls beyond ``max_new_calls_per_s`` (everyone together), or any while the process
+  says it is overloaded (:attr:`Gate.shedding`: its event loop runs late), get the same stateless 503. A 503
+  from a transaction would cost what overload cannot spare (a transaction, retransmissions until the ACK);
+  this one costs a parse, and the calls let in complete.
 
 Every table an outsider can grow is bounded (``max_sources`` buckets, ``max_bans`` bans, least recently used
 evicted, counted), and every decision is counted in :attr:`Gate.stats`.
@@ -60,6 +64,8 @@ class GateConfig:
     retry_after_s: int = 5  # in the 503 a trusted source over its rate gets
     max_sources: int = 50_000
     max_bans: int = 10_000
+    #: new calls (INVITEs) a second from everyone together; beyond: a stateless 503 (None: no limit)
+    max_new_calls_per_s: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,6 +98,9 @@ class Gate:
         self._failures: OrderedDict[str, deque[float]] = OrderedDict()
         self._bans: OrderedDict[str, Ban] = OrderedDict()
         self._trusted_cache: OrderedDict[str, bool] = OrderedDict()
+        #: set while the process is overloaded (the event loop runs late): new calls get a stateless 503
+        self.shedding = False
+        self._calls = _Bucket(0.0, -1e9)
 
     def reconfigure(self, config: GateConfig) -> None:
         """A reload: new trusted networks and rates from now on; bans and buckets stay."""
@@ -132,6 +141,8 @@ class Gate:
             if agent and any(s in agent for s in self.config.scanners):
                 return Refusal("scanner")
         cls = req.method if req.method in METHOD_CLASSES else "other"
+        if cls == "INVITE" and (overload := self._overload(now)) is not None:
+            return overload
         rate = (self.config.trusted_rates if trusted else self.config.untrusted_rates)[cls]
         key = (host, cls)
         bucket = self._buckets.get(key)
@@ -148,6 +159,21 @@ class Gate:
                 return Refusal(f"rate:{cls}", 503, self.config.retry_after_s)
             return Refusal(f"rate:{cls}")
         bucket.tokens -= 1.0
+        return None
+
+    def _overload(self, now: float) -> Refusal | None:
+        """Load shedding at the door: a 503 that costs no transaction, so the calls let in still complete."""
+        if self.shedding:
+            return Refusal("overload", 503, self.config.retry_after_s)
+        limit = self.config.max_new_calls_per_s
+        if limit is None:
+            return None
+        b = self._calls
+        b.tokens = min(limit, b.tokens + (now - b.at) * limit)  # a second's worth of burst
+        b.at = now
+        if b.tokens < 1.0:
+            return Refusal("capacity", 503, self.config.retry_after_s)
+        b.tokens -= 1.0
         return None
 
     # -- failed logins and bans ----------------------------------------------------------------------

@@ -523,13 +523,18 @@ def sippy_command(exe: Path) -> list[str]:
             "-s", f"{LOOPBACK}:{{uas_port}}", "-c", "{workdir}/b2bua.sock"]
 
 
-def signalling_only_config(root: Path = REPO_ROOT) -> Path:
-    """The shipped config with media anchoring off (SDP passed through), like sippy's -f -u -A 0 run."""
+def signalling_only_config(root: Path = REPO_ROOT, *, media: bool = False, max_new_calls: str = "") -> Path:
+    """The shipped config with media anchoring off (SDP passed through), like sippy's -f -u -A 0 run
+    (``media``: left on); ``max_new_calls``: the front gate's ``security.max_new_calls_per_s`` (``none``: no
+    limit; empty: as shipped)."""
     import yaml
 
     folder = Path(tempfile.mkdtemp(prefix="cps-ours-signalling-"))
     process = yaml.safe_load((root / "config" / "b2bua.yaml").read_text())
-    process.setdefault("media", {})["enabled"] = False
+    process.setdefault("media", {})["enabled"] = media
+    if max_new_calls:
+        process.setdefault("security", {})["max_new_calls_per_s"] = \
+            None if max_new_calls == "none" else float(max_new_calls)
     (folder / "b2bua.yaml").write_text(yaml.safe_dump(process, allow_unicode=True))
     shutil.copy(root / "config" / "routing.yaml", folder / "routing.yaml")
     shutil.copy(root / "config" / "holidays.yaml", folder / "holidays.yaml")
@@ -561,8 +566,9 @@ def build_systems(args: argparse.Namespace, log) -> list[SystemUnderTest]:
                 env = dict(os.environ)
                 env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(root), env.get("PYTHONPATH")]))
                 cmd = args.ours_cmd
-                if name == "ours-signalling":
-                    cmd = cmd.replace("config/b2bua.yaml", str(signalling_only_config(root)))
+                if name == "ours-signalling" or args.max_new_calls:
+                    cmd = cmd.replace("config/b2bua.yaml", str(signalling_only_config(
+                        root, media=name != "ours-signalling", max_new_calls=args.max_new_calls)))
                 systems.append(SystemUnderTest(
                     name=f"{name}@{label}" if label else name, argv_template=shlex.split(cmd), cwd=root, env=env,
                     fixed_uas_port=args.ours_uas_port or None))
@@ -845,6 +851,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--code", default="",
                    help="checkouts of ours to compare in one run, label=path,... (e.g. base=/tmp/base,new=.; "
                         "default: this one)")
+    p.add_argument("--max-new-calls", default="", metavar="N|none",
+                   help="our front gate's security.max_new_calls_per_s for this run (default: as shipped)")
     p.add_argument("--no-sippy", action="store_true", help="skip the sippy system")
     p.add_argument("--sippy-venv", default=DEFAULT_SIPPY_VENV, help="venv for sippy (created if missing)")
     p.add_argument("--sippy-spec", default=DEFAULT_SIPPY_SPEC, help="pip requirement for sippy")

@@ -185,6 +185,8 @@ def fuzz_live(work: Path, n: int, seed: int) -> dict[str, object]:
 
 
 def main() -> int:
+    here = Path(__file__).resolve().parent  # this folder's media.py must not hide the media package
+    sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != here]
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--cases", type=int, default=20000, help="SIP cases (as many media cases again)")
     ap.add_argument("--seed", type=int, default=1)
