@@ -76,6 +76,19 @@ def _call(args: argparse.Namespace, method: str, url: str, body: dict[str, Any] 
         return None
 
 
+def _answered(args: argparse.Namespace, method: str, url: str, body: dict[str, Any] | None = None) -> Any:
+    """The JSON of a 200 answer; else the exit status, the error printed (1: refused, 2: no process)."""
+    got = _call(args, method, url, body)
+    if got is None:
+        return EXIT_NO_PROCESS
+    status, answer = got
+    if status != 200:
+        print(answer.get("error", f"HTTP {status}") if isinstance(answer, dict) else f"HTTP {status}",
+              file=sys.stderr)
+        return 1
+    return answer
+
+
 def cmd_calls(args: argparse.Namespace) -> int:
     got = _call(args, "GET", "/api/calls")
     if got is None:
@@ -99,15 +112,10 @@ def cmd_calls(args: argparse.Namespace) -> int:
 
 
 def cmd_hangup(args: argparse.Namespace) -> int:
-    got = _call(args, "POST", f"/api/calls/{args.call}/hangup",
-                {"announcement": args.announce} if args.announce else None)
-    if got is None:
-        return EXIT_NO_PROCESS
-    status, answer = got
-    if status != 200:
-        print(answer.get("error", f"HTTP {status}") if isinstance(answer, dict) else f"HTTP {status}",
-              file=sys.stderr)
-        return 1
+    answer = _answered(args, "POST", f"/api/calls/{args.call}/hangup",
+                       {"announcement": args.announce} if args.announce else None)
+    if isinstance(answer, int):
+        return answer
     print(f"call {args.call}: hanging up{' after ' + args.announce if args.announce else ''}")
     return 0
 
@@ -122,14 +130,10 @@ def cmd_drain(args: argparse.Namespace) -> int:
 
 def cmd_bans(args: argparse.Namespace) -> int:
     """The addresses the front gate has banned, or lift one ban (``--lift ADDR``)."""
-    got = _call(args, "POST", f"/api/bans/{args.lift}/lift") if args.lift else _call(args, "GET", "/api/bans")
-    if got is None:
-        return EXIT_NO_PROCESS
-    status, answer = got
-    if status != 200:
-        print(answer.get("error", f"HTTP {status}") if isinstance(answer, dict) else f"HTTP {status}",
-              file=sys.stderr)
-        return 1
+    answer = _answered(args, "POST", f"/api/bans/{args.lift}/lift") if args.lift else \
+        _answered(args, "GET", "/api/bans")
+    if isinstance(answer, int):
+        return answer
     if args.lift:
         print(f"{args.lift}: ban lifted")
         return 0

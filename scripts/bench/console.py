@@ -29,7 +29,7 @@ import yaml
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from cps import last_stat_row, percentile, read_rtts, stat_int, tree_cpu_seconds  # noqa: E402
+from cps import last_stat_row, percentile, read_rtts, stat_int, stop_all, tree_cpu_seconds  # noqa: E402
 
 import media  # noqa: E402  (this directory's benchmarks: the relay measurement, the console's viewers)
 
@@ -100,14 +100,7 @@ def signalling(rate: int, seconds: float, viewers: int, workdir: Path) -> dict[s
                 "cpu_ms": (cpu1 - cpu0) * 1000 / max(ok, 1), "requests": counts["requests"],
                 "console_failures": counts["failures"], "uac_exit": uac.returncode}
     finally:
-        for p in reversed(procs):
-            if p.poll() is None:
-                p.terminate()
-        for p in procs:
-            try:
-                p.wait(10)
-            except subprocess.TimeoutExpired:
-                p.kill()
+        stop_all(procs)
 
 
 def main() -> int:

@@ -303,6 +303,18 @@ def process_tree(root: int) -> list[int]:
     return tree
 
 
+def stop_all(procs: list[subprocess.Popen]) -> None:
+    """SIGTERM to each process still running, newest first; SIGKILL to any not gone 10 s later."""
+    for p in reversed(procs):
+        if p.poll() is None:
+            p.terminate()
+    for p in procs:
+        try:
+            p.wait(10)
+        except subprocess.TimeoutExpired:
+            p.kill()
+
+
 def tree_cpu_seconds(root: int) -> float:
     """utime+stime+cutime+cstime of ``root`` and its live descendants, in seconds."""
     ticks = 0

@@ -31,7 +31,7 @@ import yaml
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
 sys.path.insert(0, str(HERE))
-from cps import last_stat_row, percentile, read_rtts, stat_int  # noqa: E402
+from cps import last_stat_row, percentile, read_rtts, stat_int, stop_all  # noqa: E402
 
 SIPP = shutil.which("sipp") or "/usr/bin/sipp"
 OUTSIDERS = ("127.0.0.8", "127.0.0.9")
@@ -136,14 +136,7 @@ def run(rate: int, calls: int, flood_pps: int, work: Path, gate: bool = True) ->
                 "flood_answered": flood_answers, "rss0": rss0, "rss1": _rss(b2b.pid),
                 "ports": _media_sockets(b2b.pid), "refused": refused}
     finally:
-        for p in reversed(procs):
-            if p.poll() is None:
-                p.terminate()
-        for p in procs:
-            try:
-                p.wait(10)
-            except subprocess.TimeoutExpired:
-                p.kill()
+        stop_all(procs)
 
 
 def _metrics(port: int) -> str | None:
