@@ -19,7 +19,7 @@ from pydantic import Field, field_validator, model_validator
 from .routing.extensions import parse_extension_range
 from .routing.forwarding import NEVER_FORWARDED
 from .routing.numbers import to_e164
-from .routing.schedule import Schedule
+from .routing.schedule import OPEN, Schedule
 from .sip.uri import SipUri
 from .transport.listener import Listener
 from .yamlconf import Strict
@@ -376,6 +376,11 @@ class DepartmentPolicy(Strict):
     long_call: LongCall = LongCall()
     caller_id: CallerId = CallerId()
     abuse: Abuse = Abuse()
+
+    def ringback_for(self, situation: str) -> str | None:
+        """The prompt a caller hears while the staff phone rings in ``situation`` (``default`` when open or
+        when the situation has none of its own)."""
+        return self.ringback.get("default" if situation == OPEN else situation) or self.ringback.get("default")
 
 
 class Department(Strict):

@@ -80,6 +80,19 @@ def uri_number(uri: str) -> str:
         return ""
 
 
+def parties(from_uri: str, to_uri: str, department: str | None, direction: str | None,
+            show: bool) -> tuple[str, str]:
+    """A call's caller and callee numbers as operators see them: on a department's call the citizen's
+    (the caller inbound, the callee outbound) masked, unless ``show`` (``admin.show_numbers``)."""
+    caller, callee = uri_number(from_uri), uri_number(to_uri)
+    if not show and department:
+        if direction == "inbound":
+            caller = mask(caller)
+        else:
+            callee = mask(callee)
+    return caller, callee
+
+
 class OperatorControl(Features):
     """The operator's hold on calls in progress."""
 
@@ -117,14 +130,9 @@ class OperatorControl(Features):
 
     def _remember(self, call: Call) -> tuple[str, str]:
         req = call.a_invite.request
-        caller, callee = uri_number(req.from_.uri), uri_number(str(req.uri))
-        if not self.show_numbers and call.route.department is not None:
-            if call.route.direction == "inbound":
-                caller = mask(caller)
-            else:
-                callee = mask(callee)
-        self._parties[call.id] = (caller, callee)
-        return caller, callee
+        shown = parties(req.from_.uri, str(req.uri), call.route.department, call.route.direction, self.show_numbers)
+        self._parties[call.id] = shown
+        return shown
 
     def set_show_numbers(self, show: bool) -> None:
         """A reload changed ``admin.show_numbers``: the listing follows at once."""
@@ -189,4 +197,4 @@ class OperatorControl(Features):
         self._parties.pop(call.id, None)
 
 
-__all__ = ["CallInfo", "OPERATOR_REASON", "OperatorControl", "SHUTDOWN_REASON", "mask", "uri_number"]
+__all__ = ["CallInfo", "OPERATOR_REASON", "OperatorControl", "SHUTDOWN_REASON", "mask", "parties", "uri_number"]

@@ -186,8 +186,7 @@ class StaffProtection(Features):
 
     def _ringback(self, call: Call, st: Protected) -> None:
         st.phase = Phase.RINGBACK
-        ringback = st.dept.policy.ringback
-        prompt = ringback.get("default" if st.situation == "open" else st.situation) or ringback.get("default")
+        prompt = st.dept.policy.ringback_for(st.situation)
         if prompt and self._early(call, st):
             samples = self._samples(call, prompt, ringback=True)
             if samples is None:

@@ -26,7 +26,7 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry
 
 from ..admin_http import Controlled, audit, error, recording_file, refused, starts_playback
-from ..call.operator import CODEC_NAMES, CallInfo, mask, uri_number
+from ..call.operator import CODEC_NAMES, CallInfo, parties
 from ..storage.history import HistoryQuery
 from .departments import overview
 from .format import day_start
@@ -58,21 +58,11 @@ class CallsSnapshot:
         return self._data
 
 
-def shown_numbers(row: dict[str, Any], show: bool) -> tuple[str, str]:
-    """A CDR's caller and callee numbers, the citizen's masked unless ``show`` (a department's calls only)."""
-    caller, callee = uri_number(row.get("from_uri") or ""), uri_number(row.get("to_uri") or "")
-    if not show and row.get("department"):
-        if row.get("direction") == "inbound":
-            caller = mask(caller)
-        else:
-            callee = mask(callee)
-    return caller, callee
-
-
 def public_cdr(row: dict[str, Any], show: bool) -> dict[str, Any]:
     """What the console shows of a CDR: the URIs replaced by the (masked) numbers, codecs by name."""
     out = {k: v for k, v in row.items() if k not in ("from_uri", "to_uri")}
-    out["caller"], out["callee"] = shown_numbers(row, show)
+    out["caller"], out["callee"] = parties(row.get("from_uri") or "", row.get("to_uri") or "", row.get("department"),
+                                           row.get("direction"), show)
     for leg in ("a", "b"):  # the payload type as its codec's name
         if (pt := row.get(f"{leg}_codec")) is not None:
             out[f"{leg}_codec"] = CODEC_NAMES.get(int(pt), str(pt))
@@ -234,4 +224,4 @@ def add_api(app: web.Application, target: Controlled, registry: CollectorRegistr
 
 
 __all__ = ["CLOSING", "CallsSnapshot", "Figures", "add_api", "history_query", "public_cdr", "recording_labels",
-           "shown_numbers", "system_figures"]
+           "system_figures"]

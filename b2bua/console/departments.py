@@ -43,8 +43,8 @@ def hears(dept: Department, now: str) -> Hears:
         if closed.fallback:
             return Hears("fallback", prompt, to=closed.fallback)
         return Hears("closed", prompt, status=closed.release_status)
-    prompt = policy.ringback.get("default" if now == OPEN else now) or policy.ringback.get("default")
-    return Hears("ringback", prompt, notice=policy.recording_notice if policy.recording == "full" else None)
+    notice = policy.recording_notice if policy.recording == "full" else None
+    return Hears("ringback", policy.ringback_for(now), notice=notice)
 
 
 def overview(config: Config, when: datetime) -> list[DepartmentNow]:
