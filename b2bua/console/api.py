@@ -18,9 +18,10 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, Generic, TypeVar, cast
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry
@@ -36,26 +37,31 @@ from .waveform import render as render_waveform
 #: set when the listener closes: open event streams end at once instead of holding the shutdown
 CLOSING = web.AppKey("console_closing", asyncio.Event)
 STREAM_PERIOD_S = 1.0
+T = TypeVar("T")
 
 
-class CallsSnapshot:
-    """The live calls as JSON, recomputed at most once per period whatever the number of viewers."""
+class Every(Generic[T]):
+    """``compute()`` at most once per ``period`` seconds, the last result in between, however many open
+    consoles ask."""
 
-    def __init__(self, target: Controlled, period: float = STREAM_PERIOD_S * 0.9):
-        self.target = target
+    def __init__(self, compute: Callable[[], T], period: float):
+        self.compute = compute
         self.period = period
         self._at = -1e9
-        self._data = ""
+        self._value: T | None = None
 
-    def get(self, now: float) -> str:
-        if now - self._at >= self.period:
-            op = self.target.operator
-            # through act: the clock read first, so the durations are current between two SIP messages
-            calls = cast(list[CallInfo], self.target.act(op.calls))
-            self._data = json.dumps({"calls": [c.as_dict() for c in calls], "draining": op.b2bua.draining},
-                                    ensure_ascii=False)
-            self._at = now
-        return self._data
+    def get(self, now: float) -> T:
+        if self._value is None or now - self._at >= self.period:
+            self._value, self._at = self.compute(), now
+        return self._value
+
+
+def calls_json(target: Controlled) -> str:
+    """The live calls as the stream sends them. Through ``act``: the clock read first, so the durations are
+    current between two SIP messages."""
+    op = target.operator
+    calls = cast(list[CallInfo], target.act(op.calls))
+    return json.dumps({"calls": [c.as_dict() for c in calls], "draining": op.b2bua.draining}, ensure_ascii=False)
 
 
 def public_cdr(row: dict[str, Any], show: bool) -> dict[str, Any]:
@@ -114,23 +120,9 @@ def system_figures(registry: CollectorRegistry | None) -> dict[str, float]:
     return out
 
 
-class Figures:
-    """:func:`system_figures` at most once a second, however many system pages are open."""
-
-    def __init__(self, registry: CollectorRegistry | None, period: float = 1.0):
-        self.registry = registry
-        self.period = period
-        self._at = -1e9
-        self._figures: dict[str, float] = {}
-
-    def get(self, now: float) -> dict[str, float]:
-        if now - self._at >= self.period:
-            self._figures, self._at = system_figures(self.registry), now
-        return self._figures
-
-
 def add_api(app: web.Application, target: Controlled, registry: CollectorRegistry | None) -> None:
-    snapshot, figures = CallsSnapshot(target), Figures(registry)
+    snapshot = Every(lambda: calls_json(target), STREAM_PERIOD_S * 0.9)  # one listing a second for all viewers
+    figures = Every(lambda: system_figures(registry), 1.0)
 
     async def calls_stream(request: web.Request) -> web.StreamResponse:
         if (no := refused(request, "view")) is not None:
@@ -223,5 +215,5 @@ def add_api(app: web.Application, target: Controlled, registry: CollectorRegistr
     app.router.add_get("/api/system", system)
 
 
-__all__ = ["CLOSING", "CallsSnapshot", "Figures", "add_api", "history_query", "public_cdr", "recording_labels",
+__all__ = ["CLOSING", "Every", "add_api", "calls_json", "history_query", "public_cdr", "recording_labels",
            "system_figures"]

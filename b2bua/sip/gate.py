@@ -82,6 +82,15 @@ class _Bucket:
     tokens: float
     at: float
 
+    def take(self, now: float, per_s: float, burst: float) -> bool:
+        """Refill for the time since the last request (up to ``burst``), then take a token if there is one."""
+        self.tokens = min(burst, self.tokens + (now - self.at) * per_s)
+        self.at = now
+        if self.tokens < 1.0:
+            return False
+        self.tokens -= 1.0
+        return True
+
 
 @dataclass(frozen=True, slots=True)
 class Ban:
@@ -152,14 +161,11 @@ class Gate:
                 self.stats["sources_evicted"] += 1
         else:
             self._buckets.move_to_end(key)
-            bucket.tokens = min(rate.burst, bucket.tokens + (now - bucket.at) * rate.per_s)
-            bucket.at = now
-        if bucket.tokens < 1.0:
-            if trusted:
-                return Refusal(f"rate:{cls}", 503, self.config.retry_after_s)
-            return Refusal(f"rate:{cls}")
-        bucket.tokens -= 1.0
-        return None
+        if bucket.take(now, rate.per_s, rate.burst):
+            return None
+        if trusted:
+            return Refusal(f"rate:{cls}", 503, self.config.retry_after_s)
+        return Refusal(f"rate:{cls}")
 
     def _overload(self, now: float) -> Refusal | None:
         """Load shedding at the door: a 503 that costs no transaction, so the calls let in still complete."""
@@ -168,13 +174,9 @@ class Gate:
         limit = self.config.max_new_calls_per_s
         if limit is None:
             return None
-        b = self._calls
-        b.tokens = min(limit, b.tokens + (now - b.at) * limit)  # a second's worth of burst
-        b.at = now
-        if b.tokens < 1.0:
-            return Refusal("capacity", 503, self.config.retry_after_s)
-        b.tokens -= 1.0
-        return None
+        if self._calls.take(now, limit, limit):  # a second's worth of burst
+            return None
+        return Refusal("capacity", 503, self.config.retry_after_s)
 
     # -- failed logins and bans ----------------------------------------------------------------------
     def auth_failed(self, host: str, now: float) -> bool:
