@@ -57,6 +57,7 @@ from .storage.audit import AuditLog
 from .storage.cdr import CdrStore, resolve_url
 from .storage.history import CallHistory
 from .storage.recordings import RecordingIndex
+from .tls import hardened
 from .transport.server import Listener, SipServer
 
 log = logging.getLogger("b2bua")
@@ -66,17 +67,6 @@ def media_columns(media: dict[str, dict[str, float]]) -> dict[str, float]:
     """A call's per-leg media figures as CDR columns (``a_packets_received``, ...)."""
     return {f"{leg}_{name}": st[name] for leg, st in media.items()
             for name in ("codec", "packets_received", "packets_sent", "packets_lost", "jitter_ms") if name in st}
-
-
-#: TLS 1.2's suites: forward secrecy and AEAD only (TLS 1.3's own suites are all of that kind)
-TLS12_CIPHERS = "ECDHE+AESGCM:ECDHE+CHACHA20"
-
-
-def _hardened(ctx: ssl.SSLContext) -> ssl.SSLContext:
-    """TLS 1.2 at least, and of TLS 1.2 only ECDHE with AES-GCM or ChaCha20-Poly1305."""
-    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
-    ctx.set_ciphers(TLS12_CIPHERS)
-    return ctx
 
 
 class Application:
@@ -344,9 +334,9 @@ class Application:
         base = self.config.path.parent
         server = client = None
         if tls.cert and tls.key:
-            server = _hardened(ssl.create_default_context(ssl.Purpose.CLIENT_AUTH))
+            server = hardened(ssl.Purpose.CLIENT_AUTH)
             server.load_cert_chain(base / tls.cert, base / tls.key)
-        client = _hardened(ssl.create_default_context(ssl.Purpose.SERVER_AUTH))
+        client = hardened(ssl.Purpose.SERVER_AUTH)
         if tls.ca:
             client.load_verify_locations(base / tls.ca)
         if not tls.verify_peer:

@@ -21,6 +21,7 @@ from .routing.forwarding import NEVER_FORWARDED
 from .routing.numbers import to_e164
 from .routing.schedule import OPEN, Schedule
 from .sip.uri import SipUri
+from .tls import hardened
 from .transport.listener import Listener
 from .yamlconf import Strict
 
@@ -489,7 +490,7 @@ class AdminConfig(Strict):
     #: who may log in (the console, POST /api/login): the bearer token above acts as an operator
     users: list[AdminUser] = Field(default_factory=list)
     #: HTTPS on the admin listener (PEM files, relative to this file): the console's cookie is then Secure.
-    #: Both or neither; TLS 1.2 at least
+    #: Both or neither; TLS 1.2 at least, with the SIP listeners' cipher suites
     tls_cert: str | None = None
     tls_key: str | None = None
 
@@ -503,8 +504,7 @@ class AdminConfig(Strict):
         """The admin listener's TLS context (None: plain HTTP); raises OSError/ssl.SSLError on bad files."""
         if self.tls_cert is None or self.tls_key is None:
             return None
-        ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-        ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+        ctx = hardened(ssl.Purpose.CLIENT_AUTH)  # what the SIP listeners have
         ctx.load_cert_chain(base / self.tls_cert, base / self.tls_key)
         return ctx
 
