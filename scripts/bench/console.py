@@ -25,11 +25,9 @@ import time
 import urllib.request
 from pathlib import Path
 
-import yaml
-
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from cps import last_stat_row, percentile, read_rtts, stat_int, stop_all, tree_cpu_seconds  # noqa: E402
+from cps import bench_config, last_stat_row, percentile, read_rtts, stat_int, stop_all, tree_cpu_seconds  # noqa: E402
 
 import media  # noqa: E402  (this directory's benchmarks: the relay measurement, the console's viewers)
 
@@ -38,20 +36,9 @@ SIPP = shutil.which("sipp") or "/usr/bin/sipp"
 
 
 def _config(folder: Path, uas_port: int, admin: str) -> Path:
-    """The shipped config, every call to SIPp's UAS, the console's auditor on the admin listener."""
-    process = yaml.safe_load((REPO / "config" / "b2bua.yaml").read_text())
-    process["logging"] = {"level": "warning", "format": "text"}
-    process["metrics"] = {"address": admin}
-    process["storage"] = {"url": f"sqlite:///{folder / 'cdr.sqlite3'}", "recordings": str(folder / "recordings")}
-    process["admin"] = {"socket": None, "users": [{"name": media.CONSOLE_USER, "password_hash": media.console_hash(),
-                                                   "role": "auditor"}]}
-    routing = yaml.safe_load((REPO / "config" / "routing.yaml").read_text())
-    routing["routes"] = [{"name": "bench", "prefix": "", "targets": [f"sip:127.0.0.1:{uas_port}"]}]
-    (folder / "b2bua.yaml").write_text(yaml.safe_dump(process, allow_unicode=True))
-    (folder / "routing.yaml").write_text(yaml.safe_dump(routing, allow_unicode=True))
-    for name in ("holidays.yaml", "abuse_lexicon.yaml"):
-        shutil.copy(REPO / "config" / name, folder / name)
-    return folder / "b2bua.yaml"
+    """The benchmark config with the console's auditor on the admin listener."""
+    users = [{"name": media.CONSOLE_USER, "password_hash": media.console_hash(), "role": "auditor"}]
+    return bench_config(folder, uas_port, admin, process={"admin": {"socket": None, "users": users}})
 
 
 def _healthy(admin: str, timeout: float = 30.0) -> bool:

@@ -555,6 +555,32 @@ def signalling_only_config(root: Path = REPO_ROOT, *, media: bool = False, max_n
     return folder / "b2bua.yaml"
 
 
+def bench_config(folder: Path, uas_port: int, metrics: str, *, process: dict | None = None,
+                 lab_only: bool = False) -> Path:
+    """The shipped config for one benchmark run in ``folder``: every call to SIPp's UAS on ``uas_port``, the
+    admin listener on ``metrics``, storage in the folder, warnings only in the log; ``process`` sections laid
+    over b2bua.yaml's; ``lab_only``: the lab trunk narrowed to 127.0.0.1, so the rest of 127/8 are outsiders."""
+    import yaml
+
+    conf = yaml.safe_load((REPO_ROOT / "config" / "b2bua.yaml").read_text())
+    conf["logging"] = {"level": "warning", "format": "text"}
+    conf["metrics"] = {"address": metrics}
+    conf["storage"] = {"url": f"sqlite:///{folder / 'cdr.sqlite3'}", "recordings": str(folder / "recordings")}
+    conf["admin"] = {"socket": None}
+    conf.update(process or {})
+    routing = yaml.safe_load((REPO_ROOT / "config" / "routing.yaml").read_text())
+    if lab_only:
+        for trunk in routing["trunks"]:
+            if trunk["name"] == "lab":
+                trunk["addresses"] = ["127.0.0.1/32"]
+    routing["routes"] = [{"name": "lab", "prefix": "", "targets": [f"sip:{LOOPBACK}:{uas_port}"]}]
+    (folder / "b2bua.yaml").write_text(yaml.safe_dump(conf, allow_unicode=True))
+    (folder / "routing.yaml").write_text(yaml.safe_dump(routing, allow_unicode=True))
+    for name in ("holidays.yaml", "abuse_lexicon.yaml"):
+        shutil.copy(REPO_ROOT / "config" / name, folder / name)
+    return folder / "b2bua.yaml"
+
+
 def checkouts(spec: str) -> list[tuple[str, Path]]:
     """``--code base=/tmp/base,new=.`` -> [("base", /tmp/base), ("new", .)]; empty: this checkout, unlabelled."""
     if not spec:

@@ -26,12 +26,10 @@ import time
 import urllib.request
 from pathlib import Path
 
-import yaml
-
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
 sys.path.insert(0, str(HERE))
-from cps import last_stat_row, percentile, read_rtts, stat_int, stop_all  # noqa: E402
+from cps import bench_config, last_stat_row, percentile, read_rtts, stat_int, stop_all  # noqa: E402
 
 SIPP = shutil.which("sipp") or "/usr/bin/sipp"
 OUTSIDERS = ("127.0.0.8", "127.0.0.9")
@@ -81,28 +79,14 @@ def flood_worker(source: str, target: int, pps: float, seconds: float) -> None:
 def run(rate: int, calls: int, flood_pps: int, work: Path, gate: bool = True) -> dict[str, object]:
     folder = Path(tempfile.mkdtemp(prefix=f"flood-{flood_pps}-", dir=work))
     uas_port, port, metrics = free_port(), free_port(), free_port()
-    process = yaml.safe_load((REPO / "config" / "b2bua.yaml").read_text())
-    process["logging"] = {"level": "warning", "format": "text"}
-    process["metrics"] = {"address": f"127.0.0.1:{metrics}"}
-    process["storage"] = {"url": f"sqlite:///{folder / 'cdr.sqlite3'}", "recordings": str(folder / "recordings")}
-    process["admin"] = {"socket": None}
-    if not gate:  # the front gate opened wide: what the flood does without it
-        wide = {"INVITE": 1e6, "REGISTER": 1e6, "OPTIONS": 1e6, "other": 1e6}
-        process["security"] = {"scanner_user_agents": [], "untrusted_rates": wide, "trusted_rates": wide}
-    routing = yaml.safe_load((REPO / "config" / "routing.yaml").read_text())
-    for trunk in routing["trunks"]:
-        if trunk["name"] == "lab":
-            trunk["addresses"] = ["127.0.0.1/32"]
-    routing["routes"] = [{"name": "lab", "prefix": "", "targets": [f"sip:127.0.0.1:{uas_port}"]}]
-    (folder / "b2bua.yaml").write_text(yaml.safe_dump(process, allow_unicode=True))
-    (folder / "routing.yaml").write_text(yaml.safe_dump(routing, allow_unicode=True))
-    for name in ("holidays.yaml", "abuse_lexicon.yaml"):
-        shutil.copy(REPO / "config" / name, folder / name)
+    wide = {"INVITE": 1e6, "REGISTER": 1e6, "OPTIONS": 1e6, "other": 1e6}  # the front gate opened wide
+    cfg = bench_config(folder, uas_port, f"127.0.0.1:{metrics}", lab_only=True, process=None if gate else {
+        "security": {"scanner_user_agents": [], "untrusted_rates": wide, "trusted_rates": wide}})
     procs: list[subprocess.Popen] = []
     try:
         procs.append(subprocess.Popen([SIPP, "-sn", "uas", "-i", "127.0.0.1", "-p", str(uas_port), "-nostdin"],
                                       cwd=folder, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
-        b2b = subprocess.Popen([sys.executable, "-m", "b2bua", "run", "--config", str(folder / "b2bua.yaml"),
+        b2b = subprocess.Popen([sys.executable, "-m", "b2bua", "run", "--config", str(cfg),
                                 "--listen", f"udp:127.0.0.1:{port}"], cwd=REPO, stdout=subprocess.DEVNULL,
                                stderr=open(folder / "b2bua.log", "wb"))
         procs.append(b2b)
