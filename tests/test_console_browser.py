@@ -109,6 +109,9 @@ def test_operator_and_auditor_work_a_real_call_in_the_browser(
             events.record(AbuseEvent("ev-browser", call_id, "sip-call@x", "교통정책과", 1.2, "insult", 0.93,
                                      "이 개새끼야", "whisper-base", "m1", "warned", 7.5, clip))
             events.flush()
+            # CDRs are written once a second, from a worker thread: the row is there before the history is searched
+            _wait_for(lambda: any(c["call_id"] == call_id for c in page.request.get(
+                f"{base}/api/cdrs?number=02-2133-2200").json()["cdrs"]))
             # the history: searched by the number the citizen dialled, the call's detail page
             page.goto(f"{base}/history")
             page.fill("input[name=number]", "02-2133-2200")
