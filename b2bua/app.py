@@ -58,6 +58,7 @@ from .storage.cdr import CdrStore, resolve_url
 from .storage.history import CallHistory
 from .storage.recordings import RecordingIndex
 from .tls import hardened
+from .transport.limits import StreamLimits
 from .transport.server import Listener, SipServer
 
 log = logging.getLogger("b2bua")
@@ -82,7 +83,8 @@ class Application:
         timers = TimerConfig(sip.timers.t1_ms / 1000, sip.timers.t2_ms / 1000, sip.timers.t4_ms / 1000)
         #: the process's one clock: the SIP driver moves it (SipServer.tick), everything else reads it
         self.clock = Clock()
-        self.stack = SipStack(StackConfig(timers=timers, local=local, force_rport=sip.force_rport))
+        self.stack = SipStack(StackConfig(timers=timers, local=local, force_rport=sip.force_rport,
+                                          max_transactions=sip.max_transactions))
         self.gate = self.stack.gate = Gate(gate_config(config))  # scanners, per-source rates, bans
         self.registrar = Registrar()
         devices = {d.username: d.password for d in config.routing.devices}
@@ -352,7 +354,7 @@ class Application:
 
         self.server = SipServer(self.stack, self.pump, clock=self.clock, tls_server=server_ctx, tls_client=client_ctx,
                                 overload_lag=self.config.process.sip.overload_lag_ms / 1000,
-                                on_overload=on_overload)
+                                on_overload=on_overload, limits=self.config.process.sip.connections.limits())
         hep = self.config.process.hep
         if hep.address:
             self.hep = HepExporter(hep.address, hep.capture_id, hep.password)
@@ -441,6 +443,10 @@ class Application:
     def set_overload_lag(self, seconds: float) -> None:
         if self.server is not None:
             self.server.overload_lag = seconds
+
+    def set_stream_limits(self, limits: StreamLimits) -> None:
+        if self.server is not None:
+            self.server.connections.limits = limits
 
     def set_show_numbers(self, show: bool) -> None:
         self.operator.set_show_numbers(show)

@@ -22,6 +22,7 @@ from .routing.numbers import to_e164
 from .routing.schedule import OPEN, Schedule
 from .sip.uri import SipUri
 from .tls import hardened
+from .transport.limits import StreamLimits
 from .transport.listener import Listener
 from .yamlconf import Strict
 
@@ -55,6 +56,29 @@ class TlsConfig(Strict):
     verify_peer: bool = True
 
 
+class ConnectionsConfig(Strict):
+    """Bounds on TCP/TLS connections and DNS lookups (b2bua/transport/limits.py); each hit is counted in
+    ``b2bua_limit_hits_total``."""
+
+    #: inbound connections at once, from everyone together
+    max_total: int = Field(4096, ge=1)
+    #: inbound connections at once from one address
+    max_per_source: int = Field(64, ge=1)
+    #: no bytes either way for this long: closed (RFC 5626 clients ping every 840 s at most)
+    idle_s: float = Field(900.0, gt=0)
+    #: a message (and a new connection's first one, and a TLS handshake) must be whole within this long
+    message_s: float = Field(10.0, gt=0)
+    #: KiB queued to a peer that does not read, beyond which its connection is dropped
+    max_write_buffer_kib: int = Field(1024, ge=16)
+    #: host names looked up at once
+    max_pending_dns: int = Field(64, ge=1)
+
+    def limits(self) -> StreamLimits:
+        return StreamLimits(max_total=self.max_total, max_per_source=self.max_per_source, idle_s=self.idle_s,
+                            message_s=self.message_s, max_write_buffer=self.max_write_buffer_kib * 1024,
+                            max_pending_dns=self.max_pending_dns)
+
+
 class TimersConfig(Strict):
     """RFC 3261 Table 4 base timers, in milliseconds."""
 
@@ -85,6 +109,9 @@ class SipConfig(Strict):
     session_timer: SessionTimerSettings = SessionTimerSettings()
     overload_lag_ms: int = Field(250, ge=10)
     max_calls: int = Field(10_000, ge=1)
+    #: SIP transactions at once; a new request beyond gets a stateless 503 with Retry-After
+    max_transactions: int = Field(100_000, ge=100)
+    connections: ConnectionsConfig = ConnectionsConfig()
 
     @field_validator("listen")
     @classmethod

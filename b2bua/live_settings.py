@@ -3,7 +3,8 @@
 Live (applied by :func:`apply`): the log level; the admin listener's address (moved at once); the SIP
 timers, ring timeout, call limit, longest call and session timers (for transactions and calls that start
 after the reload); the event-loop lag that counts as overload; the drain settings; what operators see
-and the admin token; the front gate's rates, scanners and ban policy. Everything else (the listeners,
+and the admin token; the front gate's rates, scanners and ban policy; the bounds on transactions and
+stream connections (for connections and requests that come after the reload). Everything else (the listeners,
 TLS, media, storage, detection, the control socket, file locations) is bound when the process starts:
 :func:`restart_needed` names each such key that changed, and ``b2bua reload`` prints them as "needs
 restart".
@@ -19,10 +20,12 @@ from .call.settings import B2BUAConfig
 from .config import AdminUser, ProcessConfig
 from .sip.stack import StackConfig
 from .sip.timers import TimerConfig
+from .transport.limits import StreamLimits
 
 #: dotted keys (and everything below them) a reload applies
 LIVE = ("logging.level", "metrics.address", "sip.timers", "sip.ring_timeout_s", "sip.max_calls",
-        "sip.max_call_duration_s", "sip.session_timer", "sip.overload_lag_ms", "shutdown", "admin.show_numbers",
+        "sip.max_call_duration_s", "sip.session_timer", "sip.overload_lag_ms", "sip.max_transactions",
+        "sip.connections", "shutdown", "admin.show_numbers",
         "admin.token", "admin.token_env", "admin.users",
         "security")  # the front gate: reconfigured with the routing at every reload (bans and buckets kept)
 
@@ -51,6 +54,7 @@ class Settable(Protocol):
     @property
     def b2bua_config(self) -> B2BUAConfig: ...
     def set_overload_lag(self, seconds: float) -> None: ...
+    def set_stream_limits(self, limits: StreamLimits) -> None: ...
     def set_show_numbers(self, show: bool) -> None: ...
     def move_admin(self, address: str | None) -> None: ...
     def set_admin_users(self, users: list[AdminUser]) -> None: ...
@@ -64,6 +68,8 @@ def apply(target: Settable, old: ProcessConfig, new: ProcessConfig) -> None:
     logging.getLogger().setLevel(new.logging.level.upper())
     target.stack_config.timers = TimerConfig(sip.timers.t1_ms / 1000, sip.timers.t2_ms / 1000,
                                              sip.timers.t4_ms / 1000)
+    target.stack_config.max_transactions = sip.max_transactions
+    target.set_stream_limits(sip.connections.limits())
     cfg = target.b2bua_config
     cfg.ring_timeout = sip.ring_timeout_s
     cfg.max_calls = sip.max_calls

@@ -114,9 +114,25 @@ class _Messenger(Protocol):
     def queued(self) -> int: ...
 
 
+class _Connections(Protocol):
+    @property
+    def hits(self) -> Mapping[str, int]: ...
+
+
 class _Server(Protocol):
     @property
     def lag(self) -> float: ...
+    @property
+    def connections(self) -> _Connections: ...
+    @property
+    def stream_connections(self) -> Mapping[str, int]: ...
+    @property
+    def pending_dns(self) -> int: ...
+
+
+class _Nonces(Protocol):
+    @property
+    def evictions(self) -> int: ...
 
 
 class _Detection(Protocol):
@@ -173,6 +189,8 @@ class MetricsSource(Protocol):
     def hep(self) -> _Hep | None: ...
     @property
     def gate(self) -> _Gate: ...
+    @property
+    def auth(self) -> _Nonces: ...
 
 
 # -- the collector ----------------------------------------------------------------------------
@@ -229,6 +247,7 @@ class B2buaCollector:
         tx.add_metric([], stack.transaction_count)
         yield tx
         yield from self._gate(app)
+        yield from self._limits(app)
         dtmf = CounterMetricFamily("b2bua_dtmf_digits", "Key presses detected")
         dtmf.add_metric([], b2b.stats["dtmf"])
         yield dtmf
@@ -331,6 +350,32 @@ class B2buaCollector:
         tracked = GaugeMetricFamily("b2bua_gate_tracked_sources", "Address and method buckets the gate keeps")
         tracked.add_metric([], gate.tracked)
         yield tracked
+
+    @staticmethod
+    def _limits(app: MetricsSource) -> Iterator[Metric]:
+        """Every bound on state an outsider can make us hold, each time it was hit; the connections now."""
+        hits = CounterMetricFamily(
+            "b2bua_limit_hits", "Bounds hit: transactions (stateless 503), nonces (oldest forgotten), "
+            "tracked_sources (gate table full), connections_total / connections_per_source (refused), idle / "
+            "slow_sender / write_buffer (closed), dns_pending / dns_waiting (send failed)", labels=["limit"])
+        counts: dict[str, int] = {"transactions": app.stack.stats.get("limit:transactions", 0),
+                                  "nonces": app.auth.evictions,
+                                  "tracked_sources": app.gate.stats.get("sources_evicted", 0)}
+        if app.server is not None:
+            for key in ("connections_total", "connections_per_source", "idle", "slow_sender", "write_buffer",
+                        "dns_pending", "dns_waiting"):
+                counts[key] = app.server.connections.hits.get(key, 0)
+        for key, n in counts.items():
+            hits.add_metric([key], n)
+        yield hits
+        if app.server is not None:
+            conns = GaugeMetricFamily("b2bua_stream_connections", "Open TCP/TLS connections", labels=["transport"])
+            for transport, n in sorted(app.server.stream_connections.items()):
+                conns.add_metric([transport], n)
+            yield conns
+            dns = GaugeMetricFamily("b2bua_dns_pending", "Host names being looked up")
+            dns.add_metric([], app.server.pending_dns)
+            yield dns
 
     @staticmethod
     def _abuse(app: MetricsSource) -> Iterator[Metric]:

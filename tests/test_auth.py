@@ -372,7 +372,7 @@ def test_nonce_table_is_bounded() -> None:
     ch.max_nonces = 3
     reqs = [authorized(ch, make_request(), T0 + i) for i in range(4)]
     assert all(ch.verify(r, T0 + 10).ok for r in reqs)
-    assert len(ch._nc) == 3
+    assert len(ch._nc) == 3 and ch.evictions == 1  # counted: b2bua_limit_hits_total{limit="nonces"}
     # The evicted (oldest) nonce is now stale rather than open to replay.
     again = make_request()
     header = reqs[0].get("authorization").replace("nc=00000001", "nc=00000002")

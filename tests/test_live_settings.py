@@ -17,15 +17,18 @@ from b2bua.call.settings import B2BUAConfig
 from b2bua.config import ProcessConfig
 from b2bua.live_settings import apply, changed, restart_needed
 from b2bua.sip.stack import StackConfig
+from b2bua.transport.limits import StreamLimits
 
 
 def test_live_keys_are_applied_and_the_others_named() -> None:
     old = ProcessConfig()
     new = ProcessConfig.model_validate({"logging": {"level": "debug"}, "sip": {"ring_timeout_s": 30,
-                                        "timers": {"t1_ms": 250}, "listen": ["udp:127.0.0.1:5070"]},
+                                        "timers": {"t1_ms": 250}, "listen": ["udp:127.0.0.1:5070"],
+                                        "max_transactions": 500, "connections": {"max_per_source": 8}},
                                         "media": {"port_max": 29000}, "admin": {"show_numbers": True}})
-    assert changed(old.model_dump(), new.model_dump()) == ["admin.show_numbers", "logging.level", "media.port_max",
-                                                           "sip.listen", "sip.ring_timeout_s", "sip.timers.t1_ms"]
+    assert changed(old.model_dump(), new.model_dump()) == [
+        "admin.show_numbers", "logging.level", "media.port_max", "sip.connections.max_per_source", "sip.listen",
+        "sip.max_transactions", "sip.ring_timeout_s", "sip.timers.t1_ms"]
     assert restart_needed(old, new) == ["media.port_max", "sip.listen"]
 
     class Target:
@@ -40,6 +43,9 @@ def test_live_keys_are_applied_and_the_others_named() -> None:
         def set_show_numbers(self, show: bool) -> None:
             self.shown = show
 
+        def set_stream_limits(self, limits: StreamLimits) -> None:
+            self.limits = limits
+
         def move_admin(self, address: str | None) -> None:
             raise AssertionError("the address did not change")
 
@@ -50,6 +56,7 @@ def test_live_keys_are_applied_and_the_others_named() -> None:
     apply(t, old, new)
     assert t.stack_config.timers.t1 == 0.25 and t.b2bua_config.ring_timeout == 30 and t.shown is True
     assert t.lag == pytest.approx(0.25)
+    assert t.stack_config.max_transactions == 500 and t.limits.max_per_source == 8
 
 
 def _healthy(port: int) -> bool:

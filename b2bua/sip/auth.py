@@ -171,6 +171,8 @@ class DigestChallenger:
         self._secret = secret if secret is not None else os.urandom(32)
         self._nc: dict[str, tuple[int, int]] = {}  # nonce -> (highest nc, issue time in ms)
         self._floor_ms = -1  # nonces issued at or before this are stale (table overflow)
+        #: nonce counts forgotten because the table was full (``b2bua_limit_hits_total{limit="nonces"}``)
+        self.evictions = 0
         self._next_purge = 0.0
 
     # -- nonces ------------------------------------------------------------------------
@@ -219,6 +221,7 @@ class DigestChallenger:
             # so forgetting its count cannot open a replay window.
             oldest = min(self._nc, key=lambda k: self._nc[k][1])
             self._floor_ms = max(self._floor_ms, self._nc.pop(oldest)[1])
+            self.evictions += 1
             if issued_ms <= self._floor_ms:
                 return False
         self._nc[nonce] = (nc, issued_ms)

@@ -432,6 +432,11 @@ class StreamFramer:
         self.max_message = max_message
         self.pings = 0
 
+    @property
+    def buffered(self) -> int:
+        """Bytes of an unfinished message (or half a keep-alive) held until the rest comes."""
+        return len(self._buf)
+
     def feed(self, data: bytes) -> list[bytes]:
         """Add bytes; return the raw complete messages now available."""
         buf = self._buf

@@ -94,6 +94,9 @@ class StackConfig:
     #: Answer UDP requests to the source address and port even without ``rport``
     #: (symmetric response routing, as SBCs do for NAT; RFC 3581 §4).
     force_rport: bool = True
+    #: live transactions (both kinds) beyond which a new request gets a stateless 503 (counted as
+    #: ``limit:transactions``): what a flood can make the stack hold is bounded
+    max_transactions: int = 100_000
 
     @property
     def t1(self) -> float:
@@ -309,11 +312,7 @@ class SipStack:
             refusal = self.gate.check(req, peer.host, self.now)
             if refusal is not None:
                 if refusal.status is not None:  # stateless (§8.2.7 ... a transaction is what it must not cost)
-                    resp = make_response(req, refusal.status, to_tag=self.new_id())
-                    if refusal.retry_after is not None:
-                        resp.add("retry-after", str(refusal.retry_after))
-                    self._out.append((resp.serialize(), resp_peer))
-                    self.stats["sent"] += 1
+                    self._refuse(req, refusal.status, refusal.retry_after, resp_peer)
                 return
         merge_key = None
         if req.to_tag is None:
@@ -323,6 +322,10 @@ class SipStack:
                 self.stats["merged"] += 1
                 self._out.append((make_response(req, 482, to_tag=self.new_id()).serialize(), resp_peer))
                 return  # merged request (§8.2.2.2)
+        if len(self._server) + len(self._client) >= self.config.max_transactions:
+            self.stats["limit:transactions"] += 1
+            self._refuse(req, 503, 5, resp_peer)
+            return
         txn = ServerTransaction(self, key, req, resp_peer)
         self._server[key] = txn
         self._cancellable[_without_method(key)] = txn
@@ -330,6 +333,14 @@ class SipStack:
             txn.merge_key = merge_key
             self._merge[merge_key] = txn
         self._emit(RequestReceived(req, txn, peer))
+
+    def _refuse(self, req: Request, status: int, retry_after: int | None, peer: Peer) -> None:
+        """A stateless final answer (§8.2.7): no transaction, so a retransmission is answered anew."""
+        resp = make_response(req, status, to_tag=self.new_id())
+        if retry_after is not None:
+            resp.add("retry-after", str(retry_after))
+        self._out.append((resp.serialize(), peer))
+        self.stats["sent"] += 1
 
     def _receive_cancel(self, req: Request, key: Any, peer: Peer) -> None:
         """§9.2: match the INVITE by everything but the method; answer the CANCEL ourselves."""

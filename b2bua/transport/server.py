@@ -2,7 +2,8 @@
 
 UDP, TCP and TLS listeners over IPv4 and IPv6 (RFC 3261 §18). Stream
 connections are reused in both directions and answer RFC 5626 §4.4.1
-double-CRLF keep-alives with a single CRLF.
+double-CRLF keep-alives with a single CRLF. What outsiders can make it hold is bounded
+(:mod:`.limits`): connections in total and per address, idle and slow ones, unread output, DNS lookups.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from ..sip.errors import SipError
 from ..sip.events import Peer
 from ..sip.message import StreamFramer
 from ..sip.stack import SipStack
+from .limits import ConnectionTable, StreamLimits
 from .listener import Listener  # re-exported: the listen address lives in a leaf module
 
 log = logging.getLogger("b2bua.transport")
@@ -47,10 +49,11 @@ class _Udp(asyncio.DatagramProtocol):
 class _Stream(asyncio.Protocol):
     """One TCP or TLS connection."""
 
-    def __init__(self, server: SipServer, transport_name: str, conn_id: int):
+    def __init__(self, server: SipServer, transport_name: str, conn_id: int, *, inbound: bool):
         self.server = server
         self.name = transport_name
         self.conn_id = conn_id
+        self.inbound = inbound
         self.framer = StreamFramer()
         self.transport: asyncio.Transport | None = None
         self.peer: Peer | None = None
@@ -61,13 +64,18 @@ class _Stream(asyncio.Protocol):
         self.transport = transport  # type: ignore[assignment]
         host, port = transport.get_extra_info("peername")[:2]
         self.peer = Peer(self.name, host, port, self.conn_id)
-        self.server._register_conn(self)
-        assert self.transport is not None
+        if not self.server._register_conn(self):
+            self.closed = True
+            assert self.transport is not None
+            self.transport.abort()
+            return
         for data in self.pending:
-            self.transport.write(data)
+            self.write(data)
         self.pending.clear()
 
     def data_received(self, data: bytes) -> None:
+        if self.closed:
+            return
         try:
             messages = self.framer.feed(data)
         except SipError as err:
@@ -75,6 +83,7 @@ class _Stream(asyncio.Protocol):
             assert self.transport is not None
             self.transport.close()
             return
+        self.server.connections.heard(self.conn_id, self.server.tick(), unfinished=self.framer.buffered > 0)
         if self.framer.pings:
             self.framer.pings = 0
             assert self.transport is not None
@@ -86,8 +95,12 @@ class _Stream(asyncio.Protocol):
     def write(self, data: bytes) -> None:
         if self.transport is None:
             self.pending.append(data)
-        else:
+        elif not self.closed:
             self.transport.write(data)
+            if not self.server.connections.sent(self.conn_id, self.server.tick(),
+                                                self.transport.get_write_buffer_size()):
+                log.warning("dropping %s: it does not read what we send", self.peer)
+                self.server.dropped(self)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
@@ -99,7 +112,8 @@ class SipServer:
 
     def __init__(self, stack: SipStack, pump: Callable[[], None], *, clock: Clock,
                  tls_server: ssl.SSLContext | None = None, tls_client: ssl.SSLContext | None = None,
-                 overload_lag: float = 0.25, on_overload: Callable[[bool], None] | None = None):
+                 overload_lag: float = 0.25, on_overload: Callable[[bool], None] | None = None,
+                 limits: StreamLimits | None = None):
         self.stack = stack
         #: call control's event handler, run after every input
         self.pump = pump
@@ -113,6 +127,13 @@ class SipServer:
         self._udp: dict[int, _Udp] = {}  # by address family
         self._servers: list[asyncio.base_events.Server] = []
         self._conns: dict[int, _Stream] = {}
+        #: connections we dropped on purpose (newest last, bounded): what was meant for them is not sent on a
+        #: new connection (RFC 3261 §18.2.2 would reconnect for responses, and so undo the drop)
+        self._dropped: dict[int, None] = {}
+        #: the bounds on stream connections and DNS lookups, and what hit them (replace ``.limits`` to change)
+        self.connections = ConnectionTable(limits)
+        self._resolving: dict[str, list[tuple[bytes, Peer]]] = {}  # host name -> messages waiting for it
+        self._sweep_task: asyncio.Task | None = None
         self._by_addr: dict[tuple[str, str, int], int] = {}
         self._next_conn = 1
         self._timer: asyncio.TimerHandle | None = None
@@ -143,15 +164,18 @@ class SipServer:
                     raise ValueError("a tls listener needs sip.tls.cert and sip.tls.key")
                 name = lst.transport
                 server = await self.loop.create_server(
-                    lambda name=name: _Stream(self, name, self._new_conn_id()), lst.host, lst.port, ssl=ctx,
-                    reuse_address=True)
+                    lambda name=name: _Stream(self, name, self._new_conn_id(), inbound=True), lst.host, lst.port,
+                    ssl=ctx, reuse_address=True,
+                    ssl_handshake_timeout=self.connections.limits.message_s if ctx else None)
                 self._servers.append(server)
             log.info("listening on %s", lst)
         self._lag_task = self.loop.create_task(self._watch_lag())
+        self._sweep_task = self.loop.create_task(self._sweep())
 
     async def close(self) -> None:
-        if self._lag_task:
-            self._lag_task.cancel()
+        for task in (self._lag_task, self._sweep_task):
+            if task:
+                task.cancel()
         for s in self._servers:
             s.close()
         for c in list(self._conns.values()):
@@ -217,7 +241,7 @@ class SipServer:
             if host not in self._ips:
                 ip = self._resolved.get(host)
                 if ip is None:
-                    self.loop.create_task(self._resolve_and_send(data, peer))
+                    self._resolve_then_send(data, peer)
                     return
                 host = ip
             family = socket.AF_INET6 if ":" in host else socket.AF_INET
@@ -226,6 +250,9 @@ class SipServer:
                 self._fail(peer)
                 return
             udp.transport.sendto(data, (host, peer.port))
+            return
+        if peer.conn in self._dropped:
+            self._fail(peer)
             return
         conn = self._conns.get(peer.conn) if peer.conn else None
         if conn is None or conn.closed:
@@ -239,17 +266,40 @@ class SipServer:
         self.stack.transport_error(peer, self.tick())
         self.loop.call_soon(self._run)
 
-    async def _resolve_and_send(self, data: bytes, peer: Peer) -> None:
-        try:
-            infos = await self.loop.getaddrinfo(peer.host, peer.port, type=socket.SOCK_DGRAM)
-            self._resolved[peer.host] = str(infos[0][4][0])
-        except OSError:
+    def _resolve_then_send(self, data: bytes, peer: Peer) -> None:
+        """Look ``peer.host`` up once, however many messages wait for it; bounded (a failed send beyond)."""
+        limits, hits = self.connections.limits, self.connections.hits
+        waiting = self._resolving.get(peer.host)
+        if waiting is None and len(self._resolving) >= limits.max_pending_dns:
+            hits["dns_pending"] += 1
             self._fail(peer)
+        elif waiting is not None and len(waiting) >= limits.max_waiting_per_name:
+            hits["dns_waiting"] += 1
+            self._fail(peer)
+        elif waiting is not None:
+            waiting.append((data, peer))
+        else:
+            self._resolving[peer.host] = [(data, peer)]
+            self.loop.create_task(self._resolve(peer.host, peer.port))
+
+    async def _resolve(self, host: str, port: int) -> None:
+        try:
+            infos = await self.loop.getaddrinfo(host, port, type=socket.SOCK_DGRAM)
+            self._resolved[host] = str(infos[0][4][0])
+        except OSError:
+            for _, peer in self._resolving.pop(host, []):
+                self._fail(peer)
             return
-        self.send(data, peer)
+        for data, peer in self._resolving.pop(host, []):
+            self.send(data, peer)
+
+    @property
+    def pending_dns(self) -> int:
+        """Host names being looked up now."""
+        return len(self._resolving)
 
     def _connect(self, peer: Peer) -> _Stream:
-        conn = _Stream(self, peer.transport, self._new_conn_id())
+        conn = _Stream(self, peer.transport, self._new_conn_id(), inbound=False)
         self._by_addr[(peer.transport, peer.host, peer.port)] = conn.conn_id
         ctx = self.tls_client if peer.transport == "tls" else None
         if peer.transport == "tls" and ctx is None:
@@ -273,17 +323,59 @@ class SipServer:
         self._next_conn += 1
         return cid
 
-    def _register_conn(self, conn: _Stream) -> None:
-        self._conns[conn.conn_id] = conn
+    def _register_conn(self, conn: _Stream) -> bool:
+        """A connection is up: False when an inbound one breaks a bound and must be dropped."""
         assert conn.peer is not None
+        if conn.inbound:
+            refused = self.connections.admit(conn.conn_id, conn.peer.host, self.tick())
+            if refused is not None:
+                log.info("refusing a %s connection from %s: %s", conn.name, conn.peer.host, refused)
+                return False
+        else:
+            self.connections.opened(conn.conn_id, conn.peer.host, self.tick())
+        self._conns[conn.conn_id] = conn
         self._by_addr.setdefault((conn.name, conn.peer.host, conn.peer.port), conn.conn_id)
+        return True
 
     def _unregister_conn(self, conn: _Stream) -> None:
+        self.connections.closed(conn.conn_id)
         self._conns.pop(conn.conn_id, None)
         if conn.peer is not None:
             key = (conn.name, conn.peer.host, conn.peer.port)
             if self._by_addr.get(key) == conn.conn_id:
                 del self._by_addr[key]
+
+    @property
+    def stream_connections(self) -> dict[str, int]:
+        """Open stream connections by transport (tcp, tls)."""
+        out = {"tcp": 0, "tls": 0}
+        for conn in self._conns.values():
+            out[conn.name] = out.get(conn.name, 0) + 1
+        return out
+
+    async def _sweep(self, interval: float = 1.0) -> None:
+        """Once a second: close idle connections and those that started a message and never finished it."""
+        while True:
+            await asyncio.sleep(interval)
+            for conn_id, reason in self.connections.expired(self.tick()):
+                conn = self._conns.get(conn_id)
+                if conn is None or conn.transport is None:
+                    continue
+                log.info("closing %s: %s", conn.peer, reason.replace("_", " "))
+                if reason == "idle":
+                    conn.closed = True
+                    conn.transport.close()
+                else:
+                    self.dropped(conn)
+
+    def dropped(self, conn: _Stream) -> None:
+        """Drop ``conn`` now (a reset, nothing more sent) and send nothing more to it on a new connection."""
+        conn.closed = True
+        if conn.transport is not None:
+            conn.transport.abort()
+        self._dropped[conn.conn_id] = None
+        if len(self._dropped) > 4096:
+            del self._dropped[next(iter(self._dropped))]
 
     async def _watch_lag(self, interval: float = 0.1) -> None:
         """Measure event-loop lateness; tell call control when we are overloaded."""
