@@ -35,7 +35,7 @@ from .config import Abuse, AdminUser, Config, ConfigError, Department, load_conf
 from .detection.events import Detection, EvidenceClip
 from .detection.policy import AbuseProtection
 from .detection.workers import detection_pool
-from .gatekeeping import gate_config, source_of
+from .gatekeeping import gate_config, source_of, tls_refusal
 from .hep import HepExporter
 from .live_settings import changed, restart_needed
 from .metrics import registry as metrics_registry
@@ -209,6 +209,7 @@ class Application:
         router.inherit(self.router)
         self.router = router
         self.gate.reconfigure(gate_config(config))
+        self._ask_client_certs(config)
         self.messenger.configure(config.routing.messenger)
         if hasattr(self, "health"):
             self.health.start()  # pings for gateways the new config added
@@ -334,13 +335,18 @@ class Application:
     def _tls_contexts(self) -> tuple[ssl.SSLContext | None, ssl.SSLContext | None]:
         tls = self.config.process.sip.tls
         base = self.config.path.parent
-        server = client = None
+        server = None
+        client = hardened(ssl.Purpose.SERVER_AUTH)
         if tls.cert and tls.key:
             server = hardened(ssl.Purpose.CLIENT_AUTH)
             server.load_cert_chain(base / tls.cert, base / tls.key)
-        client = hardened(ssl.Purpose.SERVER_AUTH)
+            client.load_cert_chain(base / tls.cert, base / tls.key)  # shown to carriers that ask (mutual TLS)
         if tls.ca:
             client.load_verify_locations(base / tls.ca)
+            if server is not None:
+                server.load_verify_locations(base / tls.ca)  # what signs mutual-TLS trunks' certificates
+        self._tls_server = server
+        self._ask_client_certs(self.config)
         if not tls.verify_peer:
             client.check_hostname = False
             client.verify_mode = ssl.CERT_NONE
@@ -353,6 +359,7 @@ class Application:
             self.b2bua.overloaded = self.gate.shedding = flag
 
         self.server = SipServer(self.stack, self.pump, clock=self.clock, tls_server=server_ctx, tls_client=client_ctx,
+                                tls_admit=lambda host, cert: tls_refusal(self.router.source_trunk(host), cert),
                                 overload_lag=self.config.process.sip.overload_lag_ms / 1000,
                                 on_overload=on_overload, limits=self.config.process.sip.connections.limits())
         hep = self.config.process.hep
@@ -443,6 +450,13 @@ class Application:
     def set_overload_lag(self, seconds: float) -> None:
         if self.server is not None:
             self.server.overload_lag = seconds
+
+    def _ask_client_certs(self, config: Config) -> None:
+        """TLS clients are asked for a certificate while a trunk has mutual TLS (new handshakes: live)."""
+        server = getattr(self, "_tls_server", None)
+        if server is not None:
+            wanted = any(t.mutual_tls for t in config.routing.trunks)
+            server.verify_mode = ssl.CERT_OPTIONAL if wanted else ssl.CERT_NONE
 
     def set_stream_limits(self, limits: StreamLimits) -> None:
         if self.server is not None:

@@ -239,6 +239,11 @@ class Trunk(Strict):
     forward_headers: list[str] = Field(default_factory=list)
     #: identity headers written on calls to this carrier (RFC 3325 PAI/PPI, or Remote-Party-ID)
     identity_headers: list[IdentityHeader] = Field(default_factory=_default_identity_headers)
+    #: believe this trunk's addresses only over TLS with a client certificate signed by ``sip.tls.ca``
+    #: (requests from them over UDP/TCP get 403; a TLS connection without such a certificate is closed)
+    mutual_tls: bool = False
+    #: with mutual_tls: the names (subjectAltName DNS/IP, else CN) its certificate may carry (empty: any)
+    tls_peer_names: list[str] = Field(default_factory=list)
 
     @field_validator("forward_headers")
     @classmethod

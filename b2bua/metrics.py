@@ -357,13 +357,14 @@ class B2buaCollector:
         hits = CounterMetricFamily(
             "b2bua_limit_hits", "Bounds hit: transactions (stateless 503), nonces (oldest forgotten), "
             "tracked_sources (gate table full), connections_total / connections_per_source (refused), idle / "
-            "slow_sender / write_buffer (closed), dns_pending / dns_waiting (send failed)", labels=["limit"])
+            "slow_sender / write_buffer (closed), dns_pending / dns_waiting (send failed), tls_client_cert "
+            "(a mutual-TLS trunk's address without the certificate: closed)", labels=["limit"])
         counts: dict[str, int] = {"transactions": app.stack.stats.get("limit:transactions", 0),
                                   "nonces": app.auth.evictions,
                                   "tracked_sources": app.gate.stats.get("sources_evicted", 0)}
         if app.server is not None:
             for key in ("connections_total", "connections_per_source", "idle", "slow_sender", "write_buffer",
-                        "dns_pending", "dns_waiting"):
+                        "dns_pending", "dns_waiting", "tls_client_cert"):
                 counts[key] = app.server.connections.hits.get(key, 0)
         for key, n in counts.items():
             hits.add_metric([key], n)

@@ -52,6 +52,8 @@ class Rate:
 @dataclass(frozen=True, slots=True)
 class GateConfig:
     trusted: tuple[IPNetwork, ...] = ()
+    #: trusted networks believed only over TLS (trunks with mutual TLS): their requests over UDP or TCP get 403
+    tls_only: tuple[IPNetwork, ...] = ()
     untrusted_rates: dict[str, Rate] = field(default_factory=lambda: {
         "INVITE": Rate(5, 10), "REGISTER": Rate(5, 10), "OPTIONS": Rate(5, 10), "other": Rate(10, 20)})
     trusted_rates: dict[str, Rate] = field(default_factory=lambda: {
@@ -99,6 +101,9 @@ class Ban:
     reason: str
 
 
+_OUTSIDER, _TRUSTED, _TLS_ONLY = 0, 1, 2
+
+
 class Gate:
     def __init__(self, config: GateConfig | None = None):
         self.config = config or GateConfig()
@@ -106,7 +111,7 @@ class Gate:
         self._buckets: OrderedDict[tuple[str, str], _Bucket] = OrderedDict()
         self._failures: OrderedDict[str, deque[float]] = OrderedDict()
         self._bans: OrderedDict[str, Ban] = OrderedDict()
-        self._trusted_cache: OrderedDict[str, bool] = OrderedDict()
+        self._trusted_cache: OrderedDict[str, int] = OrderedDict()  # OUTSIDER, TRUSTED or TLS_ONLY
         #: set while the process is overloaded (the event loop runs late): new calls get a stateless 503
         self.shedding = False
         self._calls = _Bucket(0.0, -1e9)
@@ -118,27 +123,38 @@ class Gate:
 
     # -- who is trusted --------------------------------------------------------------------------
     def trusted(self, host: str) -> bool:
-        """Whether ``host`` is inside a trusted network (a trunk's addresses). Cached per address."""
+        """Whether ``host`` is inside a trusted network (a trunk's addresses)."""
+        return self._standing(host) != _OUTSIDER
+
+    def _standing(self, host: str) -> int:
+        """Outsider, trusted, or trusted over TLS only. Cached per address."""
         known = self._trusted_cache.get(host)
         if known is None:
+            known = _OUTSIDER
             try:
                 ip = ipaddress.ip_address(host.strip("[]"))
-                known = any(ip in net for net in self.config.trusted)
+                if any(ip in net for net in self.config.tls_only):
+                    known = _TLS_ONLY
+                elif any(ip in net for net in self.config.trusted):
+                    known = _TRUSTED
             except ValueError:
-                known = False
+                pass
             self._remember(self._trusted_cache, host, known, self.config.max_sources)
         return known
 
     # -- the check ---------------------------------------------------------------------------------
-    def check(self, req: Request, host: str, now: float) -> Refusal | None:
+    def check(self, req: Request, host: str, now: float, transport: str = "udp") -> Refusal | None:
         """None: let the request in; else how to refuse it (counted in :attr:`stats` by reason)."""
-        refusal = self._check(req, host, now)
+        refusal = self._check(req, host, now, transport)
         if refusal is not None:
             self.stats[f"refused:{refusal.reason}"] += 1
         return refusal
 
-    def _check(self, req: Request, host: str, now: float) -> Refusal | None:
-        trusted = self.trusted(host)
+    def _check(self, req: Request, host: str, now: float, transport: str) -> Refusal | None:
+        standing = self._standing(host)
+        if standing == _TLS_ONLY and transport != "tls":
+            return Refusal("not_tls", 403)  # a mutual-TLS trunk's address over a transport anyone can forge
+        trusted = standing != _OUTSIDER
         if not trusted:
             ban = self._bans.get(host)
             if ban is not None:

@@ -309,7 +309,7 @@ class SipStack:
             self._receive_cancel(req, key, resp_peer)
             return
         if self.gate is not None and req.to_tag is None:  # a new dialog or a lone request: the gate first
-            refusal = self.gate.check(req, peer.host, self.now)
+            refusal = self.gate.check(req, peer.host, self.now, peer.transport)
             if refusal is not None:
                 if refusal.status is not None:  # stateless (§8.2.7 ... a transaction is what it must not cost)
                     self._refuse(req, refusal.status, refusal.retry_after, resp_peer)

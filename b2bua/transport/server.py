@@ -113,7 +113,8 @@ class SipServer:
     def __init__(self, stack: SipStack, pump: Callable[[], None], *, clock: Clock,
                  tls_server: ssl.SSLContext | None = None, tls_client: ssl.SSLContext | None = None,
                  overload_lag: float = 0.25, on_overload: Callable[[bool], None] | None = None,
-                 limits: StreamLimits | None = None):
+                 limits: StreamLimits | None = None,
+                 tls_admit: Callable[[str, dict | None], str | None] | None = None):
         self.stack = stack
         #: call control's event handler, run after every input
         self.pump = pump
@@ -132,6 +133,9 @@ class SipServer:
         self._dropped: dict[int, None] = {}
         #: the bounds on stream connections and DNS lookups, and what hit them (replace ``.limits`` to change)
         self.connections = ConnectionTable(limits)
+        #: asked of every inbound TLS connection once its handshake is done, with the peer's address and verified
+        #: certificate (None: it showed none): None to keep it, else why not (mutual TLS per trunk)
+        self.tls_admit = tls_admit
         self._resolving: dict[str, list[tuple[bytes, Peer]]] = {}  # host name -> messages waiting for it
         self._sweep_task: asyncio.Task | None = None
         self._by_addr: dict[tuple[str, str, int], int] = {}
@@ -327,6 +331,12 @@ class SipServer:
         """A connection is up: False when an inbound one breaks a bound and must be dropped."""
         assert conn.peer is not None
         if conn.inbound:
+            if conn.name == "tls" and self.tls_admit is not None and conn.transport is not None:
+                why = self.tls_admit(conn.peer.host, conn.transport.get_extra_info("peercert"))
+                if why is not None:
+                    self.connections.hits["tls_client_cert"] += 1
+                    log.warning("refusing a tls connection from %s: %s", conn.peer.host, why)
+                    return False
             refused = self.connections.admit(conn.conn_id, conn.peer.host, self.tick())
             if refused is not None:
                 log.info("refusing a %s connection from %s: %s", conn.name, conn.peer.host, refused)
