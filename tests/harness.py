@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shlex
 import shutil
 import signal
 import socket
@@ -74,7 +75,9 @@ class B2BUAProcess:
         self.proc: subprocess.Popen | None = None
 
     def start(self) -> B2BUAProcess:
-        args = [sys.executable, "-m", "b2bua", "run", "--config", str(self.config)]
+        # B2BUA_TEST_PREFIX: a command the process runs under (tests/test_netem.py: ``ip netns exec NS``)
+        args = [*shlex.split(os.environ.get("B2BUA_TEST_PREFIX", "")), sys.executable, "-m", "b2bua", "run",
+                "--config", str(self.config)]
         for item in self.listen:
             args += ["--listen", item]
         self._log = open(self.log_path, "wb")

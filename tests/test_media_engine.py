@@ -497,3 +497,29 @@ def test_worker_mode_settle_waits_for_the_final_figures_of_deleted_calls() -> No
     events, waited = asyncio.run(run())
     assert [e.session for e in events if isinstance(e, FinalStats)] == ["s1"]
     assert waited < 9  # it returned when the figures came, not at its timeout
+
+
+def test_a_deleted_session_is_freed_by_refcounting_alone(tmp_path) -> None:
+    """The process runs the cyclic GC every 10 minutes only (b2bua.app._collect_garbage): a call's media
+    (legs, sockets, statistics, a recording's tracks) must be freed when its session is deleted, or a soak grows
+    by megabytes a minute (scripts/bench/soak.py found 56 MB/min at 150 cps)."""
+    import gc
+
+    from media.engine import _Leg, _Session
+
+    async def run() -> None:
+        async with _engine(39700) as (engine, a, b):
+            a_side, b_side = await _session(engine, a, b)
+            engine.record("s1", str(tmp_path / "s1.wav"))
+            await asyncio.gather(_send(a, a_side, speech_like(0.3, seed=1)), _send(b, b_side, speech_like(0.3, seed=2)))
+            engine.delete("s1")
+            await asyncio.sleep(0.3)
+
+    gc.collect()
+    gc.disable()
+    try:
+        asyncio.run(run())
+        left = [o for o in gc.get_objects() if isinstance(o, _Leg | _Session)]
+    finally:
+        gc.enable()
+    assert left == []

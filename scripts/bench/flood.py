@@ -84,15 +84,7 @@ def run(rate: int, calls: int, flood_pps: int, work: Path, gate: bool = True) ->
         "security": {"scanner_user_agents": [], "untrusted_rates": wide, "trusted_rates": wide}})
     procs: list[subprocess.Popen] = []
     try:
-        procs.append(subprocess.Popen([SIPP, "-sn", "uas", "-i", "127.0.0.1", "-p", str(uas_port), "-nostdin"],
-                                      cwd=folder, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
-        b2b = subprocess.Popen([sys.executable, "-m", "b2bua", "run", "--config", str(cfg),
-                                "--listen", f"udp:127.0.0.1:{port}"], cwd=REPO, stdout=subprocess.DEVNULL,
-                               stderr=open(folder / "b2bua.log", "wb"))
-        procs.append(b2b)
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline and _metrics(metrics) is None:
-            time.sleep(0.2)
+        b2b = start_lab(procs, folder, cfg, uas_port, port, metrics)
         rss0 = _rss(b2b.pid)
         seconds = calls / rate + 2
         flooders = [subprocess.Popen([sys.executable, __file__, "--flood-worker", src, str(port),
@@ -121,6 +113,22 @@ def run(rate: int, calls: int, flood_pps: int, work: Path, gate: bool = True) ->
                 "ports": _media_sockets(b2b.pid), "refused": refused}
     finally:
         stop_all(procs)
+
+
+def start_lab(procs: list[subprocess.Popen], folder: Path, cfg: Path, uas_port: int, port: int,
+              metrics: int) -> subprocess.Popen:
+    """SIPp's UAS on ``uas_port`` and the B2BUA on ``cfg`` (UDP ``port``), both added to ``procs``; returns the
+    B2BUA once its /metrics answers."""
+    procs.append(subprocess.Popen([SIPP, "-sn", "uas", "-i", "127.0.0.1", "-p", str(uas_port), "-nostdin"],
+                                  cwd=folder, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+    b2b = subprocess.Popen([sys.executable, "-m", "b2bua", "run", "--config", str(cfg),
+                            "--listen", f"udp:127.0.0.1:{port}"], cwd=REPO, stdout=subprocess.DEVNULL,
+                           stderr=open(folder / "b2bua.log", "wb"))
+    procs.append(b2b)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and _metrics(metrics) is None:
+        time.sleep(0.2)
+    return b2b
 
 
 def _metrics(port: int) -> str | None:
