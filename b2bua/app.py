@@ -157,6 +157,8 @@ class Application:
         self.b2bua.features = FeatureChain(journal, self.abuse, self.protection, self.operator)
         self.b2bua.authorize = self._authorize_invite
         self.server: SipServer | None = None
+        #: the TLS listeners' context (None: no certificate configured); mutual TLS sets what it asks of clients
+        self._tls_server: ssl.SSLContext | None = None
         self.reloads: Counter[str] = Counter()
         #: HEP v3 export of SIP messages (``hep.address``), started with the listeners
         self.hep: HepExporter | None = None
@@ -453,10 +455,9 @@ class Application:
 
     def _ask_client_certs(self, config: Config) -> None:
         """TLS clients are asked for a certificate while a trunk has mutual TLS (new handshakes: live)."""
-        server = getattr(self, "_tls_server", None)
-        if server is not None:
+        if self._tls_server is not None:
             wanted = any(t.mutual_tls for t in config.routing.trunks)
-            server.verify_mode = ssl.CERT_OPTIONAL if wanted else ssl.CERT_NONE
+            self._tls_server.verify_mode = ssl.CERT_OPTIONAL if wanted else ssl.CERT_NONE
 
     def set_stream_limits(self, limits: StreamLimits) -> None:
         if self.server is not None:

@@ -17,6 +17,8 @@ from typing import TYPE_CHECKING, Protocol
 from prometheus_client import PROCESS_COLLECTOR, CollectorRegistry
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 
+from .transport.limits import HITS
+
 if TYPE_CHECKING:
     from .config import Config
 
@@ -363,8 +365,7 @@ class B2buaCollector:
                                   "nonces": app.auth.evictions,
                                   "tracked_sources": app.gate.stats.get("sources_evicted", 0)}
         if app.server is not None:
-            for key in ("connections_total", "connections_per_source", "idle", "slow_sender", "write_buffer",
-                        "dns_pending", "dns_waiting", "tls_client_cert"):
+            for key in HITS:
                 counts[key] = app.server.connections.hits.get(key, 0)
         for key, n in counts.items():
             hits.add_metric([key], n)

@@ -31,8 +31,8 @@ def _report(key: str, value: object) -> None:
 
 
 def _start(tmp: Path, uas_port: int, policy: dict) -> B2BUAProcess:
-    lab.CITIZEN, lab.STAFF = CITIZEN, STAFF  # the protection tests' routing, on this namespace's addresses
-    cfg = write_config(tmp / "config", routing=lab.routing(uas_port, policy))
+    # the protection tests' routing, on this namespace's addresses
+    cfg = write_config(tmp / "config", routing=lab.routing(uas_port, policy, citizen=CITIZEN, staff=STAFF))
     data = yaml.safe_load(cfg.read_text())
     data["media"] = {**data.get("media", {}), **lab.MEDIA, "address": B2BUA}
     data["metrics"] = {"address": None}

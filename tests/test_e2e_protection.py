@@ -41,13 +41,14 @@ HOLIDAY = "2026-12-25T10:00:00+09:00"
 PROMPTS = PromptSource(ROOT / "config")
 
 
-def routing(uas_port: int, policy: dict, *, extra_departments: list[dict] | None = None) -> dict:
+def routing(uas_port: int, policy: dict, *, extra_departments: list[dict] | None = None,
+            citizen: str = CITIZEN, staff: str = STAFF) -> dict:
     return {
         "trunks": [
-            {"name": "carrier", "kind": "carrier", "addresses": [f"{CITIZEN}/32"],
-             "gateways": [{"uri": f"sip:{CITIZEN}:5999"}]},
-            {"name": "pbx", "kind": "pbx", "addresses": [f"{STAFF}/32"],
-             "gateways": [{"uri": f"sip:{STAFF}:{uas_port}"}], "codecs": ["PCMU", "PCMA"]},
+            {"name": "carrier", "kind": "carrier", "addresses": [f"{citizen}/32"],
+             "gateways": [{"uri": f"sip:{citizen}:5999"}]},
+            {"name": "pbx", "kind": "pbx", "addresses": [f"{staff}/32"],
+             "gateways": [{"uri": f"sip:{staff}:{uas_port}"}], "codecs": ["PCMU", "PCMA"]},
         ],
         "routes": [{"name": "out", "prefix": "", "trunks": ["carrier"]}],
         "schedules": [{"name": "city-hall", "hours": {d: ["09:00-18:00"] for d in ("mon", "tue", "wed", "thu", "fri")},

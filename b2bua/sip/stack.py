@@ -322,7 +322,7 @@ class SipStack:
                 self.stats["merged"] += 1
                 self._out.append((make_response(req, 482, to_tag=self.new_id()).serialize(), resp_peer))
                 return  # merged request (§8.2.2.2)
-        if len(self._server) + len(self._client) >= self.config.max_transactions:
+        if self.transaction_count >= self.config.max_transactions:
             self.stats["limit:transactions"] += 1
             self._refuse(req, 503, 5, resp_peer)
             return

@@ -15,7 +15,12 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass
 
-__all__ = ["ConnectionTable", "StreamLimits"]
+__all__ = ["HITS", "ConnectionTable", "StreamLimits"]
+
+#: the bounds :attr:`ConnectionTable.hits` counts: connections refused (in total, per address, a mutual-TLS
+#: trunk's address without its certificate), closed (idle, slow sender, unread output), sends failed (DNS)
+HITS = ("connections_total", "connections_per_source", "tls_client_cert", "idle", "slow_sender", "write_buffer",
+        "dns_pending", "dns_waiting")
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,8 +62,7 @@ class ConnectionTable:
         self._conns: dict[int, _Conn] = {}
         self._per_source: Counter[str] = Counter()
         self._inbound = 0
-        #: bounds hit, by name: connections_total, connections_per_source, idle, slow_sender, write_buffer,
-        #: dns_pending, dns_waiting
+        #: bounds hit, by name (:data:`HITS`)
         self.hits: Counter[str] = Counter()
 
     def __len__(self) -> int:

@@ -97,7 +97,8 @@ class _Stream(asyncio.Protocol):
             self.pending.append(data)
         elif not self.closed:
             self.transport.write(data)
-            if not self.server.connections.sent(self.conn_id, self.server.tick(),
+            # the clock, not a new tick: every write follows an input or a timer that already moved it
+            if not self.server.connections.sent(self.conn_id, self.server.clock.now,
                                                 self.transport.get_write_buffer_size()):
                 log.warning("dropping %s: it does not read what we send", self.peer)
                 self.server.dropped(self)

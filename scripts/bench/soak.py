@@ -119,7 +119,8 @@ def main() -> int:
         warm = snapshot(b2b.pid, metrics, recordings)
         cpu0 = _cpu(b2b.pid)
         trend = []  # RSS and calls once a minute while the load runs
-        while any(p.poll() is None for _, _, p in callers) and time.monotonic() < deadline_load(seconds):
+        load_over = time.monotonic() - args.warmup_s + seconds + 240  # SIPp's own time-outs at the latest
+        while any(p.poll() is None for _, _, p in callers) and time.monotonic() < load_over:
             time.sleep(min(60.0, seconds))
             now = snapshot(b2b.pid, metrics, recordings)
             trend.append(f"{now['rss_mb']:.0f} MB/{now['calls']:.0f} calls")
@@ -152,14 +153,6 @@ def main() -> int:
         after["free_ports"] == idle["free_ports"]
     print("back to idle: " + ("yes" if back else "NO"))
     return 0 if failed == 0 and completed == placed and growth < 5 and back else 1
-
-
-_STARTED = time.monotonic()
-
-
-def deadline_load(seconds: float) -> float:
-    """When the load must be over (it runs ``seconds``, plus SIPp's own time-outs)."""
-    return _STARTED + seconds + 240
 
 
 def _cpu(pid: int) -> float:
