@@ -59,6 +59,10 @@ def cross_check(routing: RoutingConfig, path: Path, lines: dict[tuple, int]) -> 
                 out.append(f"{at('routes', i, 'trunks', j)}: {dangling('trunk', t, list(trunks))}")
             elif not trunks[t].gateways:
                 out.append(f"{at('routes', i, 'trunks', j)}: trunk {t!r} has no gateways to send calls to")
+        modes = {trunks[t].srtp for t in r.trunks if t in trunks}
+        if len(modes) > 1:  # one offer is built for all of a route's targets
+            out.append(f"{at('routes', i, 'trunks')}: the trunks of route {r.name!r} differ in srtp "
+                       f"({', '.join(sorted(modes))}): a route's trunks must agree")
     prefixes: dict[str, int] = {}
     for i, r in enumerate(routing.routes):
         if r.prefix in prefixes:

@@ -244,6 +244,21 @@ class Trunk(Strict):
     mutual_tls: bool = False
     #: with mutual_tls: the names (subjectAltName DNS/IP, else CN) its certificate may carry (empty: any)
     tls_peer_names: list[str] = Field(default_factory=list)
+    #: SDES-SRTP (RFC 4568) on this trunk's leg: "off" refuses RTP/SAVP offers (488); "accept" takes
+    #: RTP/SAVP or RTP/AVP offers from it and offers it RTP/AVP; "require" offers it RTP/SAVP only and refuses
+    #: its RTP/AVP offers
+    srtp: Literal["off", "accept", "require"] = "off"
+    #: SDES keys travel in the SDP: by default only over TLS (RFC 4568 §8.3); true also over UDP/TCP, where
+    #: anyone on the path can read them (a lab, or a carrier's private network)
+    sdes_over_cleartext: bool = False
+
+    @model_validator(mode="after")
+    def _sdes_keys_protected(self) -> Trunk:
+        if self.srtp == "require" and self.transport != "tls" and not self.sdes_over_cleartext:
+            raise ValueError(f"srtp: require sends SDES keys to trunk {self.name!r} in its SDP, and its transport is "
+                             f"{self.transport}: use transport: tls, or set sdes_over_cleartext: true if the keys may "
+                             "be read on the way")
+        return self
 
     @field_validator("forward_headers")
     @classmethod

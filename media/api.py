@@ -19,7 +19,7 @@ Commands and events are frozen: a message is never changed once made (it may alr
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, TypeAlias
 
 if TYPE_CHECKING:
@@ -90,6 +90,17 @@ MediaEvent: TypeAlias = DtmfEvent | PlayDone | RecordingDone | MediaTimeout | Fi
 
 # -- commands: call control -> engine (as messages: the controller -> a worker process) --------------
 @dataclass(frozen=True, slots=True)
+class SrtpKeys:
+    """SDES-SRTP keys of one leg (RFC 4568): ``suite`` as its ``a=crypto`` names it, ``recv_key`` the
+    endpoint's master key and salt (30 bytes: it encrypts what it sends us with it), ``send_key`` ours
+    (we encrypt what we send it). Kept out of ``repr`` so that no log line carries a key."""
+
+    suite: str
+    recv_key: bytes = field(repr=False)
+    send_key: bytes = field(repr=False)
+
+
+@dataclass(frozen=True, slots=True)
 class Allocate:
     """Open the RTP/RTCP socket pair at ``port`` for ``leg`` of ``session`` (the controller chose the port
     from the worker's slice and already answered ``allocate`` with it); sent when call control reserves
@@ -107,7 +118,7 @@ class Update:
     unchanged), ``dtmf_pt`` its telephone-event payload type (None: none, in-band detection instead),
     ``send``/``recv`` whether we may send to it and it sends to us, ``symmetric`` whether to latch to
     where its packets really come from, ``relay_dtmf=False`` to keep its key presses from the other
-    side (None: unchanged)."""
+    side (None: unchanged), ``srtp`` the leg's SRTP keys (None: plain RTP)."""
 
     session: str
     leg: str
@@ -118,6 +129,7 @@ class Update:
     recv: bool = True
     symmetric: bool = True
     relay_dtmf: bool | None = None
+    srtp: SrtpKeys | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -197,7 +209,7 @@ class Engine(Protocol):
     def allocate(self, session: str, leg: str) -> tuple[str, int]: ...
     def update(self, session: str, leg: str, *, remote: tuple[str, int] | None = None, codec: int | None = None,
                dtmf_pt: int | None = None, send: bool = True, recv: bool = True, symmetric: bool = True,
-               relay_dtmf: bool | None = None) -> None: ...
+               relay_dtmf: bool | None = None, srtp: SrtpKeys | None = None) -> None: ...
     def delete(self, session: str) -> dict[str, dict[str, float]]: ...
     def play(self, session: str, leg: str, samples: Any, *, prompt: str = "", loop: bool = False,
              mix: bool = False) -> None: ...
@@ -250,5 +262,5 @@ class EngineControl(Engine, Protocol):
 
 
 __all__ = ["PortsExhausted", "DtmfEvent", "PlayDone", "RecordingDone", "MediaTimeout", "FinalStats", "MediaEvent",
-           "Allocate", "Update", "Play", "StopPlay", "Record", "StopRecord", "Delete", "Stop", "Tap", "Command",
-           "Engine", "EngineControl"]
+           "SrtpKeys", "Allocate", "Update", "Play", "StopPlay", "Record", "StopRecord", "Delete", "Stop", "Tap",
+           "Command", "Engine", "EngineControl"]

@@ -27,10 +27,12 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import g711
-from .api import DtmfEvent, MediaEvent, MediaTimeout, PlayDone, PortsExhausted, RecordingDone
-from .dtmf import Digit, InbandDetector, TelephoneEventDetector
+from .api import DtmfEvent, MediaEvent, MediaTimeout, PlayDone, PortsExhausted, RecordingDone, SrtpKeys
+from .dtmf import Digit, InbandDetector
+from .legs import Leg, Session
 from .recorder import LAW_FORMAT, Finished, RecordingWriter
-from .rtp import InStats, RtpError, new_out_stream, payload_offset, rewrite_rtcp
+from .rtp import RtpError, payload_offset, rewrite_rtcp
+from .srtp import SrtpError, crypto_for
 from .tap import AudioTap, TapChannel
 from .timeline import DELAY, RESYNC, RecordingClock, Track
 
@@ -78,71 +80,6 @@ class EngineConfig:
     hold_timeout: float = 3600.0
 
 
-class _Leg:
-    """One side of a session: the socket pair facing that endpoint and what it negotiated."""
-
-    __slots__ = ("session", "name", "port", "rtp", "rtcp", "remote", "rtcp_remote", "latched", "signalled",
-                 "symmetric", "codec", "dtmf_pt", "send", "recv", "out", "stats", "dropped",
-                 "strangers", "last_rx", "detector", "other", "queue", "timed_out", "listen", "tap",
-                 "relay_dtmf", "prompt", "prompt_pos", "prompt_loop", "prompt_mix", "prompt_id")
-
-    def __init__(self, session: _Session, name: str, port: int, rtp: socket.socket, rtcp: socket.socket):
-        self.session = session
-        self.name = name
-        self.port = port
-        self.rtp = rtp
-        self.rtcp = rtcp
-        self.remote: tuple[str, int] | None = None
-        self.rtcp_remote: tuple[str, int] | None = None
-        self.latched = False
-        #: the address the endpoint's SDP gave: a packet from it always wins the latch back
-        self.signalled: tuple[str, int] | None = None
-        self.symmetric = True
-        self.codec: int | None = None
-        self.dtmf_pt: int | None = None
-        self.send = True  # we may send to this endpoint (it did not say sendonly/inactive)
-        self.recv = True  # it will send to us
-        self.out = new_out_stream()  # what this endpoint receives
-        self.stats = InStats()
-        self.dropped = 0
-        self.strangers = 0
-        self.last_rx = 0.0
-        self.detector = TelephoneEventDetector()
-        self.other: _Leg | None = None
-        #: frames waiting for the tick (transcoding): payloads of the codec this leg sends
-        self.queue: deque[bytes] = deque(maxlen=4)
-        self.timed_out = False
-        #: relay this endpoint's RFC 4733 events to the other side (off for staff keys)
-        self.relay_dtmf = True
-        #: in-band DTMF: copies of received frames for the tick's Goertzel (legs without telephone-event)
-        self.listen: deque[bytes] | None = None
-        #: the audio tap: copies of received frames for abuse detection (media.tap), when tapped
-        self.tap: deque[bytes] | None = None
-        #: what this endpoint hears from us instead of (or mixed into) the other side: int16 at 8 kHz
-        self.prompt: np.ndarray | None = None
-        self.prompt_pos = 0
-        self.prompt_loop = False
-        self.prompt_mix = False
-        self.prompt_id = ""
-
-
-class _Session:
-    __slots__ = ("id", "legs", "created", "transcode", "recording", "rec_in", "rec_out", "rec_from", "rec_law")
-
-    def __init__(self, sid: str):
-        self.id = sid
-        self.legs: dict[str, _Leg] = {}
-        self.created = time.monotonic()
-        self.transcode = False
-        #: recording: what the caller (leg "a") sends, and what it hears, in that leg's law, placed
-        #: on the recording timeline from frame ``rec_from`` on
-        self.recording = False
-        self.rec_in: Track | None = None
-        self.rec_out: Track | None = None
-        self.rec_from = 0
-        self.rec_law = 0  # the file's G.711 law (payload type): the caller's when the recording began
-
-
 class MediaEngine:
     """In-process media engine on the running asyncio loop."""
 
@@ -152,17 +89,17 @@ class MediaEngine:
         #: tapped legs' audio goes to ``tap`` (bounded, never waited on: see media.tap)
         self._tap = AudioTap(tap)
         self.on_event = on_event
-        self.sessions: dict[str, _Session] = {}
+        self.sessions: dict[str, Session] = {}
         lo = self.config.port_min + (self.config.port_min & 1)
         self._free: deque[int] = deque(range(lo, self.config.port_max - 1, 2))
         self._loop: asyncio.AbstractEventLoop | None = None
         self._tick_handle: asyncio.TimerHandle | None = None
         self._tick_next = 0.0
         self._watch: asyncio.TimerHandle | None = None
-        self._processing: dict[int, _Leg] = {}  # legs whose media goes through the tick
-        self._listening: dict[int, _Leg] = {}  # legs whose frames the tick checks for in-band DTMF
-        self._playing: dict[int, _Leg] = {}  # legs hearing a prompt
-        self._recorded: dict[str, _Session] = {}
+        self._processing: dict[int, Leg] = {}  # legs whose media goes through the tick
+        self._listening: dict[int, Leg] = {}  # legs whose frames the tick checks for in-band DTMF
+        self._playing: dict[int, Leg] = {}  # legs hearing a prompt
+        self._recorded: dict[str, Session] = {}
         self._writer: RecordingWriter | None = None
         #: the recorded calls as the tick reads them, rebuilt when they change: (call, its two tracks'
         #: frames, the silence code of the caller's current law)
@@ -178,7 +115,7 @@ class MediaEngine:
         self._inband: InbandDetector[int] = InbandDetector()  # keyed by id() of the leg
         #: recording_late: packets that came too late for their place in a recording (its jitter buffer)
         self.counters = {"rtp_in": 0, "rtp_out": 0, "rtp_dropped": 0, "rtp_strangers": 0, "rtp_lost": 0, "rtcp": 0,
-                         "recording_late": 0}
+                         "recording_late": 0, "srtp_failed": 0}
 
     # -- lifecycle ---------------------------------------------------------------------
     def start(self, loop: asyncio.AbstractEventLoop | None = None) -> None:
@@ -217,7 +154,7 @@ class MediaEngine:
         """
         sess = self.sessions.get(session)
         if sess is None:
-            sess = self.sessions[session] = _Session(session)
+            sess = self.sessions[session] = Session(session)
         existing = sess.legs.get(leg)
         if existing is not None:
             for sock in sockets or ():
@@ -239,7 +176,7 @@ class MediaEngine:
                     raise
                 self._free.append(port)  # in use by someone else: try it again later
                 continue
-            lg = _Leg(sess, leg, port, rtp, rtcp)
+            lg = Leg(sess, leg, port, rtp, rtcp)
             sess.legs[leg] = lg
             for name, other in sess.legs.items():
                 if name != leg:
@@ -255,13 +192,14 @@ class MediaEngine:
 
     def update(self, session: str, leg: str, *, remote: tuple[str, int] | None = None,
                codec: int | None = None, dtmf_pt: int | None = None, send: bool = True, recv: bool = True,
-               symmetric: bool = True, relay_dtmf: bool | None = None) -> None:
-        """Set what ``leg``'s endpoint negotiated (its address, codec, telephone-event PT, direction).
+               symmetric: bool = True, relay_dtmf: bool | None = None, srtp: SrtpKeys | None = None) -> None:
+        """Set what ``leg``'s endpoint negotiated (its address, codec, telephone-event PT, direction, SRTP keys).
 
         ``relay_dtmf=False`` keeps this endpoint's key presses (RFC 4733) from the other side; they
         are still reported as :class:`DtmfEvent` (staff keys the caller must not hear).
         """
         lg = self.sessions[session].legs[leg]
+        lg.crypto = crypto_for(srtp, lg.crypto)
         if relay_dtmf is not None:
             lg.relay_dtmf = relay_dtmf
         if remote is not None and remote != lg.signalled:
@@ -300,7 +238,7 @@ class MediaEngine:
         lg = self.sessions[session].legs[leg]
         self._stop_prompt(lg)
 
-    def _stop_prompt(self, lg: _Leg) -> None:
+    def _stop_prompt(self, lg: Leg) -> None:
         lg.prompt = None
         self._playing.pop(id(lg), None)
         if lg.other is not None and not lg.session.transcode:
@@ -427,7 +365,7 @@ class MediaEngine:
             s.setblocking(False)
         return rtp, rtcp
 
-    def _reconsider(self, sess: _Session) -> None:
+    def _reconsider(self, sess: Session) -> None:
         """Relay directly when both legs use the same codec, else through the tick."""
         legs = list(sess.legs.values())
         transcode = len(legs) == 2 and legs[0].codec is not None and legs[1].codec is not None \
@@ -449,7 +387,7 @@ class MediaEngine:
         if self._processing or self._listening:
             self._ensure_tick()
 
-    def _stats(self, sess: _Session) -> dict[str, dict[str, float]]:
+    def _stats(self, sess: Session) -> dict[str, dict[str, float]]:
         return {name: {
             "packets_received": lg.stats.packets, "octets_received": lg.stats.octets,
             "packets_lost": lg.stats.lost, "jitter_ms": round(lg.stats.jitter / 8.0, 2),
@@ -465,7 +403,7 @@ class MediaEngine:
                 log.exception("media event handler failed")
 
     # -- the packet path -----------------------------------------------------------------
-    def _on_rtp(self, lg: _Leg) -> None:
+    def _on_rtp(self, lg: Leg) -> None:
         """Read one packet, or drain the socket when the leg's previous packet is long past.
 
         The loop calls again while the socket is readable, so always draining would add a failing
@@ -497,6 +435,13 @@ class MediaEngine:
                     continue
             elif not lg.latched and lg.symmetric:
                 lg.latched = True
+            if lg.crypto is not None:
+                try:
+                    data = lg.crypto.unprotect(data)
+                except SrtpError:  # not authentic, replayed or cut short: dropped, counted
+                    lg.dropped += 1
+                    counters["srtp_failed"] += 1
+                    continue
             if len(data) >= 12 and data[0] & 0xDF == 0x80:  # version 2, no CSRC, no extension
                 start = 12
             else:
@@ -532,9 +477,10 @@ class MediaEngine:
                     lg.queue.append(data[start:])
                     continue
                 try:
-                    other.rtp.sendto(other.out.forward(data, seq, ts), other.remote)
+                    packet = other.out.forward(data, seq, ts)
+                    other.rtp.sendto(packet if other.crypto is None else other.crypto.protect(packet), other.remote)
                     counters["rtp_out"] += 1
-                except OSError:
+                except (OSError, SrtpError):
                     pass
                 if sess.recording and other.name == "a":
                     sess.rec_out.put(other.out.ts, data[start:], now)  # type: ignore[union-attr]
@@ -544,24 +490,27 @@ class MediaEngine:
                 if lg.relay_dtmf and other is not None and other.remote is not None and other.send \
                         and other.dtmf_pt is not None:
                     try:
-                        other.rtp.sendto(other.out.relay(data, other.dtmf_pt), other.remote)
+                        packet = other.out.relay(data, other.dtmf_pt)
+                        other.rtp.sendto(packet if other.crypto is None else other.crypto.protect(packet),
+                                         other.remote)
                         counters["rtp_out"] += 1
-                    except OSError:
+                    except (OSError, SrtpError):
                         pass
             elif lg.codec is None and other is not None and other.remote is not None and other.send \
                     and other.prompt is None:
                 # before the answer: relay whatever the offerer sends (early media), unless the
                 # other side hears a prompt of ours
                 try:
-                    other.rtp.sendto(other.out.forward(data, seq, ts), other.remote)
+                    packet = other.out.forward(data, seq, ts)
+                    other.rtp.sendto(packet if other.crypto is None else other.crypto.protect(packet), other.remote)
                     counters["rtp_out"] += 1
-                except OSError:
+                except (OSError, SrtpError):
                     pass
             else:
                 lg.dropped += 1  # a payload type this leg did not negotiate
                 counters["rtp_dropped"] += 1
 
-    def _on_rtcp(self, lg: _Leg) -> None:
+    def _on_rtcp(self, lg: Leg) -> None:
         try:  # one packet per call, as _on_rtp
             data, addr = lg.rtcp.recvfrom(2048)
         except OSError:
@@ -572,8 +521,16 @@ class MediaEngine:
         if lg.remote is not None and addr[0] != lg.remote[0]:
             lg.strangers += 1
             return
-        out = rewrite_rtcp(data, other.out.ssrc, {lg.out.ssrc: other.out.ssrc})
-        if out is None:
+        try:
+            if lg.crypto is not None:
+                data = lg.crypto.unprotect_rtcp(data)
+            out = rewrite_rtcp(data, other.out.ssrc, {lg.out.ssrc: other.out.ssrc})
+            if out is None:
+                return
+            if other.crypto is not None:
+                out = other.crypto.protect_rtcp(out)
+        except SrtpError:  # SRTCP that is not authentic (RFC 3711 §3.4): dropped, counted
+            self.counters["srtp_failed"] += 1
             return
         self.counters["rtcp"] += 1
         try:
@@ -600,7 +557,7 @@ class MediaEngine:
         table lookup per group; only the socket sends remain per stream.
         """
         sent = self._play_prompts()
-        ready: dict[tuple[int, int, int], list[tuple[_Leg, bytes]]] = {}
+        ready: dict[tuple[int, int, int], list[tuple[Leg, bytes]]] = {}
         for lg in self._processing.values():
             if lg.other is not None and lg.other.prompt is not None:
                 continue  # its frames were used by the prompt mix
@@ -616,9 +573,10 @@ class MediaEngine:
                 other = lg.other
                 assert other is not None and other.remote is not None
                 try:
-                    other.rtp.sendto(other.out.own(dst, row.tobytes(), size), other.remote)
+                    packet = other.out.own(dst, row.tobytes(), size)
+                    other.rtp.sendto(packet if other.crypto is None else other.crypto.protect(packet), other.remote)
                     sent += 1
-                except OSError:
+                except (OSError, SrtpError):
                     pass
                 if other.session.recording and other.name == "a":
                     other.session.rec_out.put(other.out.ts, row.tobytes(), _monotonic())  # type: ignore[union-attr]
@@ -672,9 +630,10 @@ class MediaEngine:
             assert lg.codec is not None and lg.remote is not None
             payload = g711.encode(row, lg.codec).tobytes()
             try:
-                lg.rtp.sendto(lg.out.own(lg.codec, payload, FRAME), lg.remote)
+                packet = lg.out.own(lg.codec, payload, FRAME)
+                lg.rtp.sendto(packet if lg.crypto is None else lg.crypto.protect(packet), lg.remote)
                 sent += 1
-            except OSError:
+            except (OSError, SrtpError):
                 pass
             if lg.session.recording and lg.name == "a":
                 lg.session.rec_out.put(lg.out.ts, payload, _monotonic())  # type: ignore[union-attr]

@@ -50,6 +50,7 @@ from .api import (
     Play,
     PortsExhausted,
     Record,
+    SrtpKeys,
     Stop,
     StopPlay,
     StopRecord,
@@ -149,9 +150,9 @@ def _worker_main(conn: Connection, config: EngineConfig, tap: TapChannel | None 
                 with _blocking(conn):
                     socks = (socket.socket(fileno=recv_handle(conn)), socket.socket(fileno=recv_handle(conn)))
                 engine.allocate(session, leg, port, sockets=socks)
-            case Update(session, leg, remote, codec, dtmf_pt, send, recv, symmetric, relay_dtmf):
+            case Update(session, leg, remote, codec, dtmf_pt, send, recv, symmetric, relay_dtmf, srtp):
                 engine.update(session, leg, remote=remote, codec=codec, dtmf_pt=dtmf_pt, send=send, recv=recv,
-                              symmetric=symmetric, relay_dtmf=relay_dtmf)
+                              symmetric=symmetric, relay_dtmf=relay_dtmf, srtp=srtp)
             case Play(session, leg, key, samples, prompt, loop_, mix):
                 if samples is not None:
                     prompts[key] = samples
@@ -336,9 +337,9 @@ class WorkerEngine:
 
     def update(self, session: str, leg: str, *, remote: tuple[str, int] | None = None, codec: int | None = None,
                dtmf_pt: int | None = None, send: bool = True, recv: bool = True, symmetric: bool = True,
-               relay_dtmf: bool | None = None) -> None:
+               relay_dtmf: bool | None = None, srtp: SrtpKeys | None = None) -> None:
         _send(self._conns[self._worker(session)],
-              Update(session, leg, remote, codec, dtmf_pt, send, recv, symmetric, relay_dtmf))
+              Update(session, leg, remote, codec, dtmf_pt, send, recv, symmetric, relay_dtmf, srtp))
 
     def play(self, session: str, leg: str, samples: Any, *, prompt: str = "", loop: bool = False,
              mix: bool = False) -> None:

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Install what the checks need (SIPp from Debian's sip-tester, openssl, chromium and a Korean font, the Python test extras
+# Install what the checks need (SIPp from Debian's sip-tester, baresip, openssl, chromium and a Korean font, the Python test extras
 # in .venv), then run ruff, mypy and the whole test suite. Extra arguments go to pytest.
 # All three always run (a lint failure does not hide the test results); the exit status is
 # non-zero if any of them failed.
@@ -10,6 +10,7 @@ SUDO=""
 need=()
 command -v sipp >/dev/null || need+=(sip-tester)
 command -v openssl >/dev/null || need+=(openssl)
+command -v baresip >/dev/null || need+=(baresip-core)  # an SRTP peer (tests/test_e2e_srtp.py)
 [ -x /usr/bin/chromium ] || need+=(chromium)  # the console's browser tests (driven by Playwright)
 fc-list 2>/dev/null | grep -q "Noto Sans CJK" || need+=(fonts-noto-cjk)  # Korean in the screenshots
 if [ ${#need[@]} -gt 0 ]; then

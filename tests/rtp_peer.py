@@ -24,6 +24,7 @@ class Received:
     payload: bytes
     source: tuple[str, int]
     at: float = 0.0  # time.monotonic() on arrival
+    raw: bytes = b""  # the whole datagram (SRTP tests decrypt it)
 
 
 @dataclass
@@ -53,7 +54,7 @@ class RtpPeer:
                 return
             if len(data) >= 12:
                 seq, ts, ssrc = struct.unpack_from("!HII", data, 2)
-                self.received.append(Received(data[1] & 0x7F, seq, ts, ssrc, data[12:], addr, time.monotonic()))
+                self.received.append(Received(data[1] & 0x7F, seq, ts, ssrc, data[12:], addr, time.monotonic(), data))
 
     def send_audio(self, target: tuple[str, int], samples: np.ndarray, pt: int, ssrc: int = 0x1234) -> None:
         """Send int16 samples as 20 ms G.711 frames, paced in real time."""

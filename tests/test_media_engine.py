@@ -505,7 +505,7 @@ def test_a_deleted_session_is_freed_by_refcounting_alone(tmp_path) -> None:
     by megabytes a minute (scripts/bench/soak.py found 56 MB/min at 150 cps)."""
     import gc
 
-    from media.engine import _Leg, _Session
+    from media.legs import Leg, Session
 
     async def run() -> None:
         async with _engine(39700) as (engine, a, b):
@@ -519,7 +519,7 @@ def test_a_deleted_session_is_freed_by_refcounting_alone(tmp_path) -> None:
     gc.disable()
     try:
         asyncio.run(run())
-        left = [o for o in gc.get_objects() if isinstance(o, _Leg | _Session)]
+        left = [o for o in gc.get_objects() if isinstance(o, Leg | Session)]
     finally:
         gc.enable()
     assert left == []

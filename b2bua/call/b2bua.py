@@ -251,7 +251,8 @@ class B2BUA:
             media = MediaSession(self.engine, call_id,
                                  {"a": route.symmetric_a if route.symmetric_a is not None else sym,
                                   "b": route.symmetric_b if route.symmetric_b is not None else sym},
-                                 {"b": list(route.codecs)} if route.codecs else None)
+                                 {"b": list(route.codecs)} if route.codecs else None,
+                                 {"a": route.srtp_a, "b": route.srtp_b})
             try:
                 media.allocate()
                 sdp = find_sdp(req.get("content-type"), req.body)

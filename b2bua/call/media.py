@@ -5,6 +5,11 @@ G.711 codecs in its order, plus the ones we can transcode to; the answer we give
 back picks the answerer's codec when the offerer has it and the offerer's first
 codec otherwise (the engine then transcodes). Non-audio streams are refused with
 port 0 (§6). Directions follow §6.1, so a hold offer is never answered sendrecv.
+
+SDES-SRTP (RFC 4568) is per leg, as the leg's trunk says (``srtp``): an RTP/SAVP offer is taken
+with the offerer's first usable ``a=crypto`` line and answered with the same tag and suite and a
+key of ours; an offer we make to a "require" leg is RTP/SAVP with one line per suite. Each leg's
+keys go to the engine with its other settings, so one leg may be SRTP and the other plain RTP.
 """
 
 from __future__ import annotations
@@ -14,8 +19,9 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
-from media.api import Engine
+from media.api import Engine, SrtpKeys
 
+from ..sip import sdes
 from ..sip.sdp import Codec, Media, SdpError, SessionDescription
 
 #: Codecs the engine can relay and transcode between.
@@ -56,6 +62,8 @@ class _Offer:
     codecs: list[Codec]
     dtmf_pt: int | None
     direction: str
+    #: the offerer's crypto line (RTP/SAVP), answered with the same tag and suite and our key
+    crypto: sdes.Crypto | None = None
 
 
 _session_ids = itertools.count(int.from_bytes(os.urandom(3), "big"))
@@ -65,7 +73,7 @@ class MediaSession:
     """The signalling side of one call's media."""
 
     def __init__(self, engine: Engine, session_id: str, symmetric: bool | dict[str, bool] = True,
-                 prefer: dict[str, list[str]] | None = None):
+                 prefer: dict[str, list[str]] | None = None, srtp: dict[str, str] | None = None):
         self.engine = engine
         self.id = session_id
         #: latch to the real RTP source, per leg (a trunk's symmetric_rtp setting)
@@ -88,6 +96,14 @@ class MediaSession:
         self._local: bytes | None = None
         #: legs whose RFC 4733 key presses are kept from the other side (staff keys)
         self.quiet_keys: set[str] = set()
+        #: SDES-SRTP mode per leg (Route.srtp_a/_b): off, accept, require, needs_tls
+        self.srtp = srtp or {}
+        #: each leg's SRTP keys as the engine has them (absent: plain RTP)
+        self.keys: dict[str, SrtpKeys] = {}
+        #: our master keys per (leg, suite): kept for the session, so a re-offer does not re-key
+        self._mine: dict[tuple[str, str], bytes] = {}
+        #: legs we offered RTP/SAVP (their answer must be RTP/SAVP with one of our tags)
+        self._offered_srtp: set[str] = set()
 
     @staticmethod
     def other(leg: str) -> str:
@@ -116,14 +132,16 @@ class MediaSession:
         if not codecs:
             raise NotAcceptable("no G.711 codec offered")
         dtmf = _telephone_event(audio)
+        crypto = self._offered_crypto(from_leg, audio)
         to_leg = self.other(from_leg)
         self._port(from_leg)
         host, port = self._port(to_leg)
         send, recv = _flags(audio.direction)
+        self._set_keys(from_leg, crypto)
         self.engine.update(self.id, from_leg, remote=_remote(sdp, audio), send=send, recv=recv,
                            symmetric=self.symmetric.get(from_leg, True), codec=self.codec.get(from_leg),
-                           relay_dtmf=from_leg not in self.quiet_keys)
-        self._pending = _Offer(from_leg, sdp, index, codecs, dtmf.pt if dtmf else None, audio.direction)
+                           relay_dtmf=from_leg not in self.quiet_keys, srtp=self.keys.get(from_leg))
+        self._pending = _Offer(from_leg, sdp, index, codecs, dtmf.pt if dtmf else None, audio.direction, crypto)
         self._answers.clear()
         self._last_origin[from_leg] = _origin(sdp)
         names = [c.key for c in codecs] + [k for k in SUPPORTED if k not in {c.key for c in codecs}]
@@ -132,7 +150,13 @@ class MediaSession:
             names = [n for n in wanted if n in SUPPORTED] or names
         out_codecs = [Codec(SUPPORTED[n], n.upper(), 8000) for n in names]
         te_pt = dtmf.pt if dtmf else 101
-        out = self._build(to_leg, host, port, out_codecs, te_pt, audio.direction, ptime=20).serialize()
+        ours = None
+        if self.srtp.get(to_leg) == "require":
+            ours = [sdes.Crypto(tag, suite, self._key(to_leg, suite)) for tag, suite in enumerate(sdes.SUITES, 1)]
+            self._offered_srtp.add(to_leg)
+        else:
+            self._offered_srtp.discard(to_leg)
+        out = self._build(to_leg, host, port, out_codecs, te_pt, audio.direction, ptime=20, crypto=ours).serialize()
         self.last_sent[to_leg] = out
         return out
 
@@ -155,12 +179,15 @@ class MediaSession:
         sdp = SessionDescription.parse(body)
         _, audio = _first_audio(sdp, allow_rejected=True)
         chosen = next((c for c in audio.codecs() if c.key in SUPPORTED), None) if audio.port else None
+        fits, crypto = self._answered_crypto(from_leg, audio)
+        if not fits:
+            chosen = None  # RTP/AVP to our RTP/SAVP offer (or the reverse), or none of our crypto lines
         offerer = pending.from_leg
         if self._local is not None:
             # the offerer already has our own answer: only the answerer's side is set up now
             # (the engine transcodes if the two codecs differ); the offerer gets the same SDP again
             if chosen is not None:
-                self._set_answerer(from_leg, sdp, audio, chosen)
+                self._set_answerer(from_leg, sdp, audio, chosen, crypto)
             self._answers[body] = self._local
             self._last_origin[from_leg] = _origin(sdp)
             return self._local
@@ -170,7 +197,7 @@ class MediaSession:
             out = self._rejecting_answer(offerer, pending)
             self._answers[body] = out
             return out
-        self._set_answerer(from_leg, sdp, audio, chosen)
+        self._set_answerer(from_leg, sdp, audio, chosen, crypto)
         same = next((c for c in pending.codecs if c.key == chosen.key), None)
         offerer_codec = same or pending.codecs[0]
         direction = answer_direction(pending.direction, audio.direction)
@@ -178,24 +205,74 @@ class MediaSession:
         self.codec[offerer] = SUPPORTED[offerer_codec.key]
         self.engine.update(self.id, offerer, codec=SUPPORTED[offerer_codec.key], dtmf_pt=pending.dtmf_pt,
                            send=o_send, recv=o_recv, symmetric=self.symmetric.get(offerer, True),
-                           relay_dtmf=offerer not in self.quiet_keys)
+                           relay_dtmf=offerer not in self.quiet_keys, srtp=self.keys.get(offerer))
         codecs = [offerer_codec]
         answer = self._build(offerer, host, port, codecs, pending.dtmf_pt, direction,
-                             template=pending, ptime=pending.sdp.media[pending.audio_index].ptime or 20)
+                             template=pending, ptime=pending.sdp.media[pending.audio_index].ptime or 20,
+                             crypto=self._answer_crypto(pending))
         out = answer.serialize()
         self._answers[body] = out
         self._last_origin[from_leg] = _origin(sdp)
         self.last_sent[offerer] = out
         return out
 
-    def _set_answerer(self, leg: str, sdp: SessionDescription, audio: Media, chosen: Codec) -> None:
+    def _set_answerer(self, leg: str, sdp: SessionDescription, audio: Media, chosen: Codec,
+                      crypto: sdes.Crypto | None) -> None:
         """Tell the engine what the answering leg chose: its address, codec, keys and direction."""
         dtmf = _telephone_event(audio)
         send, recv = _flags(audio.direction)
         self.codec[leg] = SUPPORTED[chosen.key]
+        self._set_keys(leg, crypto)
         self.engine.update(self.id, leg, remote=_remote(sdp, audio), codec=SUPPORTED[chosen.key],
                            dtmf_pt=dtmf.pt if dtmf else None, send=send, recv=recv,
-                           symmetric=self.symmetric.get(leg, True), relay_dtmf=leg not in self.quiet_keys)
+                           symmetric=self.symmetric.get(leg, True), relay_dtmf=leg not in self.quiet_keys,
+                           srtp=self.keys.get(leg))
+
+    # -- SDES-SRTP (RFC 4568) ------------------------------------------------------------
+    def _offered_crypto(self, leg: str, audio: Media) -> sdes.Crypto | None:
+        """The crypto line to take from ``leg``'s offer (None: plain RTP), or NotAcceptable (488) as its mode says."""
+        mode = self.srtp.get(leg, "off")
+        if not _secure(audio):
+            if mode == "require":
+                raise NotAcceptable("this trunk requires SRTP (RTP/SAVP)")
+            return None
+        if mode == "off":
+            raise NotAcceptable("SRTP (RTP/SAVP) is not enabled for this trunk")
+        if mode == "needs_tls":
+            raise NotAcceptable("SDES keys are taken only over TLS (RFC 4568 section 8.3)")
+        usable = sdes.offered(audio.lines)
+        if not usable:
+            raise NotAcceptable("no usable a=crypto line (AES_CM_128_HMAC_SHA1_80/_32, one inline key)")
+        return usable[0]
+
+    def _answered_crypto(self, leg: str, audio: Media) -> tuple[bool, sdes.Crypto | None]:
+        """Whether ``leg``'s answer fits our offer (not when its profile differs from the offer's, or none
+        of its crypto lines has a tag and suite we offered), and its crypto line (None: plain RTP)."""
+        if not audio.port:
+            return True, None
+        if _secure(audio) != (leg in self._offered_srtp):
+            return False, None
+        if not _secure(audio):
+            return True, None
+        crypto = next((c for c in sdes.offered(audio.lines) if sdes.matches_offer(c)), None)
+        return crypto is not None, crypto
+
+    def _key(self, leg: str, suite: str) -> bytes:
+        key = self._mine.get((leg, suite))
+        if key is None:
+            key = self._mine[leg, suite] = sdes.new_key()
+        return key
+
+    def _set_keys(self, leg: str, crypto: sdes.Crypto | None) -> None:
+        if crypto is None:
+            self.keys.pop(leg, None)
+        else:
+            self.keys[leg] = SrtpKeys(crypto.suite, recv_key=crypto.key, send_key=self._key(leg, crypto.suite))
+
+    def _answer_crypto(self, pending: _Offer) -> list[sdes.Crypto] | None:
+        """Our answer's crypto line to an RTP/SAVP offer: its tag and suite, our key (RFC 4568 §5.1.2)."""
+        c = pending.crypto
+        return None if c is None else [sdes.Crypto(c.tag, c.suite, self._key(pending.from_leg, c.suite))]
 
     def answer_locally(self) -> bytes:
         """Answer the pending offer ourselves, before the other leg has (RFC 3264 §6).
@@ -220,9 +297,10 @@ class MediaSession:
         self.codec[offerer] = SUPPORTED[codec.key]
         self.engine.update(self.id, offerer, codec=SUPPORTED[codec.key], dtmf_pt=pending.dtmf_pt, send=send,
                            recv=recv, symmetric=self.symmetric.get(offerer, True),
-                           relay_dtmf=offerer not in self.quiet_keys)
+                           relay_dtmf=offerer not in self.quiet_keys, srtp=self.keys.get(offerer))
         out = self._build(offerer, host, port, [codec], pending.dtmf_pt, direction, template=pending,
-                          ptime=pending.sdp.media[pending.audio_index].ptime or 20).serialize()
+                          ptime=pending.sdp.media[pending.audio_index].ptime or 20,
+                          crypto=self._answer_crypto(pending)).serialize()
         self._local = out
         self.last_sent[offerer] = out
         return out
@@ -245,6 +323,7 @@ class MediaSession:
     def _rejecting_answer(self, offerer: str, pending: _Offer) -> bytes:
         host, port = self._port(offerer)
         sdp = self._build(offerer, host, 0, pending.codecs[:1], None, "inactive", template=pending)
+        sdp.media[pending.audio_index].proto = pending.sdp.media[pending.audio_index].proto  # (RFC 3264 §6)
         return sdp.serialize()
 
     # -- prompts and recording (what call features do with the media) ---------------------------
@@ -274,12 +353,15 @@ class MediaSession:
 
     # -- SDP building --------------------------------------------------------------------
     def _build(self, leg: str, host: str, port: int, codecs: list[Codec], te_pt: int | None, direction: str,
-               *, template: _Offer | None = None, ptime: int | None = None) -> SessionDescription:
+               *, template: _Offer | None = None, ptime: int | None = None,
+               crypto: list[sdes.Crypto] | None = None) -> SessionDescription:
         self._version[leg] += 1
         ip = "IP6" if ":" in host else "IP4"
         sdp = SessionDescription(origin=["-", self._session_id[leg], str(self._version[leg]), "IN", ip, host], name="-",
                                  connection=host, session_lines=[("t", "0 0")])
-        audio = Media("audio", port, "RTP/AVP", [str(c.pt) for c in codecs])
+        audio = Media("audio", port, "RTP/SAVP" if crypto else "RTP/AVP", [str(c.pt) for c in codecs])
+        for line in crypto or ():
+            audio.lines.append(("a", line.attribute()))
         for c in codecs:
             audio.lines.append(("a", f"rtpmap:{c.pt} {c.name}/{c.clock}"))
         if te_pt is not None and port:
@@ -308,9 +390,14 @@ def _origin(sdp: SessionDescription) -> tuple[str, str]:
 
 def _first_audio(sdp: SessionDescription, allow_rejected: bool = False) -> tuple[int, Media]:
     for i, m in enumerate(sdp.media):
-        if m.kind == "audio" and m.proto.upper().startswith("RTP/AVP") and (m.port or allow_rejected):
+        if m.kind == "audio" and (m.proto.upper().startswith("RTP/AVP") or _secure(m)) and (m.port or allow_rejected):
             return i, m
     raise NotAcceptable("no audio stream")
+
+
+def _secure(m: Media) -> bool:
+    """RTP/SAVP: SRTP keyed in the SDP (SDES). DTLS-SRTP (UDP/TLS/RTP/SAVP) is another profile: not audio to us."""
+    return m.proto.upper() == "RTP/SAVP"
 
 
 def _telephone_event(m: Media) -> Codec | None:

@@ -39,6 +39,10 @@ class Route:
     #: latch RTP per leg (None: the global media setting)
     symmetric_a: bool | None = None
     symmetric_b: bool | None = None
+    #: SDES-SRTP per leg (MediaSession): "off", "accept", "require", or "needs_tls" (the trunk takes SRTP,
+    #: but this leg's signalling is not TLS, so no key is taken or given on it)
+    srtp_a: str = "off"
+    srtp_b: str = "off"
     #: per target: the caller identity that leg presents (``identity.py``); None keeps From/To
     presentation: tuple[Presentation | None, ...] = ()
 

@@ -156,6 +156,7 @@ class Router:
             self._present(req, route, trunk)
             route.source = trunk.name
             route.symmetric_a = trunk.symmetric_rtp
+            route.srtp_a = srtp_mode(trunk, peer.transport)
             self.active[trunk.name] += 1
             self.attempts[trunk.name] += 1
         return route
@@ -236,7 +237,7 @@ class Router:
         pbx = self.trunks[dept.trunk]
         targets = [_with_user(g.uri, dept.extension) for g in _ordered(pbx.gateways, "ordered")]
         return Route(targets, name=f"dept:{dept.name}", department=dept.name, codecs=tuple(pbx.codecs),
-                     symmetric_b=pbx.symmetric_rtp, direction="inbound")
+                     symmetric_b=pbx.symmetric_rtp, srtp_b=srtp_mode(pbx, pbx.transport), direction="inbound")
 
     def _outbound(self, req: Request, number: str, now: float) -> Route | Response:
         bindings = self.registrar.lookup(number, now) if number else []  # expired bindings skipped
@@ -267,7 +268,16 @@ class Router:
         return Route(targets, name=rc.name, credentials=creds, failover=tuple(rc.failover_codes),
                      no_answer_timeout=rc.no_answer_timeout_s,
                      codecs=tuple(first.codecs) if first else (),
-                     symmetric_b=first.symmetric_rtp if first else None)
+                     symmetric_b=first.symmetric_rtp if first else None,
+                     srtp_b=srtp_mode(first, first.transport) if first else "off")
+
+
+def srtp_mode(trunk: Trunk, transport: str) -> str:
+    """A trunk's leg's SDES-SRTP mode for signalling over ``transport``: keys only over TLS unless the trunk
+    says otherwise (RFC 4568 §8.3: the SDP carries them in the clear)."""
+    if trunk.srtp != "off" and transport.lower() != "tls" and not trunk.sdes_over_cleartext:
+        return "needs_tls"
+    return trunk.srtp
 
 
 #: how a target that is no trunk's gateway is treated: outside, like a carrier that gets P-Asserted-Identity

@@ -1,0 +1,67 @@
+"""SRTP for one leg (RFC 3711), keyed by SDES (RFC 4568): what the engine decrypts and encrypts.
+
+libsrtp through ``pylibsrtp`` does the cryptography (AES counter mode, HMAC-SHA1, the replay window,
+the rollover counter): nothing here is hand-written crypto. A leg has one inbound context, keyed
+with what the endpoint's ``a=crypto`` gave (it decrypts and authenticates what the endpoint sends
+us), and one outbound context keyed with our own key (it encrypts what we send it). The relay,
+the tick, DTMF, recording and the tap all see plain RTP: decryption is the first thing done to a
+packet, encryption the last.
+"""
+
+from __future__ import annotations
+
+import pylibsrtp
+
+from .api import SrtpKeys
+
+#: RFC 4568 §6.2 crypto-suite names -> libsrtp profiles (the two every SDES peer has; the AEAD suites
+#: of RFC 7714 are not offered: few SIP peers do them over SDES)
+PROFILES = {
+    "AES_CM_128_HMAC_SHA1_80": pylibsrtp.Policy.SRTP_PROFILE_AES128_CM_SHA1_80,
+    "AES_CM_128_HMAC_SHA1_32": pylibsrtp.Policy.SRTP_PROFILE_AES128_CM_SHA1_32,
+}
+
+SrtpError = pylibsrtp.Error
+
+
+class LegCrypto:
+    """The two SRTP contexts of one leg: ``unprotect*`` for what arrives, ``protect*`` for what leaves.
+
+    Each method raises :data:`SrtpError` for a packet that fails (authentication, replay, a packet
+    too short): the engine drops and counts it.
+    """
+
+    __slots__ = ("keys", "_in", "_out")
+
+    def __init__(self, keys: SrtpKeys):
+        profile = PROFILES[keys.suite]
+        self.keys = keys
+        self._in = pylibsrtp.Session(pylibsrtp.Policy(key=keys.recv_key, srtp_profile=profile,
+                                                      ssrc_type=pylibsrtp.Policy.SSRC_ANY_INBOUND))
+        self._out = pylibsrtp.Session(pylibsrtp.Policy(key=keys.send_key, srtp_profile=profile,
+                                                       ssrc_type=pylibsrtp.Policy.SSRC_ANY_OUTBOUND))
+
+    def unprotect(self, packet: bytes) -> bytes:
+        return self._in.unprotect(packet)
+
+    def protect(self, packet: bytes | bytearray) -> bytes:
+        return self._out.protect(bytes(packet))
+
+    def unprotect_rtcp(self, packet: bytes) -> bytes:
+        return self._in.unprotect_rtcp(packet)
+
+    def protect_rtcp(self, packet: bytes) -> bytes:
+        return self._out.protect_rtcp(packet)
+
+
+def crypto_for(keys: SrtpKeys | None, current: LegCrypto | None) -> LegCrypto | None:
+    """The contexts for ``keys``: ``current`` when the keys did not change (a re-INVITE repeating them must
+    not reset the replay window and rollover counter), new ones when they did, None for plain RTP."""
+    if keys is None:
+        return None
+    if current is not None and current.keys == keys:
+        return current
+    return LegCrypto(keys)
+
+
+__all__ = ["PROFILES", "SrtpError", "LegCrypto", "crypto_for"]
