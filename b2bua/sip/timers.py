@@ -29,18 +29,26 @@ class TimerConfig:
 class TimerHandle:
     """A scheduled callback; :meth:`cancel` makes it a no-op."""
 
-    __slots__ = ("when", "callback", "args", "cancelled")
+    __slots__ = ("when", "callback", "args", "cancelled", "queue")
 
-    def __init__(self, when: float, callback: Callable[..., Any], args: tuple[Any, ...]):
+    def __init__(self, when: float, callback: Callable[..., Any], args: tuple[Any, ...],
+                 queue: TimerQueue | None = None):
         self.when = when
         self.callback = callback
         self.args = args
         self.cancelled = False
+        #: the queue whose heap still holds this handle (told when it is cancelled there)
+        self.queue = queue
 
     def cancel(self) -> None:
+        if self.cancelled:
+            return
         self.cancelled = True
         self.callback = _noop
         self.args = ()
+        queue, self.queue = self.queue, None
+        if queue is not None:
+            queue._cancelled_in_heap()
 
     def __lt__(self, other: TimerHandle) -> bool:
         return self.when < other.when
@@ -50,21 +58,40 @@ def _noop(*_: Any) -> None:
     return None
 
 
+#: a heap this large whose entries are mostly cancelled is rebuilt without them
+COMPACT_MIN = 256
+
+
 class TimerQueue:
-    """Min-heap of :class:`TimerHandle` with lazy cancellation."""
+    """Min-heap of :class:`TimerHandle` with lazy cancellation, compacted when most of it is cancelled.
+
+    Cancelling is O(1) (the handle stays in the heap as a no-op until its deadline), but a timer that is
+    cancelled long before it is due (a session refresh 15-30 min ahead, a call that ended after seconds)
+    would hold its slot until then: at 150 calls/s that is a heap of hundreds of thousands of dead
+    handles. As asyncio does, once more than half of the heap is cancelled it is rebuilt without them.
+    """
 
     def __init__(self) -> None:
         self._heap: list[TimerHandle] = []
+        self._cancelled = 0  # cancelled handles still in the heap
 
     def call_at(self, when: float, callback: Callable[..., Any], *args: Any) -> TimerHandle:
-        handle = TimerHandle(when, callback, args)
+        handle = TimerHandle(when, callback, args, self)
         heapq.heappush(self._heap, handle)
         return handle
+
+    def _cancelled_in_heap(self) -> None:
+        self._cancelled += 1
+        if self._cancelled > COMPACT_MIN and 2 * self._cancelled > len(self._heap):
+            self._heap = [h for h in self._heap if not h.cancelled]
+            heapq.heapify(self._heap)
+            self._cancelled = 0
 
     def next_deadline(self) -> float | None:
         heap = self._heap
         while heap and heap[0].cancelled:
             heapq.heappop(heap)
+            self._cancelled -= 1
         return heap[0].when if heap else None
 
     def run_due(self, now: float) -> int:
@@ -73,12 +100,21 @@ class TimerQueue:
         ran = 0
         while heap and heap[0].when <= now:
             handle = heapq.heappop(heap)
-            if not handle.cancelled:
-                callback, args = handle.callback, handle.args
-                handle.cancel()  # drop the references: handle <-> owner would be a GC cycle
-                callback(*args)
-                ran += 1
+            if handle.cancelled:
+                self._cancelled -= 1
+                continue
+            callback, args = handle.callback, handle.args
+            handle.queue = None  # out of the heap: not one of its cancelled entries
+            handle.cancel()  # drop the references: handle <-> owner would be a GC cycle
+            callback(*args)
+            ran += 1
+            heap = self._heap  # (a callback's cancel may have compacted the heap into a new list)
         return ran
 
+    @property
+    def heap_size(self) -> int:
+        """Entries in the heap, cancelled ones included (what the compaction bounds)."""
+        return len(self._heap)
+
     def __len__(self) -> int:
-        return sum(1 for h in self._heap if not h.cancelled)
+        return len(self._heap) - self._cancelled
