@@ -535,6 +535,23 @@ def sippy_command(exe: Path) -> list[str]:
             "-s", f"{LOOPBACK}:{{uas_port}}", "-c", "{workdir}/b2bua.sock"]
 
 
+def kamailio_command(exe: str) -> list[str]:
+    """Debian's Kamailio as a tm stateful proxy (``scripts/bench/kamailio.cfg``, ports written per run),
+    in the foreground (-DD) with its children, logging to stderr (-E): errors only."""
+    cfg = Path(__file__).resolve().parent / "kamailio.cfg"
+    return ["sh", "-c", f"sed -e s/@PORT@/{{port}}/ -e s/@UAS@/{{uas_port}}/ {cfg} > {{workdir}}/kamailio.cfg "
+                        f"&& exec {exe} -DD -E -m 256 -M 16 -f {{workdir}}/kamailio.cfg"]
+
+
+def _kamailio_version(exe: str) -> str | None:
+    try:
+        out = subprocess.run([exe, "-v"], capture_output=True, text=True, timeout=10).stdout
+    except (subprocess.SubprocessError, OSError):
+        return None
+    first = out.splitlines()[0] if out else ""
+    return first.split("kamailio", 1)[-1].split()[0] if "kamailio" in first else None
+
+
 def signalling_only_config(root: Path = REPO_ROOT, *, media: bool = False, max_new_calls: str = "") -> Path:
     """The shipped config with media anchoring off (SDP passed through), like sippy's -f -u -A 0 run
     (``media``: left on); ``max_new_calls``: the front gate's ``security.max_new_calls_per_s`` (``none``: no
@@ -619,8 +636,15 @@ def build_systems(args: argparse.Namespace, log) -> list[SystemUnderTest]:
             systems.append(SystemUnderTest(
                 name="sippy", argv_template=sippy_command(exe), cwd=Path(tempfile.gettempdir()), env=env,
                 version=installed_version(venv, "sippy")))
+        elif name == "kamailio":
+            exe = shutil.which("kamailio")
+            if exe is None:
+                raise SystemExit("kamailio is not installed: apt install kamailio")
+            systems.append(SystemUnderTest(
+                name="kamailio", argv_template=kamailio_command(exe), cwd=Path(tempfile.gettempdir()),
+                env=dict(os.environ), version=_kamailio_version(exe)))
         else:
-            raise SystemExit(f"unknown system {name!r} (known: ours, ours-signalling, sippy)")
+            raise SystemExit(f"unknown system {name!r} (known: ours, ours-signalling, sippy, kamailio)")
     return systems
 
 

@@ -112,7 +112,8 @@ def main() -> int:
             callers.append((name, calls, subprocess.Popen(
                 [SIPP, "-sn", "uac", f"127.0.0.1:{port}", "-s", did, "-i", "127.0.0.1", "-p", str(free_port()),
                  "-r", f"{rate:g}", "-m", str(calls), "-d", str(args.hold_ms), "-trace_stat", "-stf",
-                 f"{name}_stat.csv", "-timeout", f"{int(seconds + 120)}s", "-recv_timeout", "10000", "-nostdin"],
+                 f"{name}_stat.csv", "-timeout", f"{int(seconds + 120)}s", "-recv_timeout", "10000", "-trace_err",
+                 "-nostdin"],
                 cwd=folder, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)))
         procs.extend(p for _, _, p in callers)
         time.sleep(args.warmup_s)
@@ -129,11 +130,15 @@ def main() -> int:
         time.sleep(40)  # the last calls' transactions: Timer J/K (64*T1 = 32 s)
         after = snapshot(b2b.pid, metrics, recordings)
         placed = completed = failed = 0
+        why: dict[str, int] = {}  # SIPp's failure counters: what the failed calls met
         for name, calls, _ in callers:
             row = last_stat_row(folder / f"{name}_stat.csv")
             placed += calls
             completed += stat_int(row, "SuccessfulCall(C)") or 0
             failed += stat_int(row, "FailedCall(C)") or 0
+            for key in row or {}:
+                if key.startswith("Failed") and key.endswith("(C)") and key != "FailedCall(C)":
+                    why[key[6:-3]] = why.get(key[6:-3], 0) + (stat_int(row, key) or 0)
     finally:
         stop_all(procs)
     load_s = seconds - args.warmup_s
@@ -141,6 +146,9 @@ def main() -> int:
           f"hold {args.hold_ms} ms, media anchored")
     print(f"calls placed {placed}, completed {completed}, failed {failed}; B2BUA CPU "
           f"{100 * (cpu1 - cpu0) / load_s:.0f} % of a core after the warm-up")
+    reasons = ", ".join(f"{k} {n}" for k, n in sorted(why.items()) if n)
+    if reasons:
+        print(f"failed calls by what SIPp met: {reasons} (messages: {folder}/*_errors.log, B2BUA log in {folder})")
     print("once a minute: " + ", ".join(trend))
     print(f"{'':14} {'idle':>8} {'warm':>8} {'end':>8} {'after':>8}")
     for key in ("rss_mb", "sockets", "other_fds", "transactions", "calls", "free_ports", "recordings"):
