@@ -102,10 +102,12 @@ class Application:
         if mcfg.enabled:
             ecfg = EngineConfig(host=mcfg.address, port_min=mcfg.port_min, port_max=mcfg.port_max,
                                 rtp_timeout=mcfg.rtp_timeout_s)
-            if mcfg.workers:
-                self.engine = WorkerEngine(ecfg, mcfg.workers, on_event=self._media_event, tap=tap)
+            workers = mcfg.worker_count()
+            if workers:
+                self.engine = WorkerEngine(ecfg, workers, on_event=self._media_event, tap=tap)
             else:
                 self.engine = MediaEngine(ecfg, on_event=self._media_event, tap=tap)
+            log.info("media engine: %s", f"{workers} worker processes" if workers else "in this process")
         self.b2bua = B2BUA(self.stack, lambda req, peer: self.router(req, peer, self.clock.now),
                            B2BUAConfig(response_map=dict(config.routing.response_map),
                                        ring_timeout=sip.ring_timeout_s, max_calls=sip.max_calls,

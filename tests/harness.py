@@ -47,6 +47,8 @@ def write_config(directory: Path, *, routing: dict | None = None, sip: dict | No
     base["logging"] = {"level": "info", "format": "text", **(logging or {})}
     base["metrics"] = {"address": None}  # tests that scrape set their own port
     base["shutdown"] = {"drain_s": 2, "bye_grace_s": 2}  # tests end their calls; a stop never waits long
+    if base.get("media", {}).get("workers") is None:  # the shipped default (one per core): tests choose their own
+        base.setdefault("media", {})["workers"] = 0  # in process unless a test asks (test_e2e_media runs the default)
     base_routing.update(routing or {})
     directory.mkdir(parents=True, exist_ok=True)
     (directory / "b2bua.yaml").write_text(yaml.safe_dump(base, allow_unicode=True))

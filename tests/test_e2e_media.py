@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import threading
@@ -87,9 +88,15 @@ def _both_ways(call: MediaCall, a_pt: int, b_pt: int, seconds: float = 2.0) -> t
     return up, down
 
 
-@pytest.mark.parametrize("workers", [0, 2], ids=["in-process", "2-workers"])
-def test_sdp_each_side_sees_only_our_ports_and_audio_flows_both_ways(tmp_path: Path, workers: int) -> None:
+@pytest.mark.parametrize("workers", [0, 2, None], ids=["in-process", "2-workers", "shipped-default"])
+def test_sdp_each_side_sees_only_our_ports_and_audio_flows_both_ways(tmp_path: Path, workers: int | None) -> None:
+    """Also with the shipped default (``workers: null``): one worker process per core on a machine with more
+    than one (the log says which mode it took)."""
     with MediaCall(tmp_path, (0, "PCMU"), (0, "PCMU"), media={"workers": workers}) as call:
+        cores = len(os.sched_getaffinity(0))
+        expected = workers if workers is not None else cores if cores > 1 else 0
+        assert (f"media engine: {expected} worker processes" if expected else "media engine: in this process") \
+            in call.proc.log()
         assert MEDIA["port_min"] <= call.a_target[1] < MEDIA["port_max"]
         assert MEDIA["port_min"] <= call.b_target[1] < MEDIA["port_max"]
         assert call.a_target != call.b_target

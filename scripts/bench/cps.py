@@ -552,7 +552,8 @@ def _kamailio_version(exe: str) -> str | None:
     return first.split("kamailio", 1)[-1].split()[0] if "kamailio" in first else None
 
 
-def signalling_only_config(root: Path = REPO_ROOT, *, media: bool = False, max_new_calls: str = "") -> Path:
+def signalling_only_config(root: Path = REPO_ROOT, *, media: bool = False, max_new_calls: str = "",
+                           workers: int | None = None) -> Path:
     """The shipped config with media anchoring off (SDP passed through), like sippy's -f -u -A 0 run
     (``media``: left on); ``max_new_calls``: the front gate's ``security.max_new_calls_per_s`` (``none``: no
     limit; empty: as shipped)."""
@@ -561,6 +562,8 @@ def signalling_only_config(root: Path = REPO_ROOT, *, media: bool = False, max_n
     folder = Path(tempfile.mkdtemp(prefix="cps-ours-signalling-"))
     process = yaml.safe_load((root / "config" / "b2bua.yaml").read_text())
     process.setdefault("media", {})["enabled"] = media
+    if workers is not None:  # media worker processes (--media-workers)
+        process["media"]["workers"] = workers
     if max_new_calls:
         process.setdefault("security", {})["max_new_calls_per_s"] = \
             None if max_new_calls == "none" else float(max_new_calls)
@@ -620,13 +623,19 @@ def build_systems(args: argparse.Namespace, log) -> list[SystemUnderTest]:
             for label, root in checkouts(args.code):
                 env = dict(os.environ)
                 env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(root), env.get("PYTHONPATH")]))
-                cmd = args.ours_cmd
-                if name == "ours-signalling" or args.max_new_calls:
-                    cmd = cmd.replace("config/b2bua.yaml", str(signalling_only_config(
-                        root, media=name != "ours-signalling", max_new_calls=args.max_new_calls)))
-                systems.append(SystemUnderTest(
-                    name=f"{name}@{label}" if label else name, argv_template=shlex.split(cmd), cwd=root, env=env,
-                    fixed_uas_port=args.ours_uas_port or None))
+                variants: list[int | None] = [None]
+                if name == "ours" and args.media_workers:
+                    variants = [int(w) for w in args.media_workers.split(",")]
+                for workers in variants:
+                    cmd = args.ours_cmd
+                    if name == "ours-signalling" or args.max_new_calls or workers is not None:
+                        cmd = cmd.replace("config/b2bua.yaml", str(signalling_only_config(
+                            root, media=name != "ours-signalling", max_new_calls=args.max_new_calls,
+                            workers=workers)))
+                    full = name if workers is None else f"{name}-w{workers}"
+                    systems.append(SystemUnderTest(
+                        name=f"{full}@{label}" if label else full, argv_template=shlex.split(cmd), cwd=root,
+                        env=env, fixed_uas_port=args.ours_uas_port or None))
         elif name == "sippy":
             if args.no_sippy:
                 continue
@@ -913,6 +922,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--code", default="",
                    help="checkouts of ours to compare in one run, label=path,... (e.g. base=/tmp/base,new=.; "
                         "default: this one)")
+    p.add_argument("--media-workers", default="", metavar="N,M",
+                   help="the ours system once per media.workers value, e.g. 0,2 (default: the shipped setting)")
     p.add_argument("--max-new-calls", default="", metavar="N|none",
                    help="our front gate's security.max_new_calls_per_s for this run (default: as shipped)")
     p.add_argument("--no-sippy", action="store_true", help="skip the sippy system")

@@ -58,6 +58,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parents[2]
 SIPP = shutil.which("sipp") or "/usr/bin/sipp"
@@ -212,8 +213,10 @@ def department_routing(routing: dict, uas_port: int, record: bool, cfgdir: Path,
 def run(calls: int, seconds: float, flood_pps: int, workdir: Path, workers: int = 0,
         code: tuple[str, Path] = ("", REPO), pin: bool = False, record: bool | None = None,
         phases: str = "spread", dump: bool = False, detect: bool | None = None,
-        console: int | None = None) -> Result:
+        console: int | None = None, system: str = "ours") -> Result:
     label, repo = code
+    if system == "rtpengine":
+        label = "rtpengine"
     # the generator's sockets first: free_port() below must not pick a port the kernel then hands them
     socks = []
     for _ in range(calls):
@@ -259,41 +262,47 @@ def run(calls: int, seconds: float, flood_pps: int, workdir: Path, workers: int 
     try:
         uas, uas_port, echo_port = _start_echo(cfgdir)
         procs.append(uas)
-        routing = yaml.safe_load((repo / "config" / "routing.yaml").read_text())
-        routing["routes"] = [{"name": "bench", "prefix": "", "targets": [f"sip:127.0.0.1:{uas_port}"]}]
-        if record is not None or detect is not None:
-            routing = department_routing(routing, uas_port, bool(record), cfgdir, bool(detect))
-        (cfgdir / "routing.yaml").write_text(yaml.safe_dump(routing, allow_unicode=True))
-        b2b = subprocess.Popen([*os.environ.get("BENCH_B2BUA_PREFIX", "").split(), sys.executable, "-m", "b2bua", "run",
-                                "--config", str(cfgdir / "b2bua.yaml"), "--listen", f"udp:127.0.0.1:{port}"],
-                               cwd=repo, stdout=subprocess.DEVNULL,
-                               stderr=open(cfgdir / "b2bua.log", "wb"), env={**os.environ, "PYTHONPATH": str(repo)},
-                               preexec_fn=(lambda: os.sched_setaffinity(0, b2b_cpus)) if b2b_cpus else None)
-        procs.append(b2b)
-        time.sleep(1.5)
-        if not enlarge_rcvbuf(uas.pid, echo_port, 4 << 20):
-            print("[media] could not enlarge SIPp's echo receive buffer: its drops count as loss", file=sys.stderr)
-        rss0 = rss_kib(b2b.pid)
-        hold_ms = int((seconds + 8 + calls / 100 + (DETECTION_WARMUP_S if detect else 0)) * 1000)
-        service = ["-s", DID] if record is not None or detect is not None else []
-        uac = subprocess.Popen([SIPP, "-sf", str(SCENARIOS / "uac_rtp.xml"), f"127.0.0.1:{port}", *service,
-                                "-i", "127.0.0.1",
-                                "-p", str(free_port()), "-m", str(calls), "-r", "100", "-l", str(calls),
-                                "-d", str(hold_ms), "-inf", str(csv), "-trace_msg", "-message_file",
-                                str(cfgdir / "uac.log"), "-nostdin"], cwd=cfgdir,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        procs.append(uac)
         targets: dict[int, tuple[str, int]] = {}
-        deadline = time.monotonic() + 30 + calls / 50
-        pattern = re.compile(r"SIP/2.0 200 OK.*?Call-ID: (\d+)-\d+@.*?m=audio (\d+)", re.S)
-        while len(targets) < calls and time.monotonic() < deadline:
-            time.sleep(0.5)
-            text = (cfgdir / "uac.log").read_text(errors="replace") if (cfgdir / "uac.log").exists() else ""
-            for block in text.split("-----"):
-                if "received" in block[:120]:
-                    m = pattern.search(block)
-                    if m:
-                        targets[int(m.group(1)) - 1] = ("127.0.0.1", int(m.group(2)))
+        if system == "rtpengine":
+            b2b, targets = _rtpengine_calls(cfgdir, socks, echo_port, workers, proc_cfg["media"], procs)
+            if not enlarge_rcvbuf(uas.pid, echo_port, 4 << 20):
+                print("[media] could not enlarge SIPp's echo receive buffer: its drops count as loss", file=sys.stderr)
+            rss0 = rss_kib(b2b.pid)
+        else:
+            routing = yaml.safe_load((repo / "config" / "routing.yaml").read_text())
+            routing["routes"] = [{"name": "bench", "prefix": "", "targets": [f"sip:127.0.0.1:{uas_port}"]}]
+            if record is not None or detect is not None:
+                routing = department_routing(routing, uas_port, bool(record), cfgdir, bool(detect))
+            (cfgdir / "routing.yaml").write_text(yaml.safe_dump(routing, allow_unicode=True))
+            b2b = subprocess.Popen([*os.environ.get("BENCH_B2BUA_PREFIX", "").split(), sys.executable, "-m", "b2bua",
+                                    "run", "--config", str(cfgdir / "b2bua.yaml"), "--listen", f"udp:127.0.0.1:{port}"],
+                                   cwd=repo, stdout=subprocess.DEVNULL,
+                                   stderr=open(cfgdir / "b2bua.log", "wb"), env={**os.environ, "PYTHONPATH": str(repo)},
+                                   preexec_fn=(lambda: os.sched_setaffinity(0, b2b_cpus)) if b2b_cpus else None)
+            procs.append(b2b)
+            time.sleep(1.5)
+            if not enlarge_rcvbuf(uas.pid, echo_port, 4 << 20):
+                print("[media] could not enlarge SIPp's echo receive buffer: its drops count as loss", file=sys.stderr)
+            rss0 = rss_kib(b2b.pid)
+            hold_ms = int((seconds + 8 + calls / 100 + (DETECTION_WARMUP_S if detect else 0)) * 1000)
+            service = ["-s", DID] if record is not None or detect is not None else []
+            uac = subprocess.Popen([SIPP, "-sf", str(SCENARIOS / "uac_rtp.xml"), f"127.0.0.1:{port}", *service,
+                                    "-i", "127.0.0.1",
+                                    "-p", str(free_port()), "-m", str(calls), "-r", "100", "-l", str(calls),
+                                    "-d", str(hold_ms), "-inf", str(csv), "-trace_msg", "-message_file",
+                                    str(cfgdir / "uac.log"), "-nostdin"], cwd=cfgdir,
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            procs.append(uac)
+            deadline = time.monotonic() + 30 + calls / 50
+            pattern = re.compile(r"SIP/2.0 200 OK.*?Call-ID: (\d+)-\d+@.*?m=audio (\d+)", re.S)
+            while len(targets) < calls and time.monotonic() < deadline:
+                time.sleep(0.5)
+                text = (cfgdir / "uac.log").read_text(errors="replace") if (cfgdir / "uac.log").exists() else ""
+                for block in text.split("-----"):
+                    if "received" in block[:120]:
+                        m = pattern.search(block)
+                        if m:
+                            targets[int(m.group(1)) - 1] = ("127.0.0.1", int(m.group(2)))
         if len(targets) < calls:
             raise RuntimeError(f"only {len(targets)} of {calls} calls came up")
         flood = None
@@ -522,6 +531,102 @@ def _start_echo(cfgdir: Path) -> tuple[subprocess.Popen, int, int]:
     raise RuntimeError("SIPp's UAS did not start")
 
 
+# -- rtpengine, the reference (--systems rtpengine) -------------------------------------------------
+RTPENGINE = shutil.which("rtpengine") or "/usr/bin/rtpengine"
+
+
+def _bencode(value: Any) -> bytes:
+    """Bencode, the ng protocol's encoding (written out here: a dozen lines for one benchmark's client)."""
+    if isinstance(value, dict):
+        return b"d" + b"".join(_bencode(k) + _bencode(v) for k, v in sorted(value.items())) + b"e"
+    if isinstance(value, list):
+        return b"l" + b"".join(_bencode(v) for v in value) + b"e"
+    if isinstance(value, int):
+        return b"i%de" % value
+    raw = value.encode() if isinstance(value, str) else bytes(value)
+    return b"%d:%s" % (len(raw), raw)
+
+
+def _bdecode(data: bytes, i: int = 0) -> tuple[Any, int]:
+    kind = data[i:i + 1]
+    if kind == b"i":
+        end = data.index(b"e", i)
+        return int(data[i + 1:end]), end + 1
+    if kind in (b"l", b"d"):
+        items: list[Any] = []
+        i += 1
+        while data[i:i + 1] != b"e":
+            item, i = _bdecode(data, i)
+            items.append(item)
+        if kind == b"l":
+            return items, i + 1
+        return {items[k].decode(): items[k + 1] for k in range(0, len(items), 2)}, i + 1
+    colon = data.index(b":", i)
+    length = int(data[i:colon])
+    return data[colon + 1:colon + 1 + length], colon + 1 + length
+
+
+def _ng(sock: socket.socket, command: dict) -> dict:
+    """One ng request (``<cookie> <bencoded dict>`` over UDP) and its answer."""
+    cookie = os.urandom(6).hex().encode()
+    sock.sendto(cookie + b" " + _bencode(command), sock.getpeername())
+    while True:
+        data = sock.recv(65535)
+        if data.startswith(cookie + b" "):
+            answer, _ = _bdecode(data, len(cookie) + 1)
+            assert isinstance(answer, dict)
+            if answer.get("result") != b"ok":
+                raise RuntimeError(f"rtpengine: {command['command']}: {answer}")
+            return answer
+
+
+def _sdp(port: int, session: int) -> str:
+    return (f"v=0\r\no=- {session} 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n"
+            f"m=audio {port} RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\na=sendrecv\r\n")
+
+
+def _rtpengine_calls(cfgdir: Path, socks: list[socket.socket], echo_port: int, threads: int, media: dict,
+                     procs: list[subprocess.Popen]) -> tuple[subprocess.Popen, dict[int, tuple[str, int]]]:
+    """rtpengine (Debian's rtpengine-daemon) in userspace forwarding (no kernel table), ``threads`` worker
+    threads (0: its default, one per core), one call per generator socket set up through its ng control
+    protocol as Kamailio's rtpengine module would: offer with the caller's SDP (the generator's socket),
+    answer with the callee's (SIPp's echo). Returns the process and, per call, where the caller sends."""
+    ng_port = free_port()
+    argv = [RTPENGINE, "--foreground", "--log-stderr", "--log-level=3", "--table=-1", "--interface=127.0.0.1",
+            f"--listen-ng=127.0.0.1:{ng_port}", f"--port-min={media['port_min']}",
+            f"--port-max={media['port_max']}", "--delete-delay=0"]
+    if threads:
+        argv.append(f"--num-threads={threads}")
+    proc = subprocess.Popen(argv, cwd=cfgdir, stdout=subprocess.DEVNULL, stderr=open(cfgdir / "rtpengine.log", "wb"))
+    procs.append(proc)
+    ctl = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    ctl.connect(("127.0.0.1", ng_port))
+    ctl.settimeout(0.5)
+    deadline = time.monotonic() + 10
+    while True:  # up when it answers a ping
+        try:
+            ctl.send(b"0 " + _bencode({"command": "ping"}))
+            if b"pong" in ctl.recv(1024):
+                break
+        except OSError:
+            pass
+        if time.monotonic() > deadline or proc.poll() is not None:
+            raise RuntimeError(f"rtpengine did not start: {(cfgdir / 'rtpengine.log').read_text()[-500:]}")
+        time.sleep(0.2)
+    ctl.settimeout(5)
+    targets: dict[int, tuple[str, int]] = {}
+    port_of = re.compile(rb"m=audio (\d+)")
+    for i, s in enumerate(socks):
+        call = {"call-id": f"bench-{i}", "from-tag": f"caller-{i}"}
+        _ng(ctl, {"command": "offer", **call, "sdp": _sdp(s.getsockname()[1], i)})
+        answer = _ng(ctl, {"command": "answer", **call, "to-tag": f"callee-{i}", "sdp": _sdp(echo_port, i)})
+        m = port_of.search(answer["sdp"])
+        if m:
+            targets[i] = ("127.0.0.1", int(m.group(1)))
+    ctl.close()
+    return proc, targets
+
+
 def _self_cpu() -> float:
     ru = resource.getrusage(resource.RUSAGE_SELF)
     return ru.ru_utime + ru.ru_stime
@@ -556,6 +661,9 @@ def main() -> None:
     ap.add_argument("--flood-pps", type=int, default=20000)
     ap.add_argument("--workers", default="0", help="media worker processes to compare, e.g. 0,2")
     ap.add_argument("--code", default="", help="checkouts to compare, label=path,... (default: this one)")
+    ap.add_argument("--systems", default="ours",
+                    help="ours, rtpengine (Debian's rtpengine-daemon, userspace, set up over its ng protocol; "
+                         "--workers is then its --num-threads, 0 its default) or both: ours,rtpengine")
     ap.add_argument("--repeat", type=int, default=1, help="run every configuration this many times (interleaved)")
     ap.add_argument("--pin", action="store_true",
                     help="in-process runs (0 workers): the B2BUA on the first core, the load on the others")
@@ -575,6 +683,9 @@ def main() -> None:
     args = ap.parse_args()
     codes = [(c.split("=", 1)[0], Path(c.split("=", 1)[1]).resolve()) for c in args.code.split(",") if c] \
         or [("", REPO)]
+    systems = [x for x in args.systems.split(",") if x]
+    runs = [(code, "ours") for code in codes] * ("ours" in systems) + \
+        [(("rtpengine", REPO), "rtpengine")] * ("rtpengine" in systems)
     workdir = Path(tempfile.mkdtemp(prefix="media-bench-"))
     if args.dump:
         print(f"[media] delay traces go to {workdir}", file=sys.stderr)
@@ -587,21 +698,21 @@ def main() -> None:
         detects: list[bool | None] = [False, True] if args.detect else [None]
         consoles: list[int | None] = [0, args.console] if args.console else [None]
         for n, flood in [x for x in sizes for _ in range(args.repeat)]:
-            for code in codes:  # interleaved, so the checkouts see the same background load
+            for code, system in runs:  # interleaved, so the checkouts (and systems) see the same background load
                 for record, detect, console, phases in [(r, d, c, p) for r in records for d in detects
                                                         for c in consoles for p in args.phases.split(",")]:
                     for _attempt in (1, 2):
                         try:
                             results.append(run(n, args.seconds, flood, workdir, workers, code,
                                                args.pin and workers == 0, record, phases, args.dump, detect,
-                                               console))
+                                               console, system))
                             break
                         except RuntimeError as exc:  # e.g. a port taken by someone else meanwhile: once more
                             print(f"[media] {code[0]} {workers} workers, {n} calls: {exc}", file=sys.stderr)
                     print(f"[media] {code[0]} {workers} workers, {n} calls, {phases}{' flood' if flood else ''}"
                           f"{'' if record is None else ' recording' if record else ' not recording'} done",
                           file=sys.stderr)
-    cw = max([4] + [len(c[0]) for c in codes])
+    cw = max([4] + [len(c[0]) for c, _ in runs])
     print(f"{'code':<{cw}} {'phases':>6} {'workers':>7} {'calls':>6} {'flood':>6} {'pkts/s':>8} {'cpu %':>6} "
           f"{'us/pkt':>6} {'gen %':>6} {'echo %':>6} {'loss %':>7} {'others':>7} {'flooded':>7} "
           f"{'drops b2b/echo/gen':>18} {'p50 ms':>7} {'p99 ms':>7} {'RSS/call KiB':>12}"
