@@ -21,7 +21,12 @@ PROFILES = {
     "AES_CM_128_HMAC_SHA1_32": pylibsrtp.Policy.SRTP_PROFILE_AES128_CM_SHA1_32,
 }
 
-SrtpError = pylibsrtp.Error
+class SrtpError(Exception):
+    """A packet SRTP refuses: not authentic, replayed, cut short, or longer than libsrtp's buffer."""
+
+
+#: what pylibsrtp raises for such a packet (ValueError: "packet is too long", before libsrtp sees it)
+_REFUSED = (pylibsrtp.Error, ValueError)
 
 
 class LegCrypto:
@@ -42,16 +47,28 @@ class LegCrypto:
                                                        ssrc_type=pylibsrtp.Policy.SSRC_ANY_OUTBOUND))
 
     def unprotect(self, packet: bytes) -> bytes:
-        return self._in.unprotect(packet)
+        try:
+            return self._in.unprotect(packet)
+        except _REFUSED as exc:
+            raise SrtpError(str(exc)) from None
 
     def protect(self, packet: bytes | bytearray) -> bytes:
-        return self._out.protect(bytes(packet))
+        try:
+            return self._out.protect(bytes(packet))
+        except _REFUSED as exc:
+            raise SrtpError(str(exc)) from None
 
     def unprotect_rtcp(self, packet: bytes) -> bytes:
-        return self._in.unprotect_rtcp(packet)
+        try:
+            return self._in.unprotect_rtcp(packet)
+        except _REFUSED as exc:
+            raise SrtpError(str(exc)) from None
 
     def protect_rtcp(self, packet: bytes) -> bytes:
-        return self._out.protect_rtcp(packet)
+        try:
+            return self._out.protect_rtcp(packet)
+        except _REFUSED as exc:
+            raise SrtpError(str(exc)) from None
 
 
 def crypto_for(keys: SrtpKeys | None, current: LegCrypto | None) -> LegCrypto | None:
