@@ -118,3 +118,18 @@ def test_a_uri_with_bytes_that_are_not_utf8_is_stored_and_does_not_block_the_oth
     assert rows["odd"]["from_uri"] == "sip:+1303555\ufffd1111@example.net" and set(rows) == {"before", "odd", "after"}
     # the first row of the batch had neither URIs nor media figures: the others' were kept all the same
     assert rows["after"]["a_packets_received"] == 150
+
+
+def test_empty_final_figures_do_not_block_the_cdrs(tmp_path: Path) -> None:
+    """Worker mode amends a CDR with a call's exact media figures after it ended. A call refused for want of
+    media ports had no leg, so its figures are empty: that must not become an UPDATE without columns, which
+    failed every batch from then on (found by a soak with the media workers)."""
+    store = _store(tmp_path)
+    store.add({"call_id": "written", "start": 1.0, "end": 2.0})
+    assert store.flush(now=3.0) == 1
+    store.amend("refused", {})  # after its row was written: an amendment of nothing
+    store.amend("written", {"a_packets_received": 50})
+    store.add({"call_id": "next", "start": 3.0, "end": 4.0})
+    assert store.flush(now=5.0) == 1 and store.failures == 0
+    rows = {r["call_id"]: r for r in store.rows()}
+    assert set(rows) == {"written", "next"} and rows["written"]["a_packets_received"] == 50

@@ -100,7 +100,13 @@ class CdrStore:
             self._pending.append(values)
 
     def amend(self, call_id: str, values: dict[str, Any]) -> None:
-        """Correct a call's row (media figures that arrived after the call ended), written or not."""
+        """Correct a call's row (media figures that arrived after the call ended), written or not.
+
+        Nothing to correct is nothing queued: a session that never had a leg (a call refused for want of
+        media ports) reports empty figures, and an UPDATE without a column is no SQL at all (it failed the
+        whole batch, at every retry)."""
+        if not values:
+            return
         with self._lock:
             for row in reversed(self._pending):
                 if row.get("call_id") == call_id:
