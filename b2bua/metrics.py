@@ -107,6 +107,8 @@ class _Cdr(Protocol):
     def written(self) -> int: ...
     @property
     def failures(self) -> int: ...
+    @property
+    def dropped(self) -> int: ...
 
 
 class _Messenger(Protocol):
@@ -309,6 +311,7 @@ class B2buaCollector:
         cdr = CounterMetricFamily("b2bua_cdr_rows", "CDR rows", labels=["result"])
         cdr.add_metric(["written"], app.cdr.written)
         cdr.add_metric(["write_failures"], app.cdr.failures)
+        cdr.add_metric(["dropped"], app.cdr.dropped)  # refused by the database on their own (logged)
         yield cdr
         hook = app.messenger
         if hook is not None:

@@ -69,14 +69,36 @@ def test_the_next_start_writes_the_cdrs_of_the_calls_a_crash_cut_short(tmp_path:
 
 
 def test_a_failed_write_keeps_the_calls_for_the_next_try(tmp_path: Path) -> None:
+    """The database loses a table: what goes elsewhere is written one by one, the rest waits for the table."""
+    from b2bua.storage.tables import cdr_table
+
     store = _store(tmp_path)
     store.live(_call("c1"))
     store.add({"call_id": "c0", "start": 1.0, "end": 2.0})
-    live_calls_table.drop(store.engine)  # the database loses a table: the batch fails
-    assert store.flush(now=1001.0) == 0 and store.failures == 1
+    live_calls_table.drop(store.engine)  # the batch fails; the CDR alone goes in
+    assert store.flush(now=1001.0) == 1 and store.failures == 1 and store.dropped == 0
     live_calls_table.create(store.engine)
-    assert store.flush(now=1002.0) == 1
+    assert store.flush(now=1002.0) == 0
     assert set(_live(store)) == {"c1"} and [r["call_id"] for r in store.rows()] == ["c0"]
+    cdr_table.drop(store.engine)  # now nothing goes in: everything is kept, nothing dropped
+    for n in range(5):
+        store.add({"call_id": f"d{n}", "start": 1.0, "end": 2.0})
+    assert store.flush(now=1003.0) == 0 and store.failures == 2 and store.dropped == 0
+    cdr_table.create(store.engine)
+    assert store.flush(now=1004.0) == 5 and {r["call_id"] for r in store.rows()} == {f"d{n}" for n in range(5)}
+
+
+def test_a_cdr_the_database_refuses_on_its_own_is_dropped_not_retried_forever(tmp_path: Path) -> None:
+    store = _store(tmp_path)
+    store.add({"call_id": "before", "start": 1.0, "end": 2.0})
+    store.add({"call_id": "poison", "start": object(), "end": 2.0})  # a value no driver binds
+    store.add({"call_id": "after", "start": 1.0, "end": 2.0})
+    store.amend("before", {"a_packets_received": 7})
+    assert store.flush(now=3.0) == 2 and store.failures == 1 and store.dropped == 1
+    store.add({"call_id": "next", "start": 3.0, "end": 4.0})
+    assert store.flush(now=5.0) == 1 and store.failures == 1  # the next batch is not blocked
+    rows = {r["call_id"]: r for r in store.rows()}
+    assert set(rows) == {"before", "after", "next"} and rows["before"]["a_packets_received"] == 7
 
 
 def test_sqlite_runs_in_wal_mode_so_a_reader_never_meets_a_locked_database(tmp_path: Path) -> None:

@@ -92,6 +92,8 @@ class CdrStore:
         self.batch_seconds = batch_seconds
         self.written = 0
         self.failures = 0
+        #: CDRs and amendments the database refused on their own while others were written (dropped, logged)
+        self.dropped = 0
         self._task: asyncio.Task | None = None
 
     def add(self, values: dict[str, Any]) -> None:
@@ -126,6 +128,41 @@ class CdrStore:
             if self._live.pop(call_id, None) is None or call_id in self._written_live:
                 self._gone.add(call_id)
 
+    def _one_by_one(self, batch: list[dict[str, Any]], amends: list[tuple[str, dict[str, Any]]]
+                    ) -> tuple[int, list[dict[str, Any]], list[tuple[str, dict[str, Any]]]]:
+        """After a failed batch: each CDR and amendment in a transaction of its own. One the database
+        refuses while others go in is what broke the batch (a value it will never take): it is logged and
+        dropped, or it would fail every later batch too (twice found so, by fuzzing and by a soak). When
+        the first few all fail, the database itself is the trouble: everything is kept for the next try.
+        Returns the CDRs written, and the CDRs and amendments to keep."""
+        items: list[tuple[dict[str, Any] | None, tuple[str, dict[str, Any]] | None]] = \
+            [(row, None) for row in batch] + [(None, a) for a in amends]
+        written = progress = 0
+        refused: list[tuple[dict[str, Any] | None, tuple[str, dict[str, Any]] | None]] = []
+        for i, (row, amend) in enumerate(items):
+            if progress == 0 and len(refused) >= 3:  # nothing goes in: keep it all, the rest unread
+                refused += items[i:]
+                break
+            try:
+                with self.engine.begin() as conn:
+                    if row is not None:
+                        conn.execute(insert(cdr_table), [{c: row.get(c) for c in CDR_COLUMNS}])
+                    elif amend is not None:
+                        conn.execute(update(cdr_table).where(cdr_table.c.call_id == amend[0]).values(**amend[1]))
+            except Exception:
+                refused.append((row, amend))
+                continue
+            progress += 1
+            written += row is not None
+        if progress == 0:
+            return 0, [r for r, _ in refused if r is not None], [a for _, a in refused if a is not None]
+        for row, amend in refused:
+            self.dropped += 1
+            log.error("the database refuses the %s of call %s on its own: dropped",
+                      "CDR" if row is not None else "media figures",
+                      row.get("call_id") if row is not None else amend[0] if amend is not None else "?")
+        return written, [], []
+
     def flush(self, now: float | None = None) -> int:
         """Write everything queued; returns CDR rows written (blocking: call from a worker thread)."""
         now = time.time() if now is None else now
@@ -150,7 +187,9 @@ class CdrStore:
                 conn.execute(update(t).where(t.c.node == self.node).values(seen=now))
         except Exception:
             self.failures += 1
-            log.exception("writing %d CDRs failed; keeping them for the next try", len(batch))
+            log.exception("writing %d CDRs failed; writing them one by one", len(batch))
+            written, batch, amends = self._one_by_one(batch, amends)
+            self.written += written
             with self._lock:
                 self._pending[:0] = batch[-10_000:]
                 self._amends[:0] = amends[-10_000:]
@@ -158,7 +197,7 @@ class CdrStore:
                     if call_id not in self._gone:
                         self._live.setdefault(call_id, row)
                 self._gone |= gone
-            return 0
+            return written
         with self._lock:
             self._written_live |= set(live)
             self._written_live -= gone
