@@ -199,7 +199,7 @@ class MediaEngine:
         are still reported as :class:`DtmfEvent` (staff keys the caller must not hear).
         """
         lg = self.sessions[session].legs[leg]
-        lg.crypto = crypto_for(srtp, lg.crypto)
+        lg.set_crypto(crypto_for(srtp, lg.crypto))
         if relay_dtmf is not None:
             lg.relay_dtmf = relay_dtmf
         if remote is not None and remote != lg.signalled:
@@ -477,8 +477,7 @@ class MediaEngine:
                     lg.queue.append(data[start:])
                     continue
                 try:
-                    packet = other.out.forward(data, seq, ts)
-                    other.rtp.sendto(packet if other.crypto is None else other.crypto.protect(packet), other.remote)
+                    other.transmit(other.out.forward(data, seq, ts), other.remote)
                     counters["rtp_out"] += 1
                 except (OSError, SrtpError):
                     pass
@@ -490,9 +489,7 @@ class MediaEngine:
                 if lg.relay_dtmf and other is not None and other.remote is not None and other.send \
                         and other.dtmf_pt is not None:
                     try:
-                        packet = other.out.relay(data, other.dtmf_pt)
-                        other.rtp.sendto(packet if other.crypto is None else other.crypto.protect(packet),
-                                         other.remote)
+                        other.transmit(other.out.relay(data, other.dtmf_pt), other.remote)
                         counters["rtp_out"] += 1
                     except (OSError, SrtpError):
                         pass
@@ -501,8 +498,7 @@ class MediaEngine:
                 # before the answer: relay whatever the offerer sends (early media), unless the
                 # other side hears a prompt of ours
                 try:
-                    packet = other.out.forward(data, seq, ts)
-                    other.rtp.sendto(packet if other.crypto is None else other.crypto.protect(packet), other.remote)
+                    other.transmit(other.out.forward(data, seq, ts), other.remote)
                     counters["rtp_out"] += 1
                 except (OSError, SrtpError):
                     pass
@@ -573,8 +569,7 @@ class MediaEngine:
                 other = lg.other
                 assert other is not None and other.remote is not None
                 try:
-                    packet = other.out.own(dst, row.tobytes(), size)
-                    other.rtp.sendto(packet if other.crypto is None else other.crypto.protect(packet), other.remote)
+                    other.transmit(other.out.own(dst, row.tobytes(), size), other.remote)
                     sent += 1
                 except (OSError, SrtpError):
                     pass
@@ -630,8 +625,7 @@ class MediaEngine:
             assert lg.codec is not None and lg.remote is not None
             payload = g711.encode(row, lg.codec).tobytes()
             try:
-                packet = lg.out.own(lg.codec, payload, FRAME)
-                lg.rtp.sendto(packet if lg.crypto is None else lg.crypto.protect(packet), lg.remote)
+                lg.transmit(lg.out.own(lg.codec, payload, FRAME), lg.remote)
                 sent += 1
             except (OSError, SrtpError):
                 pass

@@ -9,6 +9,7 @@ from __future__ import annotations
 import socket
 import time
 from collections import deque
+from collections.abc import Callable
 
 import numpy as np
 
@@ -24,7 +25,7 @@ class Leg:
     __slots__ = ("session", "name", "port", "rtp", "rtcp", "remote", "rtcp_remote", "latched", "signalled",
                  "symmetric", "codec", "dtmf_pt", "send", "recv", "out", "stats", "dropped",
                  "strangers", "last_rx", "detector", "other", "queue", "timed_out", "listen", "tap",
-                 "relay_dtmf", "prompt", "prompt_pos", "prompt_loop", "prompt_mix", "prompt_id", "crypto")
+                 "relay_dtmf", "prompt", "prompt_pos", "prompt_loop", "prompt_mix", "prompt_id", "crypto", "transmit")
 
     def __init__(self, session: Session, name: str, port: int, rtp: socket.socket, rtcp: socket.socket):
         self.session = session
@@ -66,6 +67,22 @@ class Leg:
         self.prompt_id = ""
         #: SRTP (media.srtp): decrypts what arrives, encrypts what leaves; None for plain RTP
         self.crypto: LegCrypto | None = None
+        #: sends an RTP packet to this endpoint (``(packet, address)``): the socket's own ``sendto``, or,
+        #: with SRTP, one that encrypts first; set with the keys (:meth:`set_crypto`), so the packet path
+        #: does not ask per packet
+        self.transmit: Callable[[bytes | bytearray, tuple[str, int]], object] = rtp.sendto
+
+    def set_crypto(self, crypto: LegCrypto | None) -> None:
+        """SRTP on (``crypto``) or off for this leg, with ``transmit`` to match (it raises SrtpError for a
+        packet libsrtp refuses, OSError as ``sendto`` does)."""
+        if crypto is self.crypto:
+            return
+        self.crypto = crypto
+        if crypto is None:
+            self.transmit = self.rtp.sendto
+        else:
+            protect, sendto = crypto.protect, self.rtp.sendto  # (no reference back to the leg: no cycle)
+            self.transmit = lambda packet, address: sendto(protect(packet), address)
 
 
 class Session:

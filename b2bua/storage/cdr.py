@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import create_engine, delete, event, insert, select, update
-from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.engine import Connection, Engine, make_url
 
 from .schema import migrate
 from .tables import LIVE_COLUMNS, cdr_table, live_calls_table
@@ -72,6 +72,16 @@ def _storable(values: dict[str, Any]) -> dict[str, Any]:
     failed its whole batch, every second, for good (found by scripts/bench/fuzz.py)."""
     return {k: v.encode("utf-8", "surrogateescape").decode("utf-8", "replace") if isinstance(v, str) else v
             for k, v in values.items()}
+
+
+def _insert_cdrs(conn: Connection, rows: list[dict[str, Any]]) -> None:
+    # every row with every column: an executemany takes its columns from the first row, and a call refused
+    # before media (no media columns) dropped the next calls' figures
+    conn.execute(insert(cdr_table), [{c: row.get(c) for c in CDR_COLUMNS} for row in rows])
+
+
+def _amend(conn: Connection, call_id: str, values: dict[str, Any]) -> None:
+    conn.execute(update(cdr_table).where(cdr_table.c.call_id == call_id).values(**values))
 
 
 class CdrStore:
@@ -146,9 +156,9 @@ class CdrStore:
             try:
                 with self.engine.begin() as conn:
                     if row is not None:
-                        conn.execute(insert(cdr_table), [{c: row.get(c) for c in CDR_COLUMNS}])
+                        _insert_cdrs(conn, [row])
                     elif amend is not None:
-                        conn.execute(update(cdr_table).where(cdr_table.c.call_id == amend[0]).values(**amend[1]))
+                        _amend(conn, *amend)
             except Exception:
                 refused.append((row, amend))
                 continue
@@ -174,11 +184,10 @@ class CdrStore:
         t = live_calls_table
         try:
             with self.engine.begin() as conn:
-                if batch:  # every row with every column: an executemany takes its columns from the first row,
-                    # and a call refused before media (no media columns) dropped the next calls' figures
-                    conn.execute(insert(cdr_table), [{c: row.get(c) for c in CDR_COLUMNS} for row in batch])
+                if batch:
+                    _insert_cdrs(conn, batch)
                 for call_id, values in amends:
-                    conn.execute(update(cdr_table).where(cdr_table.c.call_id == call_id).values(**values))
+                    _amend(conn, call_id, values)
                 if gone:
                     conn.execute(delete(t).where(t.c.call_id.in_(list(gone))))
                 if live:
