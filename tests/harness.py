@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import shlex
 import shutil
@@ -13,12 +14,27 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from types import ModuleType
 
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 SIPP = shutil.which("sipp")
 SCENARIOS = ROOT / "scripts" / "sipp"
+
+
+def bench_module(name: str) -> ModuleType:
+    """``scripts/bench/<name>.py`` loaded by its path, as ``bench_<name>``. Not through ``sys.path``: that
+    folder has a ``media.py``, which a media worker process started later would import instead of the
+    ``media`` package (spawned children look names up afresh on the parent's path)."""
+    key = f"bench_{name}"
+    if key not in sys.modules:
+        spec = importlib.util.spec_from_file_location(key, ROOT / "scripts" / "bench" / f"{name}.py")
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[key] = module  # (before it runs: its dataclasses look their module up)
+        spec.loader.exec_module(module)
+    return sys.modules[key]
 
 
 def free_port(host: str = "127.0.0.1") -> int:

@@ -5,11 +5,10 @@ exception and completes a new call afterwards."""
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import pytest
-from harness import ROOT
+from harness import bench_module
 from sipmsg import request
 
 from b2bua.sip.events import Peer, RequestReceived
@@ -17,8 +16,7 @@ from b2bua.sip.gate import Gate
 from b2bua.sip.stack import SipStack, make_response
 from media import rtp
 
-sys.path.append(str(ROOT / "scripts" / "bench"))  # last: its media.py must not hide the media package
-import fuzz  # noqa: E402  (the fuzzer the benchmark runs at scale)
+fuzz = bench_module("fuzz")  # the fuzzer the benchmark runs at scale
 
 CASES = 20_000
 

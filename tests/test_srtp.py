@@ -15,7 +15,7 @@ from typing import Any
 
 import pylibsrtp
 import pytest
-from harness import ROOT
+from harness import ROOT, bench_module
 from rtp_peer import RtpPeer
 
 from b2bua.call.media import MediaSession, NotAcceptable
@@ -310,13 +310,10 @@ def test_mutated_srtp_offers_and_answers_get_488_or_a_fitting_answer_never_an_ex
     into an accepting leg and fuzzed answers to our RTP/SAVP offer: an SdpError (400/488) or a session
     whose keys are whole, nothing else."""
     import random
-    import sys
 
     from b2bua.sip.sdp import SdpError
 
-    sys.path.append(str(ROOT / "scripts" / "bench"))  # last: its media.py must not hide the media package
-    import fuzz
-
+    fuzz = bench_module("fuzz")
     rng = random.Random(5)
     offer = _sdp("RTP/SAVP", f"crypto:1 {SUITE80} inline:{_b64(KEY_A)}|2^31",
                  f"crypto:2 AES_CM_128_HMAC_SHA1_32 inline:{_b64(KEY_A)}")
@@ -340,13 +337,10 @@ def test_mutated_srtp_offers_and_answers_get_488_or_a_fitting_answer_never_an_ex
 
 def test_garbage_on_an_srtp_leg_is_refused_by_libsrtp_as_an_srtp_error() -> None:
     import random
-    import sys
 
     from media.srtp import LegCrypto, SrtpError
 
-    sys.path.append(str(ROOT / "scripts" / "bench"))
-    import fuzz
-
+    fuzz = bench_module("fuzz")
     rng = random.Random(6)
     crypto = LegCrypto(SrtpKeys(SUITE80, recv_key=KEY_A, send_key=KEY_A))
     sender = _session(KEY_A, inbound=False)
