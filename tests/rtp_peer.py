@@ -90,15 +90,39 @@ class RtpPeer:
 
     def audio(self, pt: int) -> np.ndarray:
         """The received frames of payload type ``pt`` decoded, in sequence order."""
-        pkts = sorted((r for r in self.received if r.pt == pt), key=lambda r: r.seq)
-        if not pkts:
-            return np.zeros(0, dtype=np.int16)
-        return g711.decode(np.frombuffer(b"".join(r.payload for r in pkts), dtype=np.uint8), pt)
+        return decode_in_order([r for r in self.received if r.pt == pt], pt)
 
     def close(self) -> None:
         self._stop.set()
         self.sock.close()
         self._thread.join(1)
+
+
+def extended_seqs(packets: list[Received]) -> list[int]:
+    """The packets' sequence numbers in arrival order, unwrapped past 65535 (RFC 3550 A.1).
+
+    The first sequence number is random, so a stream of a few hundred packets wraps now and then:
+    sorting the raw 16-bit numbers would put the wrapped tail first.
+    """
+    if not packets:
+        return []
+    out, last = [], packets[0].seq
+    for r in packets:
+        last += (r.seq - last + 0x8000) % 0x10000 - 0x8000
+        out.append(last)
+    return out
+
+
+def in_seq_order(packets: list[Received]) -> list[Received]:
+    """``packets`` sorted by their extended sequence number."""
+    return [r for _, r in sorted(zip(extended_seqs(packets), packets, strict=True), key=lambda p: p[0])]
+
+
+def decode_in_order(packets: list[Received], pt: int) -> np.ndarray:
+    """The G.711 payloads of ``packets`` decoded, in sequence order."""
+    if not packets:
+        return np.zeros(0, dtype=np.int16)
+    return g711.decode(np.frombuffer(b"".join(r.payload for r in in_seq_order(packets)), dtype=np.uint8), pt)
 
 
 def speech_like(seconds: float, seed: int = 7) -> np.ndarray:

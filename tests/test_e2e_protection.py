@@ -22,7 +22,15 @@ import numpy as np
 import pytest
 import yaml
 from harness import ROOT, SCENARIOS, SIPP, B2BUAProcess, free_port, sipp_background, write_config
-from rtp_peer import RtpPeer, best_correlation, heard_in_order, read_recording, sdp_port, speech_like
+from rtp_peer import (
+    RtpPeer,
+    best_correlation,
+    decode_in_order,
+    heard_in_order,
+    read_recording,
+    sdp_port,
+    speech_like,
+)
 
 from b2bua.prompts import PromptSource
 from b2bua.storage.cdr import CdrStore
@@ -131,11 +139,7 @@ def peers() -> Iterator[tuple[RtpPeer, RtpPeer]]:
 
 
 def _early_audio(peer: RtpPeer, before: float) -> np.ndarray:
-    from media import g711
-
-    pkts = sorted((r for r in peer.received if r.pt == 0 and r.at < before), key=lambda r: r.seq)
-    return g711.decode(np.frombuffer(b"".join(r.payload for r in pkts), dtype=np.uint8), 0) if pkts else \
-        np.zeros(0, np.int16)
+    return decode_in_order([r for r in peer.received if r.pt == 0 and r.at < before], 0)
 
 
 def _continuous(peer: RtpPeer) -> None:
@@ -423,11 +427,7 @@ def test_long_call_key_before_the_limit_does_nothing_after_it_announces_and_hang
 
 
 def _late_audio(peer: RtpPeer, after: float, until: float = float("inf")) -> np.ndarray:
-    from media import g711
-
-    pkts = sorted((r for r in peer.received if r.pt == 0 and after <= r.at < until), key=lambda r: r.seq)
-    return g711.decode(np.frombuffer(b"".join(r.payload for r in pkts), dtype=np.uint8), 0) if pkts else \
-        np.zeros(0, np.int16)
+    return decode_in_order([r for r in peer.received if r.pt == 0 and after <= r.at < until], 0)
 
 
 def _energy_at(x: np.ndarray, freq: float) -> float:
