@@ -932,3 +932,21 @@ class TestAddress:
         assert msg.to_tag is None
         msg.set("to", "Bob <sip:bob@biloxi.example.com>;tag=zz")
         assert msg.to_tag == "zz"  # cache invalidated by set()
+
+
+def test_header_names_an_outsider_makes_up_never_grow_the_name_memo() -> None:
+    from b2bua.sip import message
+
+    base = "OPTIONS sip:a@b SIP/2.0\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK1\r\nFrom: <sip:x@y>;tag=1\r\n" \
+           "To: <sip:a@b>\r\nCall-ID: c\r\nCSeq: 1 OPTIONS\r\n"
+    for i in range(3 * message._NAMES_MAX):
+        msg = parse_message(f"{base}X-Made-Up-{i} : v{i}\r\nContent-Length: 0\r\n\r\n".encode())
+        assert msg.get(f"x-made-up-{i}") == f"v{i}"  # still parsed right on the slow path
+    assert len(message._NAMES) <= message._NAMES_MAX
+    # a name seen with and without space before the colon, remembered or not, is one header
+    msg = parse_message(f"{base}Subject : one\r\ns: two\r\nContent-Length: 0\r\n\r\n".encode())
+    assert msg.get_all("subject") == ["one", "two"]
+    with pytest.raises(ParseError):
+        parse_message(f"{base}Bad Name: x\r\nContent-Length: 0\r\n\r\n".encode())
+    with pytest.raises(ParseError):  # a bad name is never remembered as good
+        parse_message(f"{base}Bad Name: x\r\nContent-Length: 0\r\n\r\n".encode())
