@@ -7,11 +7,14 @@ of the port range; the controller hands out ports from that slice, so ``allocate
 and the command is sent on without waiting. Commands and events travel over a pipe per worker, in
 order, so a port freed by ``delete`` is never reopened before the worker has closed it.
 
+The traffic goes through :mod:`media.channel` (a socket pair each way per worker, a frame per loop
+iteration, the RTP sockets' descriptors riding along with their commands).
+
 Statistics come back with a report every second; ``delete`` returns the last report of the session
 (at most a second old) at once, and the exact final figures follow as a :class:`FinalStats` event,
 with which the CDR is amended.
 
-The pipes carry dataclasses: the commands of :mod:`media.api` (:data:`~media.api.Command`) down to a
+The channels carry dataclasses: the commands of :mod:`media.api` (:data:`~media.api.Command`) down to a
 worker, and the events of :mod:`media.api` plus the worker's own messages here (:class:`Ready`,
 :class:`Report`, :class:`WorkerError`: :data:`WorkerMessage`) back up; each side dispatches with ``match``.
 
@@ -24,6 +27,7 @@ of them: the application awaits it before it takes calls.
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import logging
 import multiprocessing as mp
@@ -32,11 +36,8 @@ import socket
 import time
 import zlib
 from collections import deque
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, replace
-from multiprocessing.connection import Connection
-from multiprocessing.reduction import recv_handle, send_handle
 from typing import Any, TypeAlias
 
 import numpy as np
@@ -57,6 +58,7 @@ from .api import (
     Tap,
     Update,
 )
+from .channel import MAX_FDS, Reader, Writer
 from .engine import EngineConfig, MediaEngine, bind_pair
 from .tap import TapChannel
 
@@ -101,34 +103,41 @@ class WorkerError:
 WorkerMessage: TypeAlias = MediaEvent | Ready | Report | WorkerError
 
 
-@contextmanager
-def _blocking(conn: Connection) -> Iterator[None]:
-    """Whole messages on a pipe the event loop watches (uvloop makes it non-blocking): a message
-    larger than the socket buffer (a prompt's audio, a report of many sessions) arrives and leaves in
-    pieces, and on a non-blocking descriptor EAGAIN halfway would corrupt the stream."""
-    fd = conn.fileno()
-    if os.get_blocking(fd):
-        yield
-        return
-    os.set_blocking(fd, True)
-    try:
-        yield
-    finally:
-        os.set_blocking(fd, False)
+class _Outbox:
+    """What one side says during a loop iteration, sent as one frame when the iteration ends (or sooner, when
+    the descriptors waiting to go would not fit one frame)."""
+
+    def __init__(self, writer: Writer, loop: asyncio.AbstractEventLoop, on_error: Callable[[OSError], None]):
+        self.writer = writer
+        self.loop = loop
+        self.on_error = on_error
+        self.messages: list[Any] = []
+        self.socks: list[socket.socket] = []  # descriptors to pass: closed here once sent
+
+    def put(self, msg: Any, socks: tuple[socket.socket, ...] = ()) -> None:
+        if len(self.socks) + len(socks) > MAX_FDS:
+            self.flush()
+        if not self.messages:
+            self.loop.call_soon(self.flush)
+        self.messages.append(msg)
+        self.socks += socks
+
+    def flush(self) -> None:
+        if not self.messages:
+            return
+        messages, self.messages = self.messages, []
+        socks, self.socks = self.socks, []
+        try:
+            self.writer.send(messages, [s.fileno() for s in socks])
+        except OSError as exc:
+            self.on_error(exc)
+        finally:
+            for sock in socks:  # the other side holds its own descriptors now
+                sock.close()
 
 
-def _recv(conn: Connection) -> Any:
-    with _blocking(conn):
-        return conn.recv()
-
-
-def _send(conn: Connection, msg: Command | WorkerMessage) -> None:
-    with _blocking(conn):
-        conn.send(msg)
-
-
-def _worker_main(conn: Connection, config: EngineConfig, tap: TapChannel | None = None) -> None:
-    """A child process: one MediaEngine on its own event loop, driven by the pipe."""
+def _worker_main(down: socket.socket, up: socket.socket, config: EngineConfig, tap: TapChannel | None = None) -> None:
+    """A child process: one MediaEngine on its own event loop, driven by the commands coming ``down``."""
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     try:
         import uvloop
@@ -138,17 +147,18 @@ def _worker_main(conn: Connection, config: EngineConfig, tap: TapChannel | None 
         pass
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
-    engine = MediaEngine(config, on_event=lambda ev: _send(conn, ev), tap=tap)
+    commands = Reader(down)
+    outbox = _Outbox(Writer(up), loop, lambda exc: loop.stop())  # the controller is gone
+    engine = MediaEngine(config, on_event=outbox.put, tap=tap)
     engine.start(loop)
-    prompts: dict[bytes, Any] = {}  # prompt audio by content digest: sent over the pipe once
+    prompts: dict[bytes, Any] = {}  # prompt audio by content digest: sent over the channel once
 
     def run(cmd: Command) -> bool:
         """Carry out one command; False when told to stop."""
         match cmd:
             case Allocate(session, leg, port):
-                # the controller bound the pair and sends it right behind the command (see allocate)
-                with _blocking(conn):
-                    socks = (socket.socket(fileno=recv_handle(conn)), socket.socket(fileno=recv_handle(conn)))
+                # the controller bound the pair and sent it with the command (see allocate)
+                socks = (commands.take_socket(), commands.take_socket())
                 engine.allocate(session, leg, port, sockets=socks)
             case Update(session, leg, remote, codec, dtmf_pt, send, recv, symmetric, relay_dtmf, srtp):
                 engine.update(session, leg, remote=remote, codec=codec, dtmf_pt=dtmf_pt, send=send, recv=recv,
@@ -168,40 +178,40 @@ def _worker_main(conn: Connection, config: EngineConfig, tap: TapChannel | None 
             case Tap(session, leg, on):
                 engine.tap(session, leg, on)
             case Delete(session):
-                _send(conn, FinalStats(session, engine.delete(session)))
+                outbox.put(FinalStats(session, engine.delete(session)))
             case Stop():
                 return False
             case _:
-                _send(conn, WorkerError("", f"unknown command {cmd!r}"))
+                outbox.put(WorkerError("", f"unknown command {cmd!r}"))
         return True
 
-    def on_command() -> None:
-        while conn.poll():
-            try:
-                cmd: Command = _recv(conn)
-            except (EOFError, OSError):
-                loop.stop()
-                return
+    def on_commands() -> None:
+        received, gone = commands.read()
+        for cmd in received:
             try:
                 if not run(cmd):
-                    loop.stop()
-                    return
-            except (KeyError, OSError, PortsExhausted) as exc:
-                _send(conn, WorkerError(getattr(cmd, "session", ""), f"{type(cmd).__name__}: {exc!r}"))
+                    gone = True
+                    break
+            except (KeyError, IndexError, OSError, PortsExhausted) as exc:
+                outbox.put(WorkerError(getattr(cmd, "session", ""), f"{type(cmd).__name__}: {exc!r}"))
+        if gone:
+            outbox.flush()
+            loop.stop()
 
     def report() -> None:
-        _send(conn, Report(dict(engine.counters), {sid: engine.stats(sid) for sid in engine.sessions},
-                           engine.recording_stats))
+        outbox.put(Report(dict(engine.counters), {sid: engine.stats(sid) for sid in engine.sessions},
+                          engine.recording_stats))
         loop.call_later(REPORT_EVERY, report)
 
-    loop.add_reader(conn.fileno(), on_command)
+    loop.add_reader(commands.fileno(), on_commands)
     loop.call_later(REPORT_EVERY, report)
-    _send(conn, Ready(os.getpid()))  # commands sent meanwhile wait in the pipe, in order
+    outbox.put(Ready(os.getpid()))  # commands sent meanwhile wait in the socket, in order
     try:
         loop.run_forever()
     finally:
         engine.close()
-        conn.close()
+        commands.close()
+        outbox.writer.close()
 
 
 class WorkerEngine:
@@ -220,7 +230,9 @@ class WorkerEngine:
         self._slices = [pairs[i * size:(i + 1) * size] for i in range(self.workers)]
         self._free = [deque(s) for s in self._slices]
         self._configs = [replace(config, port_min=s[0], port_max=s[-1] + 2) if s else config for s in self._slices]
-        self._conns: list[Connection] = []
+        self._events: list[Reader] = []  # what each worker says
+        self._outboxes: list[_Outbox] = []  # what it is told
+        self._gone: set[int] = set()
         self._procs: list[Any] = []
         self._ports: dict[str, list[int]] = {}
         self._reports: list[Report | None] = [None] * self.workers
@@ -242,15 +254,18 @@ class WorkerEngine:
         self._started = time.monotonic()
         ctx = mp.get_context("spawn")  # a clean child: no copy of the signalling state
         for i in range(self.workers):
-            parent, child = ctx.Pipe()
-            proc = ctx.Process(target=_worker_main, args=(child, self._configs[i], self.tap_channel), daemon=True,
-                               name=f"media-worker-{i}")
+            down, down_child = socket.socketpair()
+            up, up_child = socket.socketpair()
+            proc = ctx.Process(target=_worker_main, args=(down_child, up_child, self._configs[i], self.tap_channel),
+                               daemon=True, name=f"media-worker-{i}")
             proc.start()
-            child.close()
-            self._conns.append(parent)
+            down_child.close()
+            up_child.close()
+            self._outboxes.append(_Outbox(Writer(down), self._loop, functools.partial(self._lost, i)))
+            self._events.append(Reader(up))
             self._procs.append(proc)
             self._starting.add(i)
-            self._loop.add_reader(parent.fileno(), self._on_message, i)
+            self._loop.add_reader(up.fileno(), self._on_message, i)
         log.info("media: %d worker processes starting", self.workers)
 
     async def ready(self, timeout: float = READY_TIMEOUT) -> None:
@@ -291,17 +306,31 @@ class WorkerEngine:
             await asyncio.sleep(0.01)
 
     def close(self) -> None:
-        for conn in self._conns:
+        for w, outbox in enumerate(self._outboxes):
             try:
-                if self._loop is not None:
-                    self._loop.remove_reader(conn.fileno())
-                conn.send(Stop())
-            except (OSError, ValueError):
+                if w not in self._gone and self._loop is not None:
+                    self._loop.remove_reader(self._events[w].fileno())
+                outbox.flush()
+                outbox.writer.send([Stop()])
+            except (OSError, ValueError, RuntimeError):  # a worker already gone, a loop already closed
                 pass
         for proc in self._procs:
             proc.join(5)
             if proc.is_alive():
                 proc.kill()
+        for outbox, events in zip(self._outboxes, self._events, strict=True):
+            outbox.writer.close()
+            events.close()
+
+    def _lost(self, w: int, exc: OSError | None = None) -> None:
+        """Worker ``w`` stopped listening (it died): said once, its reader unwatched."""
+        if w in self._gone:
+            return
+        self._gone.add(w)
+        log.error("media worker %d is gone%s", w, f" ({exc})" if exc else "")
+        if self._loop is not None:
+            self._loop.remove_reader(self._events[w].fileno())
+        self._up(w, failed=True)
 
     # -- the command interface ---------------------------------------------------------------
     def _worker(self, session: str) -> int:
@@ -322,15 +351,7 @@ class WorkerEngine:
             except OSError:
                 free.append(port)  # taken by someone else: try it again later
                 continue
-            conn = self._conns[w]
-            try:
-                with _blocking(conn):
-                    conn.send(Allocate(session, leg, port))
-                    for sock in socks:
-                        send_handle(conn, sock.fileno(), self._procs[w].pid)
-            finally:
-                for sock in socks:  # the worker holds its own descriptors now
-                    sock.close()
+            self._outboxes[w].put(Allocate(session, leg, port), socks)  # closed here once sent
             self._ports.setdefault(session, []).append(port)
             return self.config.host, port
         raise PortsExhausted(f"no free RTP ports in worker {w}")
@@ -338,8 +359,8 @@ class WorkerEngine:
     def update(self, session: str, leg: str, *, remote: tuple[str, int] | None = None, codec: int | None = None,
                dtmf_pt: int | None = None, send: bool = True, recv: bool = True, symmetric: bool = True,
                relay_dtmf: bool | None = None, srtp: SrtpKeys | None = None) -> None:
-        _send(self._conns[self._worker(session)],
-              Update(session, leg, remote, codec, dtmf_pt, send, recv, symmetric, relay_dtmf, srtp))
+        self._outboxes[self._worker(session)].put(
+            Update(session, leg, remote, codec, dtmf_pt, send, recv, symmetric, relay_dtmf, srtp))
 
     def play(self, session: str, leg: str, samples: Any, *, prompt: str = "", loop: bool = False,
              mix: bool = False) -> None:
@@ -353,23 +374,23 @@ class WorkerEngine:
             known[key] = None
             while len(known) > PROMPT_CACHE:  # the same eviction order as the worker's
                 del known[next(iter(known))]
-        _send(self._conns[w], Play(session, leg, key, data if fresh else None, prompt, loop, mix))
+        self._outboxes[w].put(Play(session, leg, key, data if fresh else None, prompt, loop, mix))
 
     def stop_play(self, session: str, leg: str) -> None:
-        _send(self._conns[self._worker(session)], StopPlay(session, leg))
+        self._outboxes[self._worker(session)].put(StopPlay(session, leg))
 
     def record(self, session: str, path: str) -> None:
-        _send(self._conns[self._worker(session)], Record(session, path))
+        self._outboxes[self._worker(session)].put(Record(session, path))
 
     def stop_record(self, session: str) -> None:
-        _send(self._conns[self._worker(session)], StopRecord(session))
+        self._outboxes[self._worker(session)].put(StopRecord(session))
 
     def tap(self, session: str, leg: str, on: bool = True) -> None:
-        _send(self._conns[self._worker(session)], Tap(session, leg, on))
+        self._outboxes[self._worker(session)].put(Tap(session, leg, on))
 
     def delete(self, session: str) -> dict[str, dict[str, float]]:
         w = self._worker(session)
-        _send(self._conns[w], Delete(session))
+        self._outboxes[w].put(Delete(session))
         self._finals.add(session)  # its exact figures follow as FinalStats
         self._free[w].extend(self._ports.pop(session, []))  # reopened only after the worker closed them
         return self._stats.pop(session, {})
@@ -401,31 +422,26 @@ class WorkerEngine:
 
     # -- what the workers say ----------------------------------------------------------------
     def _on_message(self, w: int) -> None:
-        conn = self._conns[w]
-        while True:
-            try:
-                if not conn.poll():
-                    return
-                msg: WorkerMessage = _recv(conn)
-            except (EOFError, OSError):
-                log.error("media worker %d is gone", w)
-                if self._loop is not None:
-                    self._loop.remove_reader(conn.fileno())
-                self._up(w, failed=True)
-                return
-            match msg:
-                case Report(stats=stats):
-                    self._reports[w] = msg
-                    for sid, st in stats.items():
-                        if sid in self._ports:
-                            self._stats[sid] = st
-                case Ready(pid):
-                    log.debug("media worker %d (pid %d) ready", w, pid)
-                    self._up(w)
-                case WorkerError(session, what):
-                    log.warning("media worker %d: %s (%s)", w, what, session)
-                case _:  # an event: DTMF, prompt done, recording done, RTP timeout, a deleted call's figures
-                    if isinstance(msg, FinalStats):
-                        self._finals.discard(msg.session)
-                    if self.on_event is not None:
-                        self.on_event(msg)
+        received, gone = self._events[w].read()
+        for msg in received:
+            self._dispatch(w, msg)
+        if gone:
+            self._lost(w)
+
+    def _dispatch(self, w: int, msg: WorkerMessage) -> None:
+        match msg:
+            case Report(stats=stats):
+                self._reports[w] = msg
+                for sid, st in stats.items():
+                    if sid in self._ports:
+                        self._stats[sid] = st
+            case Ready(pid):
+                log.debug("media worker %d (pid %d) ready", w, pid)
+                self._up(w)
+            case WorkerError(session, what):
+                log.warning("media worker %d: %s (%s)", w, what, session)
+            case _:  # an event: DTMF, prompt done, recording done, RTP timeout, a deleted call's figures
+                if isinstance(msg, FinalStats):
+                    self._finals.discard(msg.session)
+                if self.on_event is not None:
+                    self.on_event(msg)
