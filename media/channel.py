@@ -7,21 +7,25 @@ EAGAIN would corrupt the stream), and passed each descriptor with a sendmsg of i
 of the socket: at 150 calls/s that was half of a worker's command handling and an eighth of the
 controller's CPU (py-spy, ``scripts/bench/cps.py --systems ours --media-workers 2``).
 
-Here each direction has a socket pair of its own, so the writing end stays blocking (a message leaves
-whole) and the reading end non-blocking (the loop watches it; everything waiting is read at each
-wake-up). A frame is a 4-byte length and a pickled list of messages: what one loop iteration produced
-travels in one write, and the descriptors that go with it (SCM_RIGHTS) ride in the same sendmsg,
-attached to the frame's first byte, so they arrive no later than the frame that needs them.
+Here each direction has a socket pair of its own. The controller's writing end stays blocking (a
+message leaves whole); a worker's queues what the socket does not take (:class:`QueuedWriter`: a worker
+never waits, so the two can never wait on each other); the reading ends are non-blocking (the loop
+watches them; everything waiting is read at each wake-up).
+
+A frame is a 4-byte length and a pickled list of messages: what one loop iteration produced travels in
+one write, and the descriptors that go with it (SCM_RIGHTS) ride in the same sendmsg, attached to the
+frame's first byte, so they arrive no later than the frame that needs them.
 """
 
 from __future__ import annotations
 
 import array
+import asyncio
 import pickle
 import socket
 import struct
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 HEADER = struct.Struct("!I")
@@ -53,6 +57,64 @@ class Writer:
             self.sock.sendall(memoryview(data)[sent:])
 
     def close(self) -> None:
+        self.sock.close()
+
+
+class QueuedWriter:
+    """The sending end of a process whose loop must never wait on it: a media worker's (it relays RTP).
+
+    What the socket does not take at once waits here and leaves when the socket is writable again. Were
+    both ends blocking, a controller writing a long prompt to a worker that is itself writing a large
+    report to the controller could leave each waiting for the other for good, signalling stopped with
+    it. With this end never blocking, the worker always comes back to read, so the controller's blocking
+    write always finishes. No descriptors travel this way."""
+
+    def __init__(self, sock: socket.socket, loop: asyncio.AbstractEventLoop,
+                 on_error: Callable[[OSError], None]):
+        sock.setblocking(False)
+        self.sock = sock
+        self.loop = loop
+        self.on_error = on_error
+        self._out = bytearray()
+        self._watching = False
+
+    @property
+    def pending(self) -> int:
+        """Bytes waiting for the socket."""
+        return len(self._out)
+
+    def send(self, messages: list[Any], fds: Sequence[int] = ()) -> None:
+        if fds:
+            raise ValueError("no descriptors on a queued channel")
+        payload = pickle.dumps(messages, protocol=pickle.HIGHEST_PROTOCOL)
+        self._out += HEADER.pack(len(payload)) + payload
+        if not self._watching:
+            self._write()
+
+    def _write(self) -> None:
+        try:
+            sent = self.sock.send(self._out)
+        except (BlockingIOError, InterruptedError):
+            sent = 0
+        except OSError as exc:  # the reader is gone
+            self._out.clear()
+            self._watch(False)
+            self.on_error(exc)
+            return
+        del self._out[:sent]
+        self._watch(bool(self._out))
+
+    def _watch(self, on: bool) -> None:
+        if on and not self._watching:
+            self.loop.add_writer(self.sock.fileno(), self._write)
+        elif not on and self._watching:
+            self.loop.remove_writer(self.sock.fileno())
+        self._watching = on
+
+    def close(self) -> None:
+        """What is still waiting is dropped: the reader has stopped reading (it asked us to stop)."""
+        if self._watching:
+            self._watch(False)
         self.sock.close()
 
 

@@ -58,7 +58,7 @@ from .api import (
     Tap,
     Update,
 )
-from .channel import MAX_FDS, Reader, Writer
+from .channel import MAX_FDS, QueuedWriter, Reader, Writer
 from .engine import EngineConfig, MediaEngine, bind_pair
 from .tap import TapChannel
 
@@ -107,7 +107,8 @@ class _Outbox:
     """What one side says during a loop iteration, sent as one frame when the iteration ends (or sooner, when
     the descriptors waiting to go would not fit one frame)."""
 
-    def __init__(self, writer: Writer, loop: asyncio.AbstractEventLoop, on_error: Callable[[OSError], None]):
+    def __init__(self, writer: Writer | QueuedWriter, loop: asyncio.AbstractEventLoop,
+                 on_error: Callable[[OSError], None]):
         self.writer = writer
         self.loop = loop
         self.on_error = on_error
@@ -148,7 +149,11 @@ def _worker_main(down: socket.socket, up: socket.socket, config: EngineConfig, t
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
     commands = Reader(down)
-    outbox = _Outbox(Writer(up), loop, lambda exc: loop.stop())  # the controller is gone
+
+    def gone(exc: OSError) -> None:  # the controller: nobody to serve
+        loop.stop()
+
+    outbox = _Outbox(QueuedWriter(up, loop, gone), loop, gone)
     engine = MediaEngine(config, on_event=outbox.put, tap=tap)
     engine.start(loop)
     prompts: dict[bytes, Any] = {}  # prompt audio by content digest: sent over the channel once

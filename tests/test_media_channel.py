@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from media.api import Allocate, Delete
-from media.channel import MAX_FDS, READ_SIZE, Reader, Writer
+from media.channel import MAX_FDS, READ_SIZE, QueuedWriter, Reader, Writer
 from media.worker import _Outbox
 
 
@@ -145,3 +145,99 @@ def test_the_outbox_reports_a_peer_that_is_gone_and_closes_what_it_held() -> Non
     assert len(errors) == 1 and isinstance(errors[0], OSError)
     assert sock.fileno() == -1
     writer.close()
+
+
+def test_a_queued_writer_never_waits_and_delivers_everything_once_the_reader_reads() -> None:
+    a, b = socket.socketpair()
+    reader = Reader(b)
+    big = np.arange(2_500_000, dtype=np.int32)  # 10 MB: far more than the socket buffers hold
+
+    async def run() -> tuple[int, list]:
+        loop = asyncio.get_running_loop()
+        writer = QueuedWriter(a, loop, pytest.fail)
+        writer.send(["first", big])  # returns at once, nobody reading yet
+        writer.send(["second"])
+        waiting = writer.pending
+        got: list = []
+        done = asyncio.Event()
+
+        def on_readable() -> None:
+            msgs, _ = reader.read()
+            got.extend(msgs)
+            if len(got) == 3:
+                done.set()
+
+        loop.add_reader(reader.fileno(), on_readable)
+        await asyncio.wait_for(done.wait(), 30)
+        loop.remove_reader(reader.fileno())
+        assert writer.pending == 0
+        writer.close()
+        return waiting, got
+
+    waiting, got = asyncio.run(run())
+    assert waiting > 1_000_000
+    assert got[0] == "first" and np.array_equal(got[1], big) and got[2] == "second"
+    reader.close()
+
+
+def test_controller_and_worker_writing_large_frames_at_once_do_not_wait_on_each_other() -> None:
+    """The controller (blocking, a thread here) sends a long prompt while the worker (its loop) sends a
+    large report: were the worker's end blocking too, each would wait for the other to read, for good."""
+    down_w, down_r = socket.socketpair()
+    up_w, up_r = socket.socketpair()
+    prompt = np.ones(2_000_000, dtype=np.int16)
+    report = {f"s{i}": {"a": {"packets": float(i)}} for i in range(100_000)}  # several MB pickled
+    controller_got: list = []
+
+    def controller() -> None:
+        Writer(down_w).send(["prompt", prompt])
+        events = Reader(up_r)
+        deadline = time.monotonic() + 30
+        while not controller_got and time.monotonic() < deadline:
+            msgs, _ = events.read()
+            controller_got.extend(msgs)
+            time.sleep(0.01)
+
+    async def worker() -> list:
+        loop = asyncio.get_running_loop()
+        commands = Reader(down_r)
+        out = QueuedWriter(up_w, loop, pytest.fail)
+        out.send([report])  # at the same moment as the controller's prompt
+        got: list = []
+        done = asyncio.Event()
+
+        def on_commands() -> None:
+            msgs, _ = commands.read()
+            got.extend(msgs)
+            if len(got) == 2:
+                done.set()
+
+        loop.add_reader(commands.fileno(), on_commands)
+        await asyncio.wait_for(done.wait(), 30)
+        while out.pending:
+            await asyncio.sleep(0.01)
+        return got
+
+    thread = threading.Thread(target=controller, daemon=True)
+    thread.start()
+    worker_got = asyncio.run(worker())
+    thread.join(30)
+    assert worker_got[0] == "prompt" and np.array_equal(worker_got[1], prompt)
+    assert controller_got == [report]
+    for s in (down_w, down_r, up_w, up_r):
+        s.close()
+
+
+def test_a_queued_writer_whose_reader_is_gone_says_so_once_and_drops_what_waited() -> None:
+    a, b = socket.socketpair()
+    b.close()
+    errors: list[OSError] = []
+
+    async def run() -> int:
+        writer = QueuedWriter(a, asyncio.get_running_loop(), errors.append)
+        writer.send(["x" * 100])
+        return writer.pending
+
+    assert asyncio.run(run()) == 0
+    assert len(errors) == 1 and isinstance(errors[0], BrokenPipeError)
+    a.close()
