@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import gc
 import logging
 import os
 import signal
@@ -36,6 +35,7 @@ from .detection.events import Detection, EvidenceClip
 from .detection.policy import AbuseProtection
 from .detection.workers import detection_pool
 from .gatekeeping import gate_config, source_of, tls_refusal
+from .gc_pacer import GcPacer
 from .hep import HepExporter
 from .live_settings import changed, restart_needed
 from .metrics import registry as metrics_registry
@@ -83,6 +83,7 @@ class Application:
         timers = TimerConfig(sip.timers.t1_ms / 1000, sip.timers.t2_ms / 1000, sip.timers.t4_ms / 1000)
         #: the process's one clock: the SIP driver moves it (SipServer.tick), everything else reads it
         self.clock = Clock()
+        self.gc_pacer = GcPacer()
         self.stack = SipStack(StackConfig(timers=timers, local=local, force_rport=sip.force_rport,
                                           max_transactions=sip.max_transactions))
         self.gate = self.stack.gate = Gate(gate_config(config))  # scanners, per-source rates, bans
@@ -538,28 +539,15 @@ class Application:
                     log.info("%s: %d past their retention removed", what, purged)
             await asyncio.sleep(every)
 
-    async def _collect_garbage(self, young_every: float = 0.1, full_every: float = 600.0) -> None:
-        """Keep the cyclic GC off the signalling path.
-
-        Call state has no reference cycles, so refcounting frees it. Automatic collection
-        is off: it scanned every live transaction and stalled signalling for 200-400 ms
-        every ~6 s at 400 calls/s (scripts/bench/cps.py). Instead the youngest generation
-        (what was allocated in the last 100 ms, where short-lived cycles such as caught
-        exceptions live) is collected ten times a second, and a full pass runs on a schedule.
-        """
-        gc.collect()
-        gc.freeze()  # start-up objects never need scanning again
-        gc.disable()
+    async def _collect_garbage(self) -> None:
+        """The cyclic GC, paced (b2bua/gc_pacer.py): young passes ten times a second, a full one when the
+        heap has grown."""
         loop = asyncio.get_running_loop()
-        next_full = loop.time() + full_every
+        pacer = self.gc_pacer
+        pacer.start(loop.time())
         while True:
-            await asyncio.sleep(young_every)
-            gc.collect(0)
-            if loop.time() >= next_full:
-                next_full = loop.time() + full_every
-                start = time.perf_counter()
-                found = gc.collect()
-                log.info("full GC: %d unreachable objects, %.0f ms", found, (time.perf_counter() - start) * 1000)
+            await asyncio.sleep(pacer.young_every)
+            pacer.tick(loop.time())
 
     async def stop(self) -> None:
         if self._pid_file is not None:
@@ -571,6 +559,8 @@ class Application:
         for task in (getattr(self, "_gc_task", None), getattr(self, "_purge_task", None)):
             if task is not None:
                 task.cancel()
+        if getattr(self, "_gc_task", None) is not None:
+            self.gc_pacer.stop()  # the automatic GC again (an application run inside another program)
         await self.admin.close()
         if self.server is not None:
             await self.server.close()

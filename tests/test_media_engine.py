@@ -500,7 +500,7 @@ def test_worker_mode_settle_waits_for_the_final_figures_of_deleted_calls() -> No
 
 
 def test_a_deleted_session_is_freed_by_refcounting_alone(tmp_path) -> None:
-    """The process runs the cyclic GC every 10 minutes only (b2bua.app._collect_garbage): a call's media
+    """The process runs a full cyclic GC only when its heap has grown (b2bua/gc_pacer.py): a call's media
     (legs, sockets, statistics, a recording's tracks) must be freed when its session is deleted, or a soak grows
     by megabytes a minute (scripts/bench/soak.py found 56 MB/min at 150 cps)."""
     import gc
