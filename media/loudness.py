@@ -46,7 +46,7 @@ def frame_levels(samples: np.ndarray) -> np.ndarray:
     n = len(samples) // FRAME
     frames = samples[:n * FRAME].astype(np.float32).reshape(n, FRAME) / 32768.0
     rms = np.sqrt(np.mean(frames * frames, axis=1))
-    return np.asarray(20.0 * np.log10(np.maximum(rms, 1e-6)), dtype=np.float64)
+    return 20.0 * np.log10(np.maximum(rms.astype(np.float64), 1e-6))  # float64: silence is -120 exactly
 
 
 class ShoutTracker:
