@@ -547,7 +547,8 @@ class Application:
         pacer.start(loop.time())
         while True:
             await asyncio.sleep(pacer.young_every)
-            pacer.tick(loop.time())
+            if pacer.tick(loop.time()) and self.server is not None:
+                self.server.excuse(pacer.last_pause)  # a full pass held the loop on purpose: not overload
 
     async def stop(self) -> None:
         if self._pid_file is not None:

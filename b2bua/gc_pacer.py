@@ -12,7 +12,8 @@ Left automatic, it scanned every live transaction and stalled signalling for 200
   loop for 556 ms, and when it ran on a clock (every 10 minutes) the calls arriving meanwhile were
   refused 503 by the overload guard (``scripts/bench/soak.py``: 6 of 90,000). A process whose heap is
   steady has nothing a full pass would free, and one that leaks through cycles grows until a pass
-  frees it; a few passes run while a busy process warms up, none once it is steady.
+  frees it; a few passes run while a busy process warms up, none once it is steady. The pause of
+  each (:attr:`GcPacer.last_pause`) is excused by the overload guard: lateness, not overload.
 
 Sans-I/O: :meth:`GcPacer.tick` takes the time; the application's task only sleeps and calls it.
 """
@@ -37,9 +38,13 @@ class GcPacer:
     #: the heap's size: memory blocks the interpreter has allocated (cheap to read)
     blocks: Callable[[], int] = sys.getallocatedblocks
     collect: Callable[[int], int] = gc.collect
+    #: what the pause of a full pass is measured with (seconds)
+    perf_counter: Callable[[], float] = time.perf_counter
     #: full passes so far, and the heap size after the last one
     full_passes: int = 0
     baseline: int = 0
+    #: how long the last full pass held the loop, seconds
+    last_pause: float = 0.0
     _next_check: float = field(default=0.0, repr=False)
 
     def start(self, now: float) -> None:
@@ -64,9 +69,10 @@ class GcPacer:
         size = self.blocks()
         if size < self.baseline * self.growth:
             return False
-        start = time.perf_counter()
+        start = self.perf_counter()
         found = self.collect(2)
-        took = (time.perf_counter() - start) * 1000
+        self.last_pause = self.perf_counter() - start
+        took = self.last_pause * 1000
         before, self.baseline = self.baseline, self.blocks()
         self.full_passes += 1
         log.log(logging.WARNING if took >= 100 else logging.INFO,

@@ -16,6 +16,7 @@ class FakeHeap:
         self.size = size
         self.passes: list[int] = []
         self.freed_by_full = 0  # blocks a full pass gives back
+        self.clock = 0.0  # what a full pass takes on a fake clock: 0.3 s
 
     def blocks(self) -> int:
         return self.size
@@ -23,6 +24,7 @@ class FakeHeap:
     def collect(self, generation: int = 2) -> int:
         self.passes.append(generation)
         if generation == 2:
+            self.clock += 0.3
             self.size -= self.freed_by_full
             return self.freed_by_full
         return 0
@@ -34,7 +36,7 @@ def heap() -> FakeHeap:
 
 
 def _pacer(heap: FakeHeap) -> GcPacer:
-    pacer = GcPacer(blocks=heap.blocks, collect=heap.collect)
+    pacer = GcPacer(blocks=heap.blocks, collect=heap.collect, perf_counter=lambda: heap.clock)
     pacer.start(0.0)
     return pacer
 
@@ -66,6 +68,7 @@ def test_a_growing_heap_gets_a_full_pass_at_the_next_check_then_a_new_baseline(h
         assert not pacer.tick(pacer.check_every + 5)  # grown, but not time to look yet
         assert pacer.tick(2 * pacer.check_every)
         assert heap.passes[-2:] == [0, 2] and pacer.full_passes == 1
+        assert pacer.last_pause == pytest.approx(0.3)  # what the overload guard excuses
         assert pacer.baseline == 1_200_000  # what was left
         assert "the heap grew from 1000000 to 1500000 blocks; 300000 unreachable objects" in caplog.text
         heap.size = 1_700_000  # under 1.5 x the new baseline

@@ -14,6 +14,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+import pytest
 from flows import SDP_A, A, Harness, a_request
 from harness import ROOT
 
@@ -131,8 +132,10 @@ def test_hold_is_never_answered_sendrecv() -> None:
     assert answer_direction("sendrecv", "sendonly") == "sendonly"
 
 
-def test_event_loop_lag_turns_overload_on_and_off() -> None:
-    """A loop held up past ``overload_lag`` tells call control (new INVITEs get 503), and clears it."""
+@pytest.mark.parametrize("excused", [False, True])
+def test_event_loop_lag_turns_overload_on_and_off(excused: bool) -> None:
+    """A loop held up past ``overload_lag`` tells call control (new INVITEs get 503), and clears it; unless
+    the process held it on purpose (a full GC pass, excused: lateness, not overload)."""
     flags: list[bool] = []
 
     async def run() -> None:
@@ -140,8 +143,10 @@ def test_event_loop_lag_turns_overload_on_and_off() -> None:
         await server.start([])
         try:
             await asyncio.sleep(0.3)
-            time.sleep(0.8)  # the loop held up (a stand-in for a burst of work)
-            for _ in range(100):
+            time.sleep(0.8)  # the loop held up (a stand-in for a burst of work, or a full GC pass)
+            if excused:
+                server.excuse(0.8)
+            for _ in range(20 if excused else 100):
                 await asyncio.sleep(0.05)
                 if flags == [True, False]:
                     break
@@ -149,7 +154,7 @@ def test_event_loop_lag_turns_overload_on_and_off() -> None:
             await server.close()
 
     asyncio.run(run())
-    assert flags == [True, False]
+    assert flags == ([] if excused else [True, False])
 
 
 def test_readme_names_no_test_that_does_not_exist() -> None:

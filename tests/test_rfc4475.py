@@ -154,7 +154,7 @@ def _intmeth(r: Result) -> None:
     assert m.from_tag == "_token~1'+`*%!-."
     assert m.call_id == "intmeth.word%ZK-!.*_+'@word`~)(><:\\/\"][?}{"
     ext = [h for h in m.headers if h[1].startswith("extensionHeader")]
-    assert ext == [["extensionheader-!.%*+_`'~", "extensionHeader-!.%*+_`'~", "\ufeff大停電"]]
+    assert ext == [("extensionheader-!.%*+_`'~", "extensionHeader-!.%*+_`'~", "\ufeff大停電")]
     # unknown method: 501 with Allow (§8.2.1)
     assert r.answer.get("allow")
 

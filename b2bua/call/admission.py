@@ -49,9 +49,9 @@ def unavailable(req: Request, to_tag: str) -> Response:
 
 def tag_to(resp: Response, tag: str) -> None:
     """Give a response built elsewhere (a router's refusal, a challenge) our To tag."""
-    for h in resp.headers:
+    for i, h in enumerate(resp.headers):
         if h[0] == "to" and ";tag=" not in h[2]:
-            h[2] += f";tag={tag}"
+            resp.headers[i] = (h[0], h[1], f"{h[2]};tag={tag}")
 
 
 __all__ = ["RETRY_AFTER_S", "refusal", "tag_to", "unavailable"]

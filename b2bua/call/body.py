@@ -55,7 +55,7 @@ def carry_body(call: Call, from_leg: str, src: Request | Response, dst: Request 
 
 def copy_request(req: Request) -> Request:
     """A fresh copy without Via (the stack inserts a Via into what it sends)."""
-    return Request(req.method, req.uri, [list(h) for h in req.headers if h[0] != "via"], req.body)
+    return Request(req.method, req.uri, [h for h in req.headers if h[0] != "via"], req.body)
 
 
 __all__ = ["BODY_HEADERS", "carry_body", "copy_body", "copy_request"]

@@ -75,7 +75,7 @@ def build_invite(a_req: Request, target: SipUri, *, from_tag: str, call_id: str,
 
 def next_invite(old: Request, drop: tuple[str, ...]) -> Request:
     """The same INVITE again with the next CSeq (same Call-ID and tags), minus ``drop`` headers."""
-    retry = Request("INVITE", old.uri, [list(h) for h in old.headers if h[0] not in drop], old.body)
+    retry = Request("INVITE", old.uri, [h for h in old.headers if h[0] not in drop], old.body)
     retry.set("cseq", f"{old.cseq[0] + 1} INVITE")
     return retry
 

@@ -14,6 +14,11 @@ from .errors import ParseError, SipError, TooLarge, VersionNotSupported
 from .grammar import format_params, is_token, parse_params, split_commas
 from .uri import Address, SipUri
 
+#: One header field: ``(key, name, value)``, ``key`` the lower-case long form used for lookups, ``name`` the
+#: spelling to write. A tuple, not a list: immutable (copies share it) and, holding only strings, untracked by
+#: the cyclic GC after its first young pass, so long-lived transactions' messages cost a full pass nothing.
+Header = tuple[str, str, str]
+
 #: Compact forms (§7.3.3 and the IANA registry).
 COMPACT = {
     "i": "call-id", "m": "contact", "e": "content-encoding", "l": "content-length",
@@ -110,14 +115,13 @@ class Via:
 class Message:
     """Common part of requests and responses: an ordered header list and a body.
 
-    ``headers`` holds ``[key, name, value]`` triples: ``key`` is the lower-case
-    long form used for lookups, ``name`` the spelling to write.
+    ``headers`` holds :data:`Header` triples ``(key, name, value)``.
     """
 
     __slots__ = ("headers", "body", "_via", "_cseq", "_from", "_to")
 
-    def __init__(self, headers: list[list[str]] | None = None, body: bytes = b""):
-        self.headers: list[list[str]] = headers if headers is not None else []
+    def __init__(self, headers: list[Header] | None = None, body: bytes = b""):
+        self.headers: list[Header] = headers if headers is not None else []
         self.body = body
         self._via: list[Via] | None = None
         self._cseq: tuple[int, str] | None = None
@@ -146,19 +150,19 @@ class Message:
         return any(h[0] == key for h in self.headers)
 
     def add(self, key: str, value: str, name: str | None = None) -> None:
-        self.headers.append([key, name or canonical_name(key), value])
+        self.headers.append((key, name or canonical_name(key), value))
         self._invalidate(key)
 
     def insert(self, key: str, value: str) -> None:
         """Add ``key`` above every other header (used for Via)."""
-        self.headers.insert(0, [key, canonical_name(key), value])
+        self.headers.insert(0, (key, canonical_name(key), value))
         self._invalidate(key)
 
     def set(self, key: str, value: str) -> None:
         """Replace all ``key`` headers with one, keeping the first one's position."""
         for i, h in enumerate(self.headers):
             if h[0] == key:
-                h[2] = value
+                self.headers[i] = (key, h[1], value)
                 self.headers[i + 1 :] = [x for x in self.headers[i + 1 :] if x[0] != key]
                 self._invalidate(key)
                 return
@@ -175,7 +179,7 @@ class Message:
                 parts = split_commas(h[2])
                 first = parts[0]
                 if len(parts) > 1:
-                    h[2] = ", ".join(parts[1:])
+                    self.headers[i] = (key, h[1], ", ".join(parts[1:]))
                 else:
                     del self.headers[i]
                 self._invalidate(key)
@@ -286,7 +290,7 @@ class Request(Message):
 
     __slots__ = ("method", "uri")
 
-    def __init__(self, method: str, uri: str, headers: list[list[str]] | None = None, body: bytes = b""):
+    def __init__(self, method: str, uri: str, headers: list[Header] | None = None, body: bytes = b""):
         super().__init__(headers, body)
         self.method = method
         self.uri = uri
@@ -303,7 +307,7 @@ class Response(Message):
 
     __slots__ = ("status", "reason")
 
-    def __init__(self, status: int, reason: str, headers: list[list[str]] | None = None, body: bytes = b""):
+    def __init__(self, status: int, reason: str, headers: list[Header] | None = None, body: bytes = b""):
         super().__init__(headers, body)
         self.status = status
         self.reason = reason
@@ -322,7 +326,7 @@ class PartialRequest(ParseError):
     from the received Via/From/To/Call-ID/CSeq (§8.2.6.2).
     """
 
-    def __init__(self, err: SipError, headers: list[list[str]], is_request: bool):
+    def __init__(self, err: SipError, headers: list[Header], is_request: bool):
         super().__init__(err.detail, err.status, err.reason)
         self.headers = headers
         self.is_request = is_request
@@ -346,14 +350,14 @@ def _header_key(raw: str, line: str) -> tuple[str, str]:
     return found
 
 
-def _split_head(head: str) -> tuple[str, list[list[str]]]:
+def _split_head(head: str) -> tuple[str, list[Header]]:
     """Split the start line and header lines, unfolding continuation lines (§7.3.1)."""
     if "\n " in head or "\n\t" in head:
         head = _FOLD.sub(" ", head)
     lines = head.split("\r\n") if "\r\n" in head else head.split("\n")
     if len(lines) - 1 > MAX_HEADERS:
         raise TooLarge("too many header fields")
-    headers: list[list[str]] = []
+    headers: list[Header] = []
     too_long = False
     check_length = len(head) > MAX_LINE  # no line can be too long otherwise
     names = _NAMES
@@ -366,13 +370,13 @@ def _split_head(head: str) -> tuple[str, list[list[str]]]:
             raise ParseError(f"bad header line {line[:40]!r}")
         known = names.get(raw)
         key, name = known if known is not None else _header_key(raw, line)
-        headers.append([key, name, value.strip()])
+        headers.append((key, name, value.strip()))
     if too_long:
         raise PartialRequest(TooLarge("header line too long"), headers, lines[0][:4].upper() != "SIP/")
     return lines[0], headers
 
 
-def _check_singletons(headers: list[list[str]]) -> int | None:
+def _check_singletons(headers: list[Header]) -> int | None:
     """Reject repeated single-value headers; return the Content-Length if present."""
     seen: set[str] = set()
     length: int | None = None

@@ -35,6 +35,7 @@ from .gate import Gate
 from .grammar import split_commas
 from .message import (
     MAGIC_COOKIE,
+    Header,
     PartialRequest,
     Request,
     Response,
@@ -67,19 +68,19 @@ _RESPONSE_COPY = ("via", "from", "to", "call-id", "cseq")
 
 
 def make_response(req: Request | None, status: int, reason: str | None = None, *,
-                  to_tag: str | None = None, headers: list[list[str]] | None = None) -> Response:
+                  to_tag: str | None = None, headers: list[Header] | None = None) -> Response:
     """Build a response copying Via, From, To, Call-ID and CSeq (§8.2.6.2).
 
     ``headers`` may be given instead of ``req`` for a request that failed to parse.
     """
     src = req.headers if req is not None else (headers or [])
-    copied = [list(h) for h in src if h[0] in _RESPONSE_COPY]
+    copied = [h for h in src if h[0] in _RESPONSE_COPY]
     resp = Response(status, reason or REASONS.get(status, "Unknown"), copied)
     if to_tag and status > 100:
-        for h in copied:
+        for i, h in enumerate(copied):
             if h[0] == "to":
                 if ";tag=" not in h[2].replace(" ", "").lower():
-                    h[2] = f"{h[2]};tag={to_tag}"
+                    copied[i] = (h[0], h[1], f"{h[2]};tag={to_tag}")
                 break
     return resp
 
@@ -239,7 +240,7 @@ class SipStack:
         else:
             self._receive_response(msg)
 
-    def _reject(self, err: SipError, peer: Peer, headers: list[list[str]] | None, is_request: bool) -> None:
+    def _reject(self, err: SipError, peer: Peer, headers: list[Header] | None, is_request: bool) -> None:
         """Answer a malformed request from its raw headers (§8.2.6.2), or drop it."""
         self.stats["parse_errors"] += 1
         if not is_request or headers is None or not any(h[0] == "via" for h in headers):
@@ -267,8 +268,9 @@ class SipStack:
             params["rport"] = str(peer.port)
             changed = True
         if changed:
-            h = req.headers[_first_index(req.headers, "via")]
-            h[2] = _replace_first_value(h[2], str(via))
+            i = _first_index(req.headers, "via")
+            h = req.headers[i]
+            req.headers[i] = (h[0], h[1], _replace_first_value(h[2], str(via)))
         if peer.transport != "udp" or rport or self.config.force_rport:
             return peer
         return Peer("udp", peer.host, via.port or 5060)
@@ -409,7 +411,7 @@ class SipStack:
         txn.cancelled = True
         txn.expire_after_cancel()
         inv = txn.request
-        headers = [list(h) for h in inv.headers if h[0] in ("via", "call-id", "from", "to", "route", "max-forwards")]
+        headers = [h for h in inv.headers if h[0] in ("via", "call-id", "from", "to", "route", "max-forwards")]
         vias = [h for h in headers if h[0] == "via"][:1]
         cancel = Request("CANCEL", inv.uri, vias + [h for h in headers if h[0] != "via"])
         cancel.add("cseq", f"{inv.cseq[0]} CANCEL")
@@ -505,7 +507,7 @@ def _without_method(key: tuple[Any, ...]) -> tuple[Any, ...]:
     return key[:3]
 
 
-def _first_index(headers: list[list[str]], key: str) -> int:
+def _first_index(headers: list[Header], key: str) -> int:
     for i, h in enumerate(headers):
         if h[0] == key:
             return i

@@ -182,13 +182,12 @@ class Transaction:
 class ClientTransaction(Transaction):
     """INVITE (§17.1.1) and non-INVITE (§17.1.2) client transactions."""
 
-    __slots__ = ("data", "interval", "last_response", "cancel_pending", "cancelled")
+    __slots__ = ("data", "interval", "cancel_pending", "cancelled")
 
     def __init__(self, host: TransactionHost, key: Any, request: Request, peer: Peer):
         super().__init__(host, key, request, peer)
         self.data = request.serialize()
         self.interval = host.config.t1
-        self.last_response: Response | None = None
         self.cancel_pending = False
         self.cancelled = False
 
@@ -245,7 +244,6 @@ class ClientTransaction(Transaction):
                         if self._timer is not None:
                             self._timer.cancel()
                             self._timer = None
-                    self.last_response = resp
                     self.host.response_received(resp, self)
                     if self.cancel_pending:
                         self.cancel_pending = False
@@ -254,12 +252,10 @@ class ClientTransaction(Transaction):
                     self.state = State.ACCEPTED  # RFC 6026 §8.4
                     self._cancel_timers()
                     self._arm(cfg.b, self._timeout, second=True)  # Timer M
-                    self.last_response = resp
                     self.host.response_received(resp, self)
                 else:
                     self.state = State.COMPLETED
                     self._cancel_timers()
-                    self.last_response = resp
                     self._send_ack(resp)
                     self._arm(0 if self.reliable else 32.0, self.terminate)  # Timer D
                     self.host.response_received(resp, self)
@@ -275,7 +271,6 @@ class ClientTransaction(Transaction):
                 else:
                     self.state = State.COMPLETED
                     self._cancel_timers()
-                    self.last_response = resp
                     if self.reliable:
                         self.terminate()
                     else:
@@ -288,7 +283,7 @@ class ClientTransaction(Transaction):
         headers = [h for h in req.headers if h[0] in ("via", "call-id", "from", "route", "max-forwards")]
         via = [h for h in headers if h[0] == "via"][:1]
         rest = [h for h in headers if h[0] != "via"]
-        ack = Request("ACK", req.uri, [list(h) for h in via + rest])
+        ack = Request("ACK", req.uri, via + rest)
         ack.add("to", resp.get("to") or "")
         ack.add("cseq", f"{req.cseq[0]} ACK")
         self.host.transport_send(ack.serialize(), self.peer, self)
@@ -297,11 +292,10 @@ class ClientTransaction(Transaction):
 class ServerTransaction(Transaction):
     """INVITE (§17.2.1, RFC 6026 §7.1) and non-INVITE (§17.2.2) server transactions."""
 
-    __slots__ = ("last_response", "last_data", "interval", "merge_key", "to_tag")
+    __slots__ = ("last_data", "interval", "merge_key", "to_tag")
 
     def __init__(self, host: TransactionHost, key: Any, request: Request, peer: Peer):
         super().__init__(host, key, request, peer)
-        self.last_response: Response | None = None
         self.last_data: bytes | None = None
         self.interval = host.config.t1
         self.merge_key: Any = None
@@ -322,7 +316,6 @@ class ServerTransaction(Transaction):
                 self.host.transport_send(resp.serialize(), self.peer, self)  # UAS core 2xx retransmit
             return
         data = resp.serialize()
-        self.last_response = resp
         self.last_data = data
         self.host.transport_send(data, self.peer, self)
         if self.request.method == "INVITE":

@@ -146,6 +146,7 @@ class SipServer:
         self._resolved: dict[str, str] = {}
         self._ips: set[str] = set()
         self.lag = 0.0
+        self._excused = 0.0  # of the lateness being measured, seconds the process stopped the loop on purpose
         self._lag_task: asyncio.Task | None = None
         #: sees every SIP message in (True) and out (False) as it crosses the wire (HEP export)
         self.capture: Callable[[bytes, Peer, bool], None] | None = None
@@ -388,13 +389,22 @@ class SipServer:
         if len(self._dropped) > 4096:
             del self._dropped[next(iter(self._dropped))]
 
+    def excuse(self, seconds: float) -> None:
+        """The process held the loop for ``seconds`` on purpose (a full GC pass): lateness, not overload.
+
+        What arrived meanwhile waits in the socket buffers and is served right after; refusing the calls of
+        the next moment with 503 would not help them.
+        """
+        self._excused += seconds
+
     async def _watch_lag(self, interval: float = 0.1) -> None:
         """Measure event-loop lateness; tell call control when we are overloaded."""
         overloaded = False
         while True:
             start = self.loop.time()
+            self._excused = 0.0
             await asyncio.sleep(interval)
-            self.lag = max(0.0, self.loop.time() - start - interval)
+            self.lag = max(0.0, self.loop.time() - start - interval - self._excused)
             now_over = self.lag > self.overload_lag
             if now_over != overloaded and self.on_overload is not None:
                 overloaded = now_over
