@@ -79,6 +79,32 @@ def test_a_growing_heap_gets_a_full_pass_at_the_next_check_then_a_new_baseline(h
         pacer.stop()
 
 
+def test_passes_that_find_live_data_wait_for_more_growth_and_one_that_frees_garbage_sets_it_back(
+        heap: FakeHeap) -> None:
+    """A warming-up process grows with live calls and transactions, not garbage: each fruitless pass raises
+    the growth the next one waits for (1.5x, 2.25x, 3.375x, then the 4x cap); a pass that frees a tenth sets it back."""
+    try:
+        pacer = _pacer(heap)
+        heap.size = 1_500_000
+        assert pacer.tick(pacer.check_every) and pacer.baseline == 1_500_000
+        assert pacer.waiting_for == pytest.approx(2.25)
+        heap.size = 3_374_999  # 2.25 x 1.5 M not reached: the pass at 1.5x would have run
+        assert not pacer.tick(2 * pacer.check_every)
+        heap.size = 3_375_000
+        assert pacer.tick(3 * pacer.check_every) and pacer.waiting_for == pytest.approx(3.375)
+        heap.size = round(3_375_000 * 3.375)
+        assert pacer.tick(4 * pacer.check_every) and pacer.waiting_for == 4.0  # capped
+        base = pacer.baseline
+        heap.size = 4 * base - 1
+        assert not pacer.tick(5 * pacer.check_every)
+        heap.freed_by_full = 4 * base // 10  # a leak through cycles: a tenth of the heap given back
+        heap.size = 4 * base
+        assert pacer.tick(6 * pacer.check_every) and pacer.waiting_for == 1.5
+        assert pacer.full_passes == 4
+    finally:
+        pacer.stop()
+
+
 def test_real_cycles_left_behind_are_freed_by_the_full_pass() -> None:
     """With the interpreter's own heap: cycles that outlive the young pass (promoted, so only a full pass
     finds them) make the heap grow, and the next check frees them."""
