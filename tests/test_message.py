@@ -950,3 +950,18 @@ def test_header_names_an_outsider_makes_up_never_grow_the_name_memo() -> None:
         parse_message(f"{base}Bad Name: x\r\nContent-Length: 0\r\n\r\n".encode())
     with pytest.raises(ParseError):  # a bad name is never remembered as good
         parse_message(f"{base}Bad Name: x\r\nContent-Length: 0\r\n\r\n".encode())
+
+
+def test_parameter_names_an_outsider_makes_up_never_grow_the_parameter_memo() -> None:
+    from b2bua.sip import grammar
+    from b2bua.sip.grammar import parse_params
+
+    for i in range(3 * grammar._PARAM_NAMES_MAX):
+        assert parse_params(f";Made-Up-{i}=v{i};TAG=t") == {f"made-up-{i}": f"v{i}", "tag": "t"}
+    assert len(grammar._PARAM_NAMES) <= grammar._PARAM_NAMES_MAX
+    assert parse_params("; Branch = z9 ;lr") == {"branch": "z9", "lr": None}  # spaces: the slow path, same
+    for _ in range(2):  # a bad name is never remembered as good
+        with pytest.raises(ParseError):
+            parse_params(";bad name=x")
+        with pytest.raises(ParseError):
+            parse_params(";tag=")

@@ -97,6 +97,12 @@ def quote(text: str) -> str:
     return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
+#: parameter names already found to be tokens -> their lower-case form: the same few
+#: (branch, tag, rport, transport, lr, ...) arrive in every message; bounded, as outsiders choose them too
+_PARAM_NAMES: dict[str, str] = {}
+_PARAM_NAMES_MAX = 512
+
+
 def parse_params(text: str) -> dict[str, str | None]:
     """Parse ``;a=b;c;d="q"`` into an ordered dict with lower-cased names.
 
@@ -109,24 +115,30 @@ def parse_params(text: str) -> dict[str, str | None]:
         return params
     if text[0] != ";":
         raise ParseError(f"unexpected text before parameters: {text[:20]!r}")
+    names = _PARAM_NAMES
     for raw in _split_semicolons(text[1:]):
         name, eq, val = raw.partition("=")
-        name = name.strip()
-        if not name or not is_token(name):
-            raise ParseError(f"bad parameter {raw.strip()!r}")
+        key = names.get(name)
+        if key is None:
+            name = name.strip()
+            if not name or not is_token(name):
+                raise ParseError(f"bad parameter {raw.strip()!r}")
+            key = name.lower()
+            if len(names) < _PARAM_NAMES_MAX:
+                names[name] = key
         if eq:
             val = val.strip()
             if val.startswith('"'):
                 end = read_quoted(val, 0)[1]
                 if val[end:].strip():
-                    raise ParseError(f"text after the quoted value of {name!r}")
-                params[name.lower()] = val[:end]  # kept quoted, escapes intact
+                    raise ParseError(f"text after the quoted value of {name.strip()!r}")
+                params[key] = val[:end]  # kept quoted, escapes intact
             else:
                 if not val:
-                    raise ParseError(f"parameter {name!r} has an empty value")
-                params[name.lower()] = val
+                    raise ParseError(f"parameter {name.strip()!r} has an empty value")
+                params[key] = val
         else:
-            params[name.lower()] = None
+            params[key] = None
     return params
 
 

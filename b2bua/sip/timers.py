@@ -7,6 +7,7 @@ and calls :meth:`TimerQueue.run_due`; tests call ``run_due`` with a fake clock.
 from __future__ import annotations
 
 import heapq
+import itertools
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -50,9 +51,6 @@ class TimerHandle:
         if queue is not None:
             queue._cancelled_in_heap()
 
-    def __lt__(self, other: TimerHandle) -> bool:
-        return self.when < other.when
-
 
 def _noop(*_: Any) -> None:
     return None
@@ -69,37 +67,42 @@ class TimerQueue:
     cancelled long before it is due (a session refresh 15-30 min ahead, a call that ended after seconds)
     would hold its slot until then: at 150 calls/s that is a heap of hundreds of thousands of dead
     handles. As asyncio does, once more than half of the heap is cancelled it is rebuilt without them.
+
+    The heap holds ``(when, order, handle)`` entries, so ``heapq`` compares them in C (a float, then a
+    counter that keeps timers due at the same time in the order they were set), not through a Python
+    ``__lt__`` some 15 times per push and pop.
     """
 
     def __init__(self) -> None:
-        self._heap: list[TimerHandle] = []
+        self._heap: list[tuple[float, int, TimerHandle]] = []
         self._cancelled = 0  # cancelled handles still in the heap
+        self._order = itertools.count()
 
     def call_at(self, when: float, callback: Callable[..., Any], *args: Any) -> TimerHandle:
         handle = TimerHandle(when, callback, args, self)
-        heapq.heappush(self._heap, handle)
+        heapq.heappush(self._heap, (when, next(self._order), handle))
         return handle
 
     def _cancelled_in_heap(self) -> None:
         self._cancelled += 1
         if self._cancelled > COMPACT_MIN and 2 * self._cancelled > len(self._heap):
-            self._heap = [h for h in self._heap if not h.cancelled]
+            self._heap = [e for e in self._heap if not e[2].cancelled]
             heapq.heapify(self._heap)
             self._cancelled = 0
 
     def next_deadline(self) -> float | None:
         heap = self._heap
-        while heap and heap[0].cancelled:
+        while heap and heap[0][2].cancelled:
             heapq.heappop(heap)
             self._cancelled -= 1
-        return heap[0].when if heap else None
+        return heap[0][0] if heap else None
 
     def run_due(self, now: float) -> int:
         """Run every callback whose deadline is ``<= now``; return how many ran."""
         heap = self._heap
         ran = 0
-        while heap and heap[0].when <= now:
-            handle = heapq.heappop(heap)
+        while heap and heap[0][0] <= now:
+            handle = heapq.heappop(heap)[2]
             if handle.cancelled:
                 self._cancelled -= 1
                 continue
