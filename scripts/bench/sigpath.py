@@ -183,19 +183,6 @@ def child(calls: int, rate: float, warmup: int, root: Path | None = None) -> dic
         shutil.rmtree(folder, ignore_errors=True)
 
 
-def checkouts(spec: str) -> list[tuple[str, Path]]:
-    if not spec:
-        return [("", REPO_ROOT)]
-    out = []
-    for item in spec.split(","):
-        label, _, path = item.partition("=")
-        root = Path(path or label).resolve()
-        if not (root / "b2bua" / "app.py").exists():
-            raise SystemExit(f"--code {item!r}: {root} is not a checkout of this project")
-        out.append((label if path else root.name, root))
-    return out
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--calls", type=int, default=3000)
@@ -208,6 +195,8 @@ def main() -> None:
     if args.child:
         print(json.dumps(child(args.calls, args.rate, args.warmup)))
         return
+    from cps import checkouts  # noqa: PLC0415 (a script run from scripts/bench; the child needs none of it)
+
     results: dict[str, list[dict[str, float]]] = {}
     codes = checkouts(args.code)
     for _ in range(args.repeat):
