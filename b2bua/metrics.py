@@ -123,6 +123,13 @@ class _Connections(Protocol):
     def hits(self) -> Mapping[str, int]: ...
 
 
+class _GcPacer(Protocol):
+    @property
+    def full_passes(self) -> int: ...
+    @property
+    def last_pause(self) -> float: ...
+
+
 class _Server(Protocol):
     @property
     def lag(self) -> float: ...
@@ -195,6 +202,8 @@ class MetricsSource(Protocol):
     def gate(self) -> _Gate: ...
     @property
     def auth(self) -> _Nonces: ...
+    @property
+    def gc_pacer(self) -> _GcPacer: ...
 
 
 # -- the collector ----------------------------------------------------------------------------
@@ -337,6 +346,12 @@ class B2buaCollector:
             lag = GaugeMetricFamily("b2bua_event_loop_lag_seconds", "How late the event loop ran, last sample")
             lag.add_metric([], app.server.lag)
             yield lag
+        passes = CounterMetricFamily("b2bua_gc_full_passes", "Full passes of the cyclic GC (b2bua/gc_pacer.py)")
+        passes.add_metric([], app.gc_pacer.full_passes)
+        yield passes
+        pause = GaugeMetricFamily("b2bua_gc_last_full_pause_seconds", "How long the last full GC pass held the loop")
+        pause.add_metric([], app.gc_pacer.last_pause)
+        yield pause
 
 
     @staticmethod

@@ -86,3 +86,5 @@ def test_reload_swaps_routing_for_new_calls_and_keeps_live_ones(tmp_path: Path) 
     assert 'b2bua_rtp_packets_total{what="rtp_lost"} 0.0' in body
     assert 'b2bua_recordings_total{result="started"} 0.0' in body  # lab calls have no department
     assert 'b2bua_recording_files_total{result="failures"} 0.0' in body
+    assert "b2bua_gc_full_passes_total 0.0" in body  # a quiet process's heap does not grow: no full pass
+    assert "b2bua_gc_last_full_pause_seconds 0.0" in body
