@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Install what the checks need (SIPp from Debian's sip-tester, baresip, openssl, chromium and a Korean font, the Python test extras
-# in .venv), then run ruff, mypy and the whole test suite. Extra arguments go to pytest.
+# Install what the checks need (SIPp from Debian's sip-tester, baresip, Kamailio, rtpengine, openssl, chromium and a
+# Korean font, the Python test extras in .venv), then run ruff, mypy and the whole test suite. Extra arguments go to
+# pytest.
 # All three always run (a lint failure does not hide the test results); the exit status is
 # non-zero if any of them failed.
 set -euo pipefail
@@ -11,6 +12,8 @@ need=()
 command -v sipp >/dev/null || need+=(sip-tester)
 command -v openssl >/dev/null || need+=(openssl)
 command -v baresip >/dev/null || need+=(baresip-core)  # an SRTP peer (tests/test_e2e_srtp.py)
+[ -x /usr/sbin/kamailio ] || need+=(kamailio)  # the reference proxy of cps.py (tests/test_bench_peers.py)
+command -v rtpengine >/dev/null || need+=(rtpengine-daemon)  # the reference media relay of media.py (same)
 [ -x /usr/bin/chromium ] || need+=(chromium)  # the console's browser tests (driven by Playwright)
 fc-list 2>/dev/null | grep -q "Noto Sans CJK" || need+=(fonts-noto-cjk)  # Korean in the screenshots
 if [ ${#need[@]} -gt 0 ]; then
