@@ -81,6 +81,22 @@ def test_new_calls_beyond_capacity_or_during_overload_get_a_stateless_503() -> N
     assert gate.stats["refused:capacity"] == 400 and gate.stats["refused:overload"] == 1
 
 
+def test_outsiders_flooding_invites_never_take_the_trunks_capacity() -> None:
+    """Outsiders over their own rate count for nothing, and all of them together get a tenth of the capacity:
+    the carrier's calls keep the rest (before, two flooders took it all and the trunk's calls got 503)."""
+    gate = _gate(max_new_calls_per_s=100.0)
+    for n in range(2000):  # 2,000 INVITEs at one instant from 200 addresses, 10 each (their burst)
+        gate.check(_req(n=n), f"203.0.113.{n % 200}", 0.5)
+    assert gate.stats["refused:capacity"] == 2000 - 10  # a tenth of 100 let in: nine tenths left
+    trunk = [gate.check(_req(n=i), CARRIER, 0.5) for i in range(100)]
+    assert sum(v is None for v in trunk) == 90
+    one = _gate(max_new_calls_per_s=100.0)
+    for n in range(5000):  # one address far over its rate: dropped, and it takes no capacity at all
+        one.check(_req(n=n), OUTSIDER, 0.5)
+    assert one.stats["refused:rate:INVITE"] == 5000 - 10 and one.stats["refused:capacity"] == 0
+    assert sum(one.check(_req(n=i), CARRIER, 0.5) is None for i in range(100)) == 100 - 10
+
+
 def test_failed_logins_ban_an_outsider_until_the_ban_ends_or_is_lifted() -> None:
     gate = _gate(ban_after=3, window_s=60.0, ban_s=600.0)
     assert not gate.auth_failed(OUTSIDER, 0.0) and not gate.auth_failed(OUTSIDER, 61.0)  # the first one expired
