@@ -49,9 +49,9 @@ def unavailable(req: Request, to_tag: str) -> Response:
 
 def tag_to(resp: Response, tag: str) -> None:
     """Give a response built elsewhere (a router's refusal, a challenge) our To tag."""
-    for i, h in enumerate(resp.headers):
-        if h[0] == "to" and ";tag=" not in h[2]:
-            resp.headers[i] = (h[0], h[1], f"{h[2]};tag={tag}")
+    to = resp.get("to")
+    if to is not None and ";tag=" not in to:
+        resp.set("to", f"{to};tag={tag}")  # (set also drops the parsed To a reader may have cached)
 
 
 __all__ = ["RETRY_AFTER_S", "refusal", "tag_to", "unavailable"]

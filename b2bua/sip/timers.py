@@ -28,13 +28,11 @@ class TimerConfig:
 
 
 class TimerHandle:
-    """A scheduled callback; :meth:`cancel` makes it a no-op."""
+    """A scheduled callback; :meth:`cancel` makes it a no-op. (Its deadline is in the queue's heap entry.)"""
 
-    __slots__ = ("when", "callback", "args", "cancelled", "queue")
+    __slots__ = ("callback", "args", "cancelled", "queue")
 
-    def __init__(self, when: float, callback: Callable[..., Any], args: tuple[Any, ...],
-                 queue: TimerQueue | None = None):
-        self.when = when
+    def __init__(self, callback: Callable[..., Any], args: tuple[Any, ...], queue: TimerQueue | None = None):
         self.callback = callback
         self.args = args
         self.cancelled = False
@@ -79,7 +77,7 @@ class TimerQueue:
         self._order = itertools.count()
 
     def call_at(self, when: float, callback: Callable[..., Any], *args: Any) -> TimerHandle:
-        handle = TimerHandle(when, callback, args, self)
+        handle = TimerHandle(callback, args, self)
         heapq.heappush(self._heap, (when, next(self._order), handle))
         return handle
 
