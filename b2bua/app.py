@@ -105,7 +105,8 @@ class Application:
                                 rtp_timeout=mcfg.rtp_timeout_s)
             workers = mcfg.worker_count()
             if workers:
-                self.engine = WorkerEngine(ecfg, workers, on_event=self._media_event, tap=tap)
+                self.engine = WorkerEngine(ecfg, workers, on_event=self._media_event, tap=tap,
+                                           fill=mcfg.worker_fill_calls)
             else:
                 self.engine = MediaEngine(ecfg, on_event=self._media_event, tap=tap)
             log.info("media engine: %s", f"{workers} worker processes" if workers else "in this process")

@@ -138,6 +138,9 @@ class MediaConfig(Strict):
     #: there are two or more, else 0 (scripts/bench/media.py: at 500 calls on two cores, two workers keep the
     #: p99 delay near 2 ms where one process reaches 16-100 ms)
     workers: int | None = Field(None, ge=0, le=64)
+    #: with workers: the calls one worker takes before the next gets new ones (then the least busy); 0
+    #: spreads every call (scripts/bench/media.py: 100 calls cost two workers 21-26 % of a core, one 15-17 %)
+    worker_fill_calls: int = Field(100, ge=0)
 
     def worker_count(self) -> int:
         """The media worker processes to start: ``workers``, or as many as there are cores (0 on one core)."""

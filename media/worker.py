@@ -2,7 +2,9 @@
 
 :class:`WorkerEngine` looks like :class:`~media.engine.MediaEngine` to call control (``allocate``,
 ``update``, ``delete``, ``stats``, ``counters``, ``free_ports``, events through ``on_event``), but
-each session lives in one of N child processes, chosen by the session id. Every worker owns a slice
+each session lives in one of N child processes, chosen when its first port is allocated: the first
+worker (in order) that carries fewer than ``fill`` sessions, else the least busy one, never one that died
+(see :meth:`WorkerEngine.place`). Every worker owns a slice
 of the port range; the controller hands out ports from that slice, so ``allocate`` answers at once
 and the command is sent on without waiting. Commands and events travel over a pipe per worker, in
 order, so a port freed by ``delete`` is never reopened before the worker has closed it.
@@ -34,7 +36,6 @@ import multiprocessing as mp
 import os
 import socket
 import time
-import zlib
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -65,6 +66,11 @@ from .tap import TapChannel
 log = logging.getLogger("media.worker")
 
 REPORT_EVERY = 1.0
+#: sessions a worker takes before the next worker gets new ones (media.worker_fill_calls): a few calls
+#: spread over every worker cost each of them a wake-up per packet group where one worker would serve
+#: them in one (scripts/bench/media.py at 100 calls on two cores: 21-26 % of a core over two workers,
+#: 15-17 % in one); beyond it the load spreads, which keeps the delay low (docs/benchmarks.md)
+FILL = 100
 #: prompts each worker keeps (by content), so a prompt crosses the pipe once, not per call
 PROMPT_CACHE = 64
 #: seconds :meth:`WorkerEngine.ready` waits by default for the workers to start
@@ -223,8 +229,10 @@ class WorkerEngine:
     """N media worker processes behind the engine's command interface (:class:`~media.api.EngineControl`)."""
 
     def __init__(self, config: EngineConfig, workers: int, on_event: Callable[[MediaEvent], None] | None = None,
-                 tap: TapChannel | None = None):
+                 tap: TapChannel | None = None, fill: int = FILL):
         self.config = config
+        #: sessions a worker takes before the next one is used (0: always the least busy; see place)
+        self.fill = fill
         #: the audio tap's channel, shared by every worker (a queue of the spawn context: see media.tap)
         self.tap_channel = tap
         self.on_event = on_event
@@ -240,6 +248,9 @@ class WorkerEngine:
         self._gone: set[int] = set()
         self._procs: list[Any] = []
         self._ports: dict[str, list[int]] = {}
+        #: each session's worker, from its first allocate until its final figures came back
+        self._placed: dict[str, int] = {}
+        self._load = [0] * self.workers  # sessions each worker carries (placed, not yet deleted)
         self._reports: list[Report | None] = [None] * self.workers
         self._stats: dict[str, dict[str, dict[str, float]]] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -306,7 +317,7 @@ class WorkerEngine:
         deadline = time.monotonic() + timeout
         while self._finals and time.monotonic() < deadline:
             alive = {w for w, proc in enumerate(self._procs) if proc.is_alive()}
-            if not any(self._worker(s) in alive for s in self._finals):
+            if not any(self._placed.get(s) in alive for s in self._finals):
                 return
             await asyncio.sleep(0.01)
 
@@ -333,21 +344,36 @@ class WorkerEngine:
             return
         self._gone.add(w)
         log.error("media worker %d is gone%s", w, f" ({exc})" if exc else "")
+        for session in [s for s in self._finals if self._placed.get(s) == w]:  # figures that will not come
+            self._finals.discard(session)
+            del self._placed[session]
         if self._loop is not None:
             self._loop.remove_reader(self._events[w].fileno())
         self._up(w, failed=True)
 
     # -- the command interface ---------------------------------------------------------------
+    def place(self) -> int:
+        """The worker a new session goes to: the first, in order, that carries fewer than :attr:`fill`
+        sessions, else the one carrying fewest; a worker that died, or has no free port pair, is passed
+        over (PortsExhausted when none is left)."""
+        usable = [w for w in range(self.workers) if w not in self._gone and self._free[w]]
+        if not usable:
+            raise PortsExhausted("no media worker with free RTP ports")
+        load = self._load
+        return next((w for w in usable if load[w] < self.fill), min(usable, key=load.__getitem__))
+
     def _worker(self, session: str) -> int:
-        return zlib.crc32(session.encode()) % self.workers
+        """The session's worker (a session never placed, which its worker would not know either: the first)."""
+        return self._placed.get(session, 0)
 
     def allocate(self, session: str, leg: str) -> tuple[str, int]:
         """A port pair from the session's worker's slice, bound here and handed to the worker (SCM_RIGHTS)
         with the command: the pair is bound before call control advertises it in SDP, so what the
         endpoint sends at once waits in the socket until the worker reads it, however busy the worker
         is (binding in the worker lost the first packets when it ran late). A pair another program
-        holds is skipped."""
-        w = self._worker(session)
+        holds is skipped. A session's first allocate places it (:meth:`place`)."""
+        placed = session in self._placed
+        w = self._placed[session] if placed else self.place()
         free = self._free[w]
         for _ in range(len(free)):
             port = free.popleft()
@@ -358,6 +384,9 @@ class WorkerEngine:
                 continue
             self._outboxes[w].put(Allocate(session, leg, port), socks)  # closed here once sent
             self._ports.setdefault(session, []).append(port)
+            if not placed:
+                self._placed[session] = w
+                self._load[w] += 1
             return self.config.host, port
         raise PortsExhausted(f"no free RTP ports in worker {w}")
 
@@ -396,7 +425,12 @@ class WorkerEngine:
     def delete(self, session: str) -> dict[str, dict[str, float]]:
         w = self._worker(session)
         self._outboxes[w].put(Delete(session))
-        self._finals.add(session)  # its exact figures follow as FinalStats
+        if session in self._placed and session not in self._finals:
+            self._load[w] -= 1
+            if w in self._gone:  # no figures will come back
+                del self._placed[session]
+            else:
+                self._finals.add(session)  # its exact figures follow as FinalStats
         self._free[w].extend(self._ports.pop(session, []))  # reopened only after the worker closed them
         return self._stats.pop(session, {})
 
@@ -446,7 +480,8 @@ class WorkerEngine:
             case WorkerError(session, what):
                 log.warning("media worker %d: %s (%s)", w, what, session)
             case _:  # an event: DTMF, prompt done, recording done, RTP timeout, a deleted call's figures
-                if isinstance(msg, FinalStats):
+                if isinstance(msg, FinalStats) and msg.session in self._finals:
                     self._finals.discard(msg.session)
+                    self._placed.pop(msg.session, None)
                 if self.on_event is not None:
                     self.on_event(msg)

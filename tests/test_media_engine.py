@@ -523,3 +523,60 @@ def test_a_deleted_session_is_freed_by_refcounting_alone(tmp_path) -> None:
     finally:
         gc.enable()
     assert left == []
+
+
+def test_worker_mode_fills_one_worker_before_the_next_and_passes_over_a_dead_one() -> None:
+    """Sessions go to the first worker until it carries ``fill`` of them (a few calls in one worker cost
+    one wake-up per packet group instead of one per worker), then to the next, then to the least busy;
+    a deleted session frees its place; a worker that died takes no new
+    session, and the calls placed on the survivor relay. Which worker serves a session shows in its port:
+    each worker owns a slice of the range."""
+    import os
+    import signal
+
+    from media.worker import WorkerEngine
+
+    async def run() -> tuple[list[int], list[int], int, list]:
+        engine = WorkerEngine(EngineConfig(port_min=39900, port_max=39980), 2, fill=2)
+        engine.start(asyncio.get_running_loop())
+        await engine.ready()
+        half = engine._slices[1][0]  # the first port of worker 1's slice
+
+        def worker_of(session: str) -> int:
+            return int(engine.allocate(session, "a")[1] >= half)
+
+        a, b = RtpPeer(), RtpPeer()
+        try:
+            first = [worker_of(f"s{i}") for i in range(5)]
+            engine.allocate("s0", "b")  # a second leg stays with its session's worker
+            assert all(p < half for p in engine._ports["s0"])
+            engine.delete("s0")
+            engine.delete("s1")
+            await engine.settle()
+            after_delete = [worker_of("s5"), worker_of("s6"), worker_of("s7")]
+            os.kill(engine._procs[0].pid, signal.SIGKILL)
+            for _ in range(100):
+                await asyncio.sleep(0.05)
+                if 0 in engine._gone:
+                    break
+            _, a_port = engine.allocate("s8", "a")
+            _, b_port = engine.allocate("s8", "b")
+            engine.update("s8", "a", remote=("127.0.0.1", a.port), codec=0)
+            engine.update("s8", "b", remote=("127.0.0.1", b.port), codec=0)
+            await asyncio.sleep(0.3)
+            await _send(a, ("127.0.0.1", a_port), speech_like(0.3))
+            for _ in range(40):
+                await asyncio.sleep(0.05)
+                if len(b.received) >= 15:
+                    break
+            return first, after_delete, int(a_port >= half and b_port >= half), b.received
+        finally:
+            engine.close()
+            a.close()
+            b.close()
+
+    first, after_delete, on_survivor, received = asyncio.run(run())
+    assert first == [0, 0, 1, 1, 0]  # two each, then the least busy (a tie: the first)
+    assert after_delete == [0, 0, 1]  # s0, s1 gone: worker 0 holds s4 alone, takes s5, then ties (2, 2) and wins, 3 > 2
+    assert on_survivor == 1
+    assert len(received) == 15
