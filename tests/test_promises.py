@@ -164,3 +164,35 @@ def test_readme_names_no_test_that_does_not_exist() -> None:
     named = set(re.findall(r"`(test_[a-z0-9_]+\.py)`", text))
     missing = [n for n in named if not (Path(__file__).parent / n).exists()]
     assert named and not missing, missing
+
+
+def test_the_stacks_timers_share_the_loops_wake_ups_on_a_10_ms_grid() -> None:
+    """Each call leaves five or six transaction timers behind (RFC 3261 §17, RFC 6026); armed exactly, each
+    would wake the process on its own. The driver arms the loop on a 10 ms grid, rounded up: deadlines in
+    one slot share a wake-up, and a deadline added inside the slot already armed does not re-arm."""
+    from b2bua.transport.server import TIMER_GRID, on_grid
+
+    for when in (0.0, 0.001, 0.07, 0.3, 12345.678901, 1e6 + 0.00999):
+        slot = on_grid(when)
+        assert when <= slot < when + TIMER_GRID + 1e-9
+        assert on_grid(slot) == slot  # a grid point stays put
+    ran: list[float] = []
+
+    async def run() -> tuple[float | None, bool, float | None]:
+        server = SipServer(SipStack(), lambda: None, clock=Clock())
+        await server.start([])
+        try:
+            base = on_grid(server.tick()) + 1.0
+            server.stack.timers.call_at(base + 0.004, ran.append, 1.0)
+            server._run()
+            armed, first = server._timer_when, server._timer
+            server.stack.timers.call_at(base + 0.001, ran.append, 2.0)  # earlier, in the same slot
+            server._run()
+            return armed, server._timer is first, server._timer_when
+        finally:
+            await server.close()
+
+    armed, kept, still = asyncio.run(run())
+    assert armed is not None and armed == still and kept  # one loop timer for both deadlines
+    assert armed == on_grid(armed) and armed > 0
+    assert not ran  # nothing is due yet

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import logging
+import math
 import socket
 import ssl
 from collections.abc import Callable
@@ -106,6 +107,20 @@ class _Stream(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
         self.server._unregister_conn(self)
+
+
+#: the loop's wake-up for the stack's timers is set on a grid of this many seconds, rounded up: the
+#: deadlines of many transactions (Timers E, K, J, L, M ... of RFC 3261 §17 and RFC 6026; each call leaves
+#: five or six behind) that fall in one slot are served by one wake-up, not one each, and a message that
+#: adds a deadline in the slot already armed does not re-arm the loop's timer. 10 ms late is nothing to a
+#: timer of 500 ms or more (T1), and the stack still runs each timer at or after its own deadline.
+TIMER_GRID = 0.01
+
+
+def on_grid(when: float) -> float:
+    """``when`` rounded up to the next point of :data:`TIMER_GRID` (never earlier than ``when``)."""
+    slot = math.ceil(when / TIMER_GRID) * TIMER_GRID
+    return slot if slot >= when else slot + TIMER_GRID
 
 
 class SipServer:
@@ -227,6 +242,8 @@ class SipServer:
         for data, peer in self.stack.datagrams_to_send():
             self.send(data, peer)
         when = self.stack.get_timer()
+        if when is not None:
+            when = on_grid(when)
         if when != self._timer_when:
             if self._timer is not None:
                 self._timer.cancel()
