@@ -17,11 +17,13 @@ from media import g711
 from media.engine import EngineConfig, MediaEngine, PlayDone
 
 
-async def _session(engine: MediaEngine, a: RtpPeer, b: RtpPeer, codec: int = 0) -> tuple[tuple, tuple]:
-    a_side = engine.allocate("s1", "a")
-    b_side = engine.allocate("s1", "b")
-    engine.update("s1", "a", remote=("127.0.0.1", a.port), codec=codec, dtmf_pt=101)
-    engine.update("s1", "b", remote=("127.0.0.1", b.port), codec=codec, dtmf_pt=101)
+async def _session(engine: Any, a: RtpPeer, b: RtpPeer, codec: int = 0, sid: str = "s1") -> tuple[tuple, tuple]:
+    """Session ``sid`` between peers ``a`` and ``b`` on ``engine`` (in process or the workers'): both legs'
+    addresses as the engine answers them."""
+    a_side = engine.allocate(sid, "a")
+    b_side = engine.allocate(sid, "b")
+    engine.update(sid, "a", remote=("127.0.0.1", a.port), codec=codec, dtmf_pt=101)
+    engine.update(sid, "b", remote=("127.0.0.1", b.port), codec=codec, dtmf_pt=101)
     return a_side, b_side
 
 
@@ -405,10 +407,7 @@ def test_worker_mode_never_advertises_a_port_someone_else_holds() -> None:
         await engine.ready()
         a, b = RtpPeer(), RtpPeer()
         try:
-            _, a_port = engine.allocate("s1", "a")
-            _, b_port = engine.allocate("s1", "b")
-            engine.update("s1", "a", remote=("127.0.0.1", a.port), codec=0)
-            engine.update("s1", "b", remote=("127.0.0.1", b.port), codec=0)
+            (_, a_port), (_, b_port) = await _session(engine, a, b)
             await asyncio.sleep(0.5)
             await _send(a, ("127.0.0.1", a_port), speech_like(0.4))
             await asyncio.sleep(0.3)
@@ -559,10 +558,7 @@ def test_worker_mode_fills_one_worker_before_the_next_and_passes_over_a_dead_one
                 await asyncio.sleep(0.05)
                 if 0 in engine._gone:
                     break
-            _, a_port = engine.allocate("s8", "a")
-            _, b_port = engine.allocate("s8", "b")
-            engine.update("s8", "a", remote=("127.0.0.1", a.port), codec=0)
-            engine.update("s8", "b", remote=("127.0.0.1", b.port), codec=0)
+            (_, a_port), (_, b_port) = await _session(engine, a, b, sid="s8")
             await asyncio.sleep(0.3)
             await _send(a, ("127.0.0.1", a_port), speech_like(0.3))
             for _ in range(40):
