@@ -554,10 +554,11 @@ def test_worker_mode_fills_one_worker_before_the_next_and_passes_over_a_dead_one
             await engine.settle()
             after_delete = [worker_of("s5"), worker_of("s6"), worker_of("s7")]
             os.kill(engine._procs[0].pid, signal.SIGKILL)
-            for _ in range(100):
+            for _ in range(400):  # the controller hears the worker's channel close
                 await asyncio.sleep(0.05)
                 if 0 in engine._gone:
                     break
+            assert engine._gone == {0}
             (_, a_port), (_, b_port) = await _session(engine, a, b, sid="s8")
             await asyncio.sleep(0.3)
             await _send(a, ("127.0.0.1", a_port), speech_like(0.3))
