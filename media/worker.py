@@ -457,7 +457,8 @@ class WorkerEngine:
 
     @property
     def free_ports(self) -> int:
-        return sum(len(f) for f in self._free)
+        """Port pairs new sessions can still get: a dead worker's slice is not counted."""
+        return sum(len(f) for w, f in enumerate(self._free) if w not in self._gone)
 
     # -- what the workers say ----------------------------------------------------------------
     def _on_message(self, w: int) -> None:
