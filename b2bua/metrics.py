@@ -213,6 +213,23 @@ class B2buaCollector:
     def __init__(self, app: MetricsSource):
         self.app = app
 
+    @staticmethod
+    def _media_workers(engine: _Engine) -> Iterator[Metric]:
+        """The media worker processes' load and deaths (nothing when the engine runs in this process)."""
+        sessions: Mapping[int, int] | None = getattr(engine, "worker_sessions", None)
+        if sessions is None:
+            return
+        load = GaugeMetricFamily("b2bua_media_worker_sessions", "Media sessions each live worker process carries "
+                                 "(a worker fills to media.worker_fill_calls before the next takes new ones)",
+                                 labels=["worker"])
+        for w, n in sorted(sessions.items()):
+            load.add_metric([str(w)], n)
+        yield load
+        gone = GaugeMetricFamily("b2bua_media_workers_gone", "Media worker processes that died (their calls lost "
+                                 "their media; new calls go to the others)")
+        gone.add_metric([], getattr(engine, "workers_gone", 0))
+        yield gone
+
     def collect(self) -> Iterator[Metric]:
         app = self.app
         b2b, stack = app.b2bua, app.stack
@@ -291,6 +308,7 @@ class B2buaCollector:
             ports = GaugeMetricFamily("b2bua_rtp_free_port_pairs", "Free RTP/RTCP port pairs")
             ports.add_metric([], app.engine.free_ports)
             yield ports
+            yield from self._media_workers(app.engine)
         router = app.router
         refused = CounterMetricFamily("b2bua_routing_rejections", "Calls refused by routing",
                                       labels=["reason"])

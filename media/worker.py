@@ -456,6 +456,16 @@ class WorkerEngine:
         return self._total("recording")
 
     @property
+    def worker_sessions(self) -> dict[int, int]:
+        """Sessions each live worker carries (what :meth:`place` weighs), by worker index."""
+        return {w: n for w, n in enumerate(self._load) if w not in self._gone}
+
+    @property
+    def workers_gone(self) -> int:
+        """Worker processes that died (new sessions pass them over; their calls lost their media)."""
+        return len(self._gone)
+
+    @property
     def free_ports(self) -> int:
         """Port pairs new sessions can still get: a dead worker's slice is not counted."""
         return sum(len(f) for w, f in enumerate(self._free) if w not in self._gone)

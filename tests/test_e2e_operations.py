@@ -36,6 +36,7 @@ def test_reload_swaps_routing_for_new_calls_and_keeps_live_ones(tmp_path: Path) 
     cfg = write_config(tmp_path / "config", routing=_routes(old_uas))
     data = yaml.safe_load(cfg.read_text())
     data["metrics"] = {"address": f"127.0.0.1:{metrics}"}
+    data.setdefault("media", {})["workers"] = 2  # (the default on two cores; a one-core machine would say 0)
     cfg.write_text(yaml.safe_dump(data))
     port = free_port()
     with sipp_background(["-sn", "uas", "-i", "127.0.0.1", "-p", str(old_uas)], tmp_path), \
@@ -88,3 +89,6 @@ def test_reload_swaps_routing_for_new_calls_and_keeps_live_ones(tmp_path: Path) 
     assert 'b2bua_recording_files_total{result="failures"} 0.0' in body
     assert "b2bua_gc_full_passes_total 0.0" in body  # a quiet process's heap does not grow: no full pass
     assert "b2bua_gc_last_full_pause_seconds 0.0" in body
+    assert 'b2bua_media_worker_sessions{worker="0"} 0.0' in body  # the three calls' sessions are gone
+    assert 'b2bua_media_worker_sessions{worker="1"} 0.0' in body
+    assert "b2bua_media_workers_gone 0.0" in body

@@ -560,6 +560,7 @@ def test_worker_mode_fills_one_worker_before_the_next_and_passes_over_a_dead_one
                     break
             assert engine._gone == {0}
             assert engine.free_ports == len(engine._free[1])  # the dead worker's ports are not on offer
+            assert engine.workers_gone == 1 and engine.worker_sessions == {1: 3}  # s2, s3, s7
             (_, a_port), (_, b_port) = await _session(engine, a, b, sid="s8")
             await asyncio.sleep(0.3)
             await _send(a, ("127.0.0.1", a_port), speech_like(0.3))
