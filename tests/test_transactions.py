@@ -1263,3 +1263,20 @@ def test_transactions_use_only_the_public_transaction_host():
     assert used <= declared, f"used but not in TransactionHost: {used - declared}"
     # and the stack really implements every member of it
     assert all(hasattr(SipStack(), name) for name in declared)
+
+
+@pytest.mark.parametrize("to, expected", [
+    ("<sip:bob@example.com>", "<sip:bob@example.com>;tag=ours"),
+    ("<sip:bob@example.com>;tag=theirs", "<sip:bob@example.com>;tag=theirs"),
+    ("<sip:bob@example.com> ; TAG = theirs", "<sip:bob@example.com> ; TAG = theirs"),  # §7.3.1: any case, spaces
+])
+def test_a_response_and_a_refusal_built_elsewhere_get_our_to_tag_once(to: str, expected: str) -> None:
+    from b2bua.call.admission import tag_to
+
+    req = parse_message(m.request("INVITE").replace(f"To: {m.TO}".encode(), f"To: {to}".encode()))
+    assert isinstance(req, Request) and req.get("to") == to
+    assert make_response(req, 486, to_tag="ours").get("to") == expected
+    refusal = make_response(req, 403)  # a router's refusal: no tag of ours yet
+    tag_to(refusal, "ours")
+    assert refusal.get("to") == expected
+    assert refusal.to_tag == expected.rpartition("=")[2].strip()

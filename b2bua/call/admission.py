@@ -6,7 +6,7 @@ from collections import Counter
 from collections.abc import Callable
 
 from ..sip.message import Request, Response
-from ..sip.stack import make_response
+from ..sip.stack import make_response, with_tag
 from ..sip.uas import check_request
 from .session import session_expires
 from .settings import B2BUAConfig
@@ -50,8 +50,8 @@ def unavailable(req: Request, to_tag: str) -> Response:
 def tag_to(resp: Response, tag: str) -> None:
     """Give a response built elsewhere (a router's refusal, a challenge) our To tag."""
     to = resp.get("to")
-    if to is not None and ";tag=" not in to:
-        resp.set("to", f"{to};tag={tag}")  # (set also drops the parsed To a reader may have cached)
+    if to is not None and (tagged := with_tag(to, tag)) != to:
+        resp.set("to", tagged)  # (set also drops the parsed To a reader may have cached)
 
 
 __all__ = ["RETRY_AFTER_S", "refusal", "tag_to", "unavailable"]

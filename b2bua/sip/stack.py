@@ -79,10 +79,17 @@ def make_response(req: Request | None, status: int, reason: str | None = None, *
     if to_tag and status > 100:
         for i, h in enumerate(copied):
             if h[0] == "to":
-                if ";tag=" not in h[2].replace(" ", "").lower():
-                    copied[i] = (h[0], h[1], f"{h[2]};tag={to_tag}")
+                copied[i] = (h[0], h[1], with_tag(h[2], to_tag))
                 break
     return resp
+
+
+def with_tag(value: str, tag: str) -> str:
+    """A To value with our ``tag`` (§8.2.6.2), unless it carries a tag already (``;tag=``, in any case and
+    spacing: §7.3.1 allows whitespace around the ``=``)."""
+    if ";tag=" in value.replace(" ", "").replace("\t", "").lower():
+        return value
+    return f"{value};tag={tag}"
 
 
 @dataclass(slots=True)

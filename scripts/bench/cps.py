@@ -139,6 +139,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -552,27 +553,34 @@ def _kamailio_version(exe: str) -> str | None:
     return first.split("kamailio", 1)[-1].split()[0] if "kamailio" in first else None
 
 
+def copy_config(root: Path, folder: Path, change: Callable[[dict], object]) -> Path:
+    """``root``'s shipped config copied into ``folder``: b2bua.yaml as ``change`` edits it (a dict, in place),
+    its sibling files as they are (those the checkout has: older ones lack some)."""
+    import yaml
+
+    conf = yaml.safe_load((root / "config" / "b2bua.yaml").read_text())
+    change(conf)
+    (folder / "b2bua.yaml").write_text(yaml.safe_dump(conf, allow_unicode=True))
+    for name in ("routing.yaml", "holidays.yaml", "abuse_lexicon.yaml"):
+        if (root / "config" / name).exists():
+            shutil.copy(root / "config" / name, folder / name)
+    return folder / "b2bua.yaml"
+
+
 def signalling_only_config(root: Path = REPO_ROOT, *, media: bool = False, max_new_calls: str = "",
                            workers: int | None = None) -> Path:
     """The shipped config with media anchoring off (SDP passed through), like sippy's -f -u -A 0 run
     (``media``: left on); ``max_new_calls``: the front gate's ``security.max_new_calls_per_s`` (``none``: no
     limit; empty: as shipped)."""
-    import yaml
+    def change(process: dict) -> None:
+        process.setdefault("media", {})["enabled"] = media
+        if workers is not None:  # media worker processes (--media-workers)
+            process["media"]["workers"] = workers
+        if max_new_calls:
+            process.setdefault("security", {})["max_new_calls_per_s"] = \
+                None if max_new_calls == "none" else float(max_new_calls)
 
-    folder = Path(tempfile.mkdtemp(prefix="cps-ours-signalling-"))
-    process = yaml.safe_load((root / "config" / "b2bua.yaml").read_text())
-    process.setdefault("media", {})["enabled"] = media
-    if workers is not None:  # media worker processes (--media-workers)
-        process["media"]["workers"] = workers
-    if max_new_calls:
-        process.setdefault("security", {})["max_new_calls_per_s"] = \
-            None if max_new_calls == "none" else float(max_new_calls)
-    (folder / "b2bua.yaml").write_text(yaml.safe_dump(process, allow_unicode=True))
-    shutil.copy(root / "config" / "routing.yaml", folder / "routing.yaml")
-    shutil.copy(root / "config" / "holidays.yaml", folder / "holidays.yaml")
-    if (root / "config" / "abuse_lexicon.yaml").exists():  # (older checkouts have none)
-        shutil.copy(root / "config" / "abuse_lexicon.yaml", folder / "abuse_lexicon.yaml")
-    return folder / "b2bua.yaml"
+    return copy_config(root, Path(tempfile.mkdtemp(prefix="cps-ours-signalling-")), change)
 
 
 def bench_config(folder: Path, uas_port: int, metrics: str, *, process: dict | None = None,
@@ -582,23 +590,27 @@ def bench_config(folder: Path, uas_port: int, metrics: str, *, process: dict | N
     over b2bua.yaml's; ``lab_only``: the lab trunk narrowed to 127.0.0.1, so the rest of 127/8 are outsiders."""
     import yaml
 
-    conf = yaml.safe_load((REPO_ROOT / "config" / "b2bua.yaml").read_text())
-    conf["logging"] = {"level": "warning", "format": "text"}
-    conf["metrics"] = {"address": metrics}
-    conf["storage"] = {"url": f"sqlite:///{folder / 'cdr.sqlite3'}", "recordings": str(folder / "recordings")}
-    conf["admin"] = {"socket": None}
-    conf.update(process or {})
-    routing = yaml.safe_load((REPO_ROOT / "config" / "routing.yaml").read_text())
+    def change(conf: dict) -> None:
+        conf.update(quiet_process(folder), metrics={"address": metrics})
+        conf.update(process or {})
+
+    cfg = copy_config(REPO_ROOT, folder, change)
+    routing = yaml.safe_load((folder / "routing.yaml").read_text())
     if lab_only:
         for trunk in routing["trunks"]:
             if trunk["name"] == "lab":
                 trunk["addresses"] = ["127.0.0.1/32"]
     routing["routes"] = [{"name": "lab", "prefix": "", "targets": [f"sip:{LOOPBACK}:{uas_port}"]}]
-    (folder / "b2bua.yaml").write_text(yaml.safe_dump(conf, allow_unicode=True))
     (folder / "routing.yaml").write_text(yaml.safe_dump(routing, allow_unicode=True))
-    for name in ("holidays.yaml", "abuse_lexicon.yaml"):
-        shutil.copy(REPO_ROOT / "config" / name, folder / name)
-    return folder / "b2bua.yaml"
+    return cfg
+
+
+def quiet_process(folder: Path) -> dict:
+    """The b2bua.yaml sections a benchmark's process runs with: warnings only, storage in ``folder``, no
+    admin socket."""
+    return {"logging": {"level": "warning", "format": "text"},
+            "storage": {"url": f"sqlite:///{folder / 'cdr.sqlite3'}", "recordings": str(folder / "recordings")},
+            "admin": {"socket": None}}
 
 
 def checkouts(spec: str) -> list[tuple[str, Path]]:

@@ -34,22 +34,6 @@ STAFF_PORT = 5080  # where the lab route sends calls (cps.py's --ours-uas-port)
 CRLF = "\r\n"
 
 
-def _config(root: Path, folder: Path) -> Path:
-    """The checkout's shipped config, media off, quiet logs, storage in ``folder``."""
-    import yaml
-
-    process = yaml.safe_load((root / "config" / "b2bua.yaml").read_text())
-    process.setdefault("media", {})["enabled"] = False
-    process["logging"] = {"level": "warning", "format": "text"}
-    process["storage"] = {"url": f"sqlite:///{folder / 'cdr.sqlite3'}", "recordings": str(folder / "recordings")}
-    process["admin"] = {"socket": None}
-    (folder / "b2bua.yaml").write_text(yaml.safe_dump(process, allow_unicode=True))
-    for name in ("routing.yaml", "holidays.yaml", "abuse_lexicon.yaml"):
-        if (root / "config" / name).exists():
-            shutil.copy(root / "config" / name, folder / name)
-    return folder / "b2bua.yaml"
-
-
 def _msg(lines: list[str], body: bytes = b"") -> bytes:
     return (CRLF.join([*lines, f"Content-Length: {len(body)}"]) + CRLF + CRLF).encode() + body
 
@@ -87,9 +71,27 @@ def _uas_reply(req, status: int, reason: str, tag: str, body: bytes = b"") -> by
     return _msg(lines, body)
 
 
-def child(calls: int, rate: float, warmup: int, root: Path | None = None) -> dict[str, float]:
-    """Run ``warmup`` + ``calls`` calls in this process (the checkout on sys.path, its config in ``root``,
-    default the working directory); CPU µs per call."""
+def bench_folder(root: Path) -> Path:
+    """``root``'s shipped config in a new folder: media off, quiet logs, storage in the folder."""
+    here = str(Path(__file__).resolve().parent)
+    sys.path.insert(0, here)  # (only for this import: the folder's media.py would shadow the media package)
+    try:
+        from cps import copy_config, quiet_process  # noqa: PLC0415
+    finally:
+        sys.path.remove(here)
+
+    def change(process: dict) -> None:
+        process.update(quiet_process(folder))
+        process.setdefault("media", {})["enabled"] = False
+
+    folder = Path(tempfile.mkdtemp(prefix="sigpath-"))
+    copy_config(root, folder, change)
+    return folder
+
+
+def child(calls: int, rate: float, warmup: int, folder: Path) -> dict[str, float]:
+    """Run ``warmup`` + ``calls`` calls in this process (the checkout on sys.path, its config in ``folder``,
+    as :func:`bench_folder` wrote it); CPU µs per call."""
     import logging
 
     here = Path(__file__).resolve().parent  # (its media.py would shadow the media package)
@@ -100,87 +102,83 @@ def child(calls: int, rate: float, warmup: int, root: Path | None = None) -> dic
     from b2bua.sip.message import Request, Response, parse_message
 
     logging.disable(logging.WARNING)  # the two log lines a call are not written: the SIP path is what is measured
-    folder = Path(tempfile.mkdtemp(prefix="sigpath-"))
-    try:
-        app = Application(load_config(str(_config(root or Path.cwd(), folder))))
-        app.cdr.recover()
-        stack, clock = app.stack, app.clock
-        local = "127.0.0.1:5060"
-        a_peer = Peer("udp", *LAB)
-        sent = {"a": 0, "b": 0}
-        t = 0.0
+    app = Application(load_config(str(folder / "b2bua.yaml")))
+    app.cdr.recover()
+    stack, clock = app.stack, app.clock
+    local = "127.0.0.1:5060"
+    a_peer = Peer("udp", *LAB)
+    sent = {"a": 0, "b": 0}
+    t = 0.0
 
-        cpu = [0.0]  # CPU seconds spent in the process's parts (not in building SIPp's messages)
-        pacer = app.gc_pacer  # the cyclic GC as the running process paces it
-        next_young = [pacer.young_every]
+    cpu = [0.0]  # CPU seconds spent in the process's parts (not in building SIPp's messages)
+    pacer = app.gc_pacer  # the cyclic GC as the running process paces it
+    next_young = [pacer.young_every]
 
-        def feed(data: bytes, peer: Peer) -> list[tuple[bytes, Peer]]:
-            start = time.process_time()
-            stack.receive(data, peer, clock.now)
-            app.pump()
-            out = list(stack.datagrams_to_send())
-            cpu[0] += time.process_time() - start
-            for _, p in out:
-                sent["a" if p.port == LAB[1] else "b"] += 1
-            return out
-
-        def advance(to: float) -> None:
-            start = time.process_time()
-            while (deadline := stack.get_timer()) is not None and deadline <= to:
-                clock.advance(deadline)
-                stack.handle_timer(clock.now)
-                app.pump()
-                stack.datagrams_to_send()
-            while next_young[0] <= to:
-                pacer.tick(next_young[0])
-                next_young[0] += pacer.young_every
-            clock.advance(to)
-            cpu[0] += time.process_time() - start
-
-        def one_call(n: int) -> None:
-            out = feed(_uac("INVITE", n, local, body=_sdp(6000)), a_peer)
-            invite = next(parse_message(d) for d, p in out if p.port == STAFF_PORT)
-            assert isinstance(invite, Request), "no INVITE to the staff side"
-            b_peer = Peer("udp", "127.0.0.1", STAFF_PORT)
-            feed(_uas_reply(invite, 180, "Ringing", f"b{n}"), b_peer)
-            out = feed(_uas_reply(invite, 200, "OK", f"b{n}", _sdp(7000)), b_peer)
-            ok = next(parse_message(d) for d, p in out if p.port == LAB[1] and d.startswith(b"SIP/2.0 200"))
-            assert isinstance(ok, Response)
-            tag = ok.to_tag or ""
-            out = feed(_uac("ACK", n, local, to_tag=tag), a_peer)
-            out = feed(_uac("BYE", n, local, to_tag=tag, cseq=2), a_peer)
-            bye = next(parse_message(d) for d, p in out if p.port == STAFF_PORT)
-            assert isinstance(bye, Request) and bye.method == "BYE", "no BYE to the staff side"
-            feed(_uas_reply(bye, 200, "OK", f"b{n}"), b_peer)
-
-        n = 0
-        pacer.start(0.0)
-        for _ in range(warmup):
-            n += 1
-            one_call(n)
-            t += 1 / rate
-            advance(t)
-        app.cdr.flush()
-        sent["a"] = sent["b"] = 0
-        cpu[0] = 0.0
-        for i in range(calls):
-            n += 1
-            one_call(n)
-            t += 1 / rate
-            advance(t)
-            if i % 200 == 199:
-                start = time.process_time()
-                app.cdr.flush()
-                cpu[0] += time.process_time() - start
+    def feed(data: bytes, peer: Peer) -> list[tuple[bytes, Peer]]:
         start = time.process_time()
-        app.cdr.flush()
+        stack.receive(data, peer, clock.now)
+        app.pump()
+        out = list(stack.datagrams_to_send())
         cpu[0] += time.process_time() - start
-        pacer.stop()
-        ended = app.b2bua.stats["calls_ended"]
-        return {"us_per_call": cpu[0] / calls * 1e6, "to_a": sent["a"] / calls, "to_b": sent["b"] / calls,
-                "ended": ended, "live": len(app.b2bua.calls)}
-    finally:
-        shutil.rmtree(folder, ignore_errors=True)
+        for _, p in out:
+            sent["a" if p.port == LAB[1] else "b"] += 1
+        return out
+
+    def advance(to: float) -> None:
+        start = time.process_time()
+        while (deadline := stack.get_timer()) is not None and deadline <= to:
+            clock.advance(deadline)
+            stack.handle_timer(clock.now)
+            app.pump()
+            stack.datagrams_to_send()
+        while next_young[0] <= to:
+            pacer.tick(next_young[0])
+            next_young[0] += pacer.young_every
+        clock.advance(to)
+        cpu[0] += time.process_time() - start
+
+    def one_call(n: int) -> None:
+        out = feed(_uac("INVITE", n, local, body=_sdp(6000)), a_peer)
+        invite = next(parse_message(d) for d, p in out if p.port == STAFF_PORT)
+        assert isinstance(invite, Request), "no INVITE to the staff side"
+        b_peer = Peer("udp", "127.0.0.1", STAFF_PORT)
+        feed(_uas_reply(invite, 180, "Ringing", f"b{n}"), b_peer)
+        out = feed(_uas_reply(invite, 200, "OK", f"b{n}", _sdp(7000)), b_peer)
+        ok = next(parse_message(d) for d, p in out if p.port == LAB[1] and d.startswith(b"SIP/2.0 200"))
+        assert isinstance(ok, Response)
+        tag = ok.to_tag or ""
+        out = feed(_uac("ACK", n, local, to_tag=tag), a_peer)
+        out = feed(_uac("BYE", n, local, to_tag=tag, cseq=2), a_peer)
+        bye = next(parse_message(d) for d, p in out if p.port == STAFF_PORT)
+        assert isinstance(bye, Request) and bye.method == "BYE", "no BYE to the staff side"
+        feed(_uas_reply(bye, 200, "OK", f"b{n}"), b_peer)
+
+    n = 0
+    pacer.start(0.0)
+    for _ in range(warmup):
+        n += 1
+        one_call(n)
+        t += 1 / rate
+        advance(t)
+    app.cdr.flush()
+    sent["a"] = sent["b"] = 0
+    cpu[0] = 0.0
+    for i in range(calls):
+        n += 1
+        one_call(n)
+        t += 1 / rate
+        advance(t)
+        if i % 200 == 199:
+            start = time.process_time()
+            app.cdr.flush()
+            cpu[0] += time.process_time() - start
+    start = time.process_time()
+    app.cdr.flush()
+    cpu[0] += time.process_time() - start
+    pacer.stop()
+    ended = app.b2bua.stats["calls_ended"]
+    return {"us_per_call": cpu[0] / calls * 1e6, "to_a": sent["a"] / calls, "to_b": sent["b"] / calls,
+            "ended": ended, "live": len(app.b2bua.calls)}
 
 
 def main() -> None:
@@ -190,10 +188,10 @@ def main() -> None:
     ap.add_argument("--rate", type=float, default=200.0, help="calls/s on the fake clock (default: %(default)s)")
     ap.add_argument("--code", default="", help="checkouts to compare, label=path,... (default: this one)")
     ap.add_argument("--repeat", type=int, default=3, help="runs of each checkout, interleaved (default: %(default)s)")
-    ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--child", metavar="FOLDER", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
-        print(json.dumps(child(args.calls, args.rate, args.warmup)))
+        print(json.dumps(child(args.calls, args.rate, args.warmup, Path(args.child))))
         return
     from cps import checkouts  # noqa: PLC0415 (a script run from scripts/bench; the child needs none of it)
 
@@ -202,9 +200,13 @@ def main() -> None:
     for _ in range(args.repeat):
         for label, root in codes:
             env = dict(os.environ, PYTHONPATH=str(root))
-            proc = subprocess.run([sys.executable, str(Path(__file__).resolve()), "--child", "--calls",
-                                   str(args.calls), "--warmup", str(args.warmup), "--rate", str(args.rate)],
-                                  cwd=root, env=env, capture_output=True, text=True, check=False)
+            folder = bench_folder(root)
+            try:
+                proc = subprocess.run([sys.executable, str(Path(__file__).resolve()), "--child", str(folder),
+                                       "--calls", str(args.calls), "--warmup", str(args.warmup), "--rate",
+                                       str(args.rate)], cwd=root, env=env, capture_output=True, text=True, check=False)
+            finally:
+                shutil.rmtree(folder, ignore_errors=True)
             if proc.returncode != 0:
                 raise SystemExit(f"{label or root}: failed\n{proc.stderr[-3000:]}")
             results.setdefault(label, []).append(json.loads(proc.stdout.strip().splitlines()[-1]))
