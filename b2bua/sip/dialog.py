@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from .errors import ParseError
 from .events import Peer
@@ -40,14 +40,14 @@ class Dialog:
     @classmethod
     def from_uac(cls, req: Request, resp: Response) -> Dialog:
         """UAC dialog from a 1xx/2xx with a To tag (§12.1.2); route set is Record-Route reversed."""
-        contact = resp.get_all("contact")
-        target = Address.parse(contact[0]).uri if contact else req.uri
+        contact = resp.contact
+        target = contact.uri if contact is not None else req.uri
         return cls(
             call_id=req.call_id,
             local_tag=req.from_tag or "",
             remote_tag=resp.to_tag,
-            local_uri=_strip_tag(req.get("from") or ""),
-            remote_uri=_strip_tag(req.get("to") or ""),
+            local_uri=_without_tag(req.from_),
+            remote_uri=_without_tag(req.to),
             local_seq=req.cseq[0],
             remote_seq=None,
             remote_target=target,
@@ -59,14 +59,14 @@ class Dialog:
     @classmethod
     def from_uas(cls, req: Request, local_tag: str, local_contact: str) -> Dialog:
         """UAS dialog from the request we answer with a tag (§12.1.1)."""
-        contact = req.get_all("contact")
-        target = Address.parse(contact[0]).uri if contact else ""
+        contact = req.contact
+        target = contact.uri if contact is not None else ""
         return cls(
             call_id=req.call_id,
             local_tag=local_tag,
             remote_tag=req.from_tag,
-            local_uri=_strip_tag(req.get("to") or ""),
-            remote_uri=_strip_tag(req.get("from") or ""),
+            local_uri=_without_tag(req.to),
+            remote_uri=_without_tag(req.from_),
             local_seq=0,
             remote_seq=req.cseq[0],
             remote_target=target,
@@ -127,13 +127,14 @@ class Dialog:
 
     def refresh_target(self, msg: Request | Response) -> None:
         """Target refresh from a Contact (§12.2.2, §12.2.1.2)."""
-        contact = msg.get_all("contact")
-        if contact:
-            self.remote_target = Address.parse(contact[0]).uri
+        contact = msg.contact
+        if contact is not None:
+            self.remote_target = contact.uri
 
 
-def _strip_tag(value: str) -> str:
-    """Drop the ``tag`` parameter from a From/To value, keeping everything else."""
-    addr = Address.parse(value)
-    addr.params.pop("tag", None)
-    return str(addr)
+def _without_tag(addr: Address) -> str:
+    """A From/To value without its ``tag`` parameter, everything else kept (the message's parsed address,
+    left as it is)."""
+    if "tag" not in addr.params:
+        return str(addr)
+    return str(replace(addr, params={k: v for k, v in addr.params.items() if k != "tag"}))

@@ -118,7 +118,7 @@ class Message:
     ``headers`` holds :data:`Header` triples ``(key, name, value)``.
     """
 
-    __slots__ = ("headers", "body", "_via", "_cseq", "_from", "_to")
+    __slots__ = ("headers", "body", "_via", "_cseq", "_from", "_to", "_contact")
 
     def __init__(self, headers: list[Header] | None = None, body: bytes = b""):
         self.headers: list[Header] = headers if headers is not None else []
@@ -127,6 +127,7 @@ class Message:
         self._cseq: tuple[int, str] | None = None
         self._from: Address | None = None
         self._to: Address | None = None
+        self._contact: Address | None = None
 
     # -- generic header access -------------------------------------------------
     def get(self, key: str, default: str | None = None) -> str | None:
@@ -195,6 +196,8 @@ class Message:
             self._from = None
         elif key == "to":
             self._to = None
+        elif key == "contact":
+            self._contact = None
 
     # -- typed views --------------------------------------------------------------
     @property
@@ -246,6 +249,17 @@ class Message:
                 raise ParseError("missing To")
             self._to = Address.parse(value)
         return self._to
+
+    @property
+    def contact(self) -> Address | None:
+        """The first Contact address (§8.1.1.8; a REGISTER's others: ``get_all``), None without one or for
+        ``*``."""
+        if self._contact is None:
+            values = self.get_all("contact")
+            if not values or values[0] == "*":
+                return None
+            self._contact = Address.parse(values[0])
+        return self._contact
 
     @property
     def from_tag(self) -> str | None:
@@ -524,9 +538,10 @@ def validate_request(req: Request) -> None:
         mf = mf.strip()
         if not _DIGITS.match(mf) or int(mf) > 255:
             raise ParseError("bad Max-Forwards")
+    _parsed(req.contact)  # (the first, kept for the dialog: §12.1.1)
     for key in ("contact", "route", "record-route"):
-        for value in req.get_all(key):
-            if key == "contact" and value == "*":
+        for i, value in enumerate(req.get_all(key)):
+            if key == "contact" and (value == "*" or i == 0):
                 continue
             Address.parse(value)
 
