@@ -373,17 +373,18 @@ class SipStack:
         txn.receive_response(resp)
 
     # -- sending ------------------------------------------------------------------------
-    def _via_for(self, peer: Peer) -> str:
+    def _via_for(self, peer: Peer, branch: str | None = None) -> str:
         host, port = self.config.local.get(peer.transport) or self.config.local.get("udp", ("127.0.0.1", 5060))
         if ":" in host and not host.startswith("["):
             host = f"[{host}]"
-        return f"SIP/2.0/{peer.transport.upper()} {host}:{port};branch={self.new_branch()};rport"
+        return f"SIP/2.0/{peer.transport.upper()} {host}:{port};branch={branch or self.new_branch()};rport"
 
     def send_request(self, req: Request, peer: Peer, now: float) -> ClientTransaction:
         """Start a client transaction for ``req`` (not ACK): adds our Via on top (§8.1.1.7)."""
         self._clock.advance(now)
-        req.insert("via", self._via_for(peer))
-        key = (req.top_via.branch, req.method)
+        branch = self.new_branch()
+        req.insert("via", self._via_for(peer, branch))
+        key = (branch, req.method)  # (our own Via: known, not parsed back)
         txn = ClientTransaction(self, key, req, peer)
         self._client[key] = txn
         txn.start()
@@ -422,7 +423,7 @@ class SipStack:
         vias = [h for h in headers if h[0] == "via"][:1]
         cancel = Request("CANCEL", inv.uri, vias + [h for h in headers if h[0] != "via"])
         cancel.add("cseq", f"{inv.cseq[0]} CANCEL")
-        key = (cancel.top_via.branch, "CANCEL")
+        key = (txn.key[0], "CANCEL")  # the INVITE's branch (§9.1): its Via, copied
         ctxn = ClientTransaction(self, key, cancel, txn.peer)
         ctxn.user = txn.user
         self._client[key] = ctxn
