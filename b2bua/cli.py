@@ -40,6 +40,23 @@ class _JsonFormatter(logging.Formatter):
         return json.dumps(line, ensure_ascii=False)
 
 
+class _TextFormatter(logging.Formatter):
+    """``logging``'s default text format, the time formatted once a second (``time.strftime`` for every line
+    was a sixth of a per-call log line's cost at 300 calls/s)."""
+
+    def __init__(self) -> None:
+        super().__init__("%(asctime)s %(levelname)s %(name)s: %(message)s")
+        self._second = -1
+        self._prefix = ""
+
+    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:  # noqa: N802 (logging's name)
+        second = int(record.created)
+        if second != self._second:  # (a race between threads only formats the same second twice)
+            self._prefix = time.strftime(self.default_time_format, self.converter(record.created))
+            self._second = second
+        return f"{self._prefix},{int(record.msecs):03d}"
+
+
 def _setup_logging(level: str, fmt: str) -> None:
     # Per-call info lines are on the hot path: skip caller lookup and thread/process fields.
     logging._srcfile = None
@@ -50,7 +67,7 @@ def _setup_logging(level: str, fmt: str) -> None:
     if fmt == "json":
         handler.setFormatter(_JsonFormatter())
     else:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        handler.setFormatter(_TextFormatter())
     logging.basicConfig(level=level.upper(), handlers=[handler], force=True)
     logging.getLogger("alembic").setLevel(logging.WARNING)  # schema migrations: only what goes wrong
 

@@ -104,6 +104,17 @@ def test_json_log_lines_carry_the_calls_ids(capsys: Any) -> None:
     assert record["call"] == "c123" and record["sip_call_id"] == "abc@host" and record["ts"].endswith("Z")
 
 
+def test_text_log_lines_are_loggings_own_format_with_the_time_formatted_once_a_second() -> None:
+    from b2bua.cli import _TextFormatter
+
+    ours, stock = _TextFormatter(), logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+    record = logging.LogRecord("b2bua.call", logging.INFO, "", 0, "start from=%s", ("x",), None)
+    # within a second, across one, across a minute, and back (another thread's older record)
+    for created in (1733300000.123, 1733300000.999, 1733300001.0, 1733300061.042, 1733300000.5):
+        record.created, record.msecs = created, (created - int(created)) * 1000
+        assert ours.format(record) == stock.format(record)
+
+
 def test_a_video_stream_is_answered_with_port_0_and_audio_flows() -> None:
     from test_protection import FakeEngine
 
