@@ -118,7 +118,8 @@ class Update:
     unchanged), ``dtmf_pt`` its telephone-event payload type (None: none, in-band detection instead),
     ``send``/``recv`` whether we may send to it and it sends to us, ``symmetric`` whether to latch to
     where its packets really come from, ``relay_dtmf=False`` to keep its key presses from the other
-    side (None: unchanged), ``srtp`` the leg's SRTP keys (None: plain RTP)."""
+    side (None: unchanged), ``srtp`` the leg's SRTP keys (None: plain RTP), ``inband_keys`` whether to
+    look for key tones in its audio when it has no telephone-event (None: unchanged; a new leg: yes)."""
 
     session: str
     leg: str
@@ -130,6 +131,7 @@ class Update:
     symmetric: bool = True
     relay_dtmf: bool | None = None
     srtp: SrtpKeys | None = None
+    inband_keys: bool | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -209,7 +211,8 @@ class Engine(Protocol):
     def allocate(self, session: str, leg: str) -> tuple[str, int]: ...
     def update(self, session: str, leg: str, *, remote: tuple[str, int] | None = None, codec: int | None = None,
                dtmf_pt: int | None = None, send: bool = True, recv: bool = True, symmetric: bool = True,
-               relay_dtmf: bool | None = None, srtp: SrtpKeys | None = None) -> None: ...
+               relay_dtmf: bool | None = None, srtp: SrtpKeys | None = None,
+               inband_keys: bool | None = None) -> None: ...
     def delete(self, session: str) -> dict[str, dict[str, float]]: ...
     def play(self, session: str, leg: str, samples: Any, *, prompt: str = "", loop: bool = False,
              mix: bool = False) -> None: ...

@@ -192,16 +192,21 @@ class MediaEngine:
 
     def update(self, session: str, leg: str, *, remote: tuple[str, int] | None = None,
                codec: int | None = None, dtmf_pt: int | None = None, send: bool = True, recv: bool = True,
-               symmetric: bool = True, relay_dtmf: bool | None = None, srtp: SrtpKeys | None = None) -> None:
+               symmetric: bool = True, relay_dtmf: bool | None = None, srtp: SrtpKeys | None = None,
+               inband_keys: bool | None = None) -> None:
         """Set what ``leg``'s endpoint negotiated (its address, codec, telephone-event PT, direction, SRTP keys).
 
         ``relay_dtmf=False`` keeps this endpoint's key presses (RFC 4733) from the other side; they
         are still reported as :class:`DtmfEvent` (staff keys the caller must not hear).
+        ``inband_keys=False``: do not look for key tones in its audio when it has no telephone-event (a new leg
+        is looked at, if the engine's ``inband_dtmf`` is on).
         """
         lg = self.sessions[session].legs[leg]
         lg.set_crypto(crypto_for(srtp, lg.crypto))
         if relay_dtmf is not None:
             lg.relay_dtmf = relay_dtmf
+        if inband_keys is not None:
+            lg.inband_keys = inband_keys
         if remote is not None and remote != lg.signalled:
             lg.remote = lg.signalled = remote
             lg.rtcp_remote = (remote[0], remote[1] + 1)
@@ -377,7 +382,7 @@ class MediaEngine:
             else:
                 self._processing.pop(id(lg), None)
                 lg.queue.clear()
-            if lg.codec is not None and lg.dtmf_pt is None and self.config.inband_dtmf:
+            if lg.codec is not None and lg.dtmf_pt is None and self.config.inband_dtmf and lg.inband_keys:
                 lg.listen = lg.listen or deque(maxlen=4)
                 self._listening[id(lg)] = lg
             else:

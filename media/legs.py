@@ -25,7 +25,8 @@ class Leg:
     __slots__ = ("session", "name", "port", "rtp", "rtcp", "remote", "rtcp_remote", "latched", "signalled",
                  "symmetric", "codec", "dtmf_pt", "send", "recv", "out", "stats", "dropped",
                  "strangers", "last_rx", "detector", "other", "queue", "timed_out", "listen", "tap",
-                 "relay_dtmf", "prompt", "prompt_pos", "prompt_loop", "prompt_mix", "prompt_id", "crypto", "transmit")
+                 "relay_dtmf", "inband_keys", "prompt", "prompt_pos", "prompt_loop", "prompt_mix", "prompt_id",
+                 "crypto", "transmit")
 
     def __init__(self, session: Session, name: str, port: int, rtp: socket.socket, rtcp: socket.socket):
         self.session = session
@@ -55,6 +56,9 @@ class Leg:
         self.timed_out = False
         #: relay this endpoint's RFC 4733 events to the other side (off for staff keys)
         self.relay_dtmf = True
+        #: look for in-band DTMF in this endpoint's audio when it has no telephone-event (off where nobody
+        #: uses its keys: the Goertzel pass and a frame copy per packet are saved)
+        self.inband_keys = True
         #: in-band DTMF: copies of received frames for the tick's Goertzel (legs without telephone-event)
         self.listen: deque[bytes] | None = None
         #: the audio tap: copies of received frames for abuse detection (media.tap), when tapped

@@ -171,9 +171,9 @@ def _worker_main(down: socket.socket, up: socket.socket, config: EngineConfig, t
                 # the controller bound the pair and sent it with the command (see allocate)
                 socks = (commands.take_socket(), commands.take_socket())
                 engine.allocate(session, leg, port, sockets=socks)
-            case Update(session, leg, remote, codec, dtmf_pt, send, recv, symmetric, relay_dtmf, srtp):
+            case Update(session, leg, remote, codec, dtmf_pt, send, recv, symmetric, relay_dtmf, srtp, inband_keys):
                 engine.update(session, leg, remote=remote, codec=codec, dtmf_pt=dtmf_pt, send=send, recv=recv,
-                              symmetric=symmetric, relay_dtmf=relay_dtmf, srtp=srtp)
+                              symmetric=symmetric, relay_dtmf=relay_dtmf, srtp=srtp, inband_keys=inband_keys)
             case Play(session, leg, key, samples, prompt, loop_, mix):
                 if samples is not None:
                     prompts[key] = samples
@@ -392,9 +392,9 @@ class WorkerEngine:
 
     def update(self, session: str, leg: str, *, remote: tuple[str, int] | None = None, codec: int | None = None,
                dtmf_pt: int | None = None, send: bool = True, recv: bool = True, symmetric: bool = True,
-               relay_dtmf: bool | None = None, srtp: SrtpKeys | None = None) -> None:
+               relay_dtmf: bool | None = None, srtp: SrtpKeys | None = None, inband_keys: bool | None = None) -> None:
         self._outboxes[self._worker(session)].put(
-            Update(session, leg, remote, codec, dtmf_pt, send, recv, symmetric, relay_dtmf, srtp))
+            Update(session, leg, remote, codec, dtmf_pt, send, recv, symmetric, relay_dtmf, srtp, inband_keys))
 
     def play(self, session: str, leg: str, samples: Any, *, prompt: str = "", loop: bool = False,
              mix: bool = False) -> None:

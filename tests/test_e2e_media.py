@@ -368,33 +368,3 @@ def test_sipp_streams_a_recording_and_the_callee_echoes_it(tmp_path: Path) -> No
     assert stats["b_packets_sent"] > 100, line  # ... went on to the callee (transcoded to PCMU)
     assert stats["b_packets_received"] > 100, line  # the echo came back on leg b
     assert stats["a_packets_sent"] > 100, line  # ... and went back to the caller
-
-
-def test_inband_dtmf_detected_when_no_telephone_event(tmp_path: Path) -> None:
-    scenario = tmp_path / "uac_no_te.xml"
-    scenario.write_text((SCENARIOS / "uac_rtp.xml").read_text()
-                        .replace(" 101\n", "\n").replace("      a=rtpmap:101 telephone-event/8000\n", "")
-                        .replace("      a=fmtp:101 0-15\n", ""))
-    a, b = RtpPeer(), RtpPeer()
-    uas_port = free_port()
-    try:
-        with sipp_background(["-sf", str(SCENARIOS / "uas_rtp.xml"), "-i", "127.0.0.1", "-p", str(uas_port),
-                              "-inf", str(_csv(tmp_path / "b.csv", b.port, 0, "PCMU"))], tmp_path):
-            proc, port = _start_with_media(tmp_path, uas_port, MEDIA)
-            try:
-                uac = subprocess.Popen([SIPP, "-sf", str(scenario), f"127.0.0.1:{port}", "-i", "127.0.0.1",
-                                        "-p", str(free_port()), "-m", "1", "-d", "3000", "-nostdin", "-inf",
-                                        str(_csv(tmp_path / "a.csv", a.port, 0, "PCMU")), "-trace_msg",
-                                        "-message_file", str(tmp_path / "uac_msg.log")], cwd=tmp_path,
-                                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-                target = ("127.0.0.1", sdp_port(tmp_path / "uac_msg.log", "SIP/2.0 200"))
-                t = np.arange(160 * 6) / 8000
-                key7 = (6000 * np.sin(2 * np.pi * 852 * t) + 6000 * np.sin(2 * np.pi * 1209 * t)).astype(np.int16)
-                a.send_audio(target, np.concatenate([speech_like(0.5), key7, np.zeros(480, np.int16),
-                                                     speech_like(0.5)]), 0)
-                assert uac.wait(30) == 0
-            finally:
-                proc.stop()
-    finally:
-        a.close(), b.close()
-    assert re.findall(r"dtmf leg=a digit=(\S) source=inband", proc.log()) == ["7"]

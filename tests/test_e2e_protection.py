@@ -388,6 +388,42 @@ def test_on_demand_recording_started_and_stopped_by_the_staff_key(tmp_path: Path
     assert not [r for r in a.received if r.pt == 101]  # ... not even as RFC 4733 packets
 
 
+# -- key tones in the audio (no telephone-event on either side) --------------------------------------
+def _without_telephone_event(scenario: str, tmp: Path) -> Path:
+    """A copy of a SIPp scenario whose SDP offers or answers audio only (no RFC 4733)."""
+    path = tmp / f"no_te_{scenario}"
+    path.write_text((SCENARIOS / scenario).read_text().replace(" 101\n", "\n")
+                    .replace("      a=rtpmap:101 telephone-event/8000\n", "").replace("      a=fmtp:101 0-15\n", ""))
+    return path
+
+
+def test_key_tones_are_heard_from_the_staff_member_and_not_looked_for_in_the_citizens_audio(
+        tmp_path: Path, peers: tuple[RtpPeer, RtpPeer]) -> None:
+    a, b = peers
+    uas_port = free_port(STAFF)
+    staff_scenario = _without_telephone_event("uas_rtp_ring.xml", tmp_path)
+    citizen_scenario = _without_telephone_event("uac_rtp_early.xml", tmp_path)
+    assert "a=rtpmap:101" not in staff_scenario.read_text() + citizen_scenario.read_text()
+    with sipp_background(["-sf", str(staff_scenario), "-i", STAFF, "-p", str(uas_port), "-d", "200",
+                          "-inf", str(_csv(tmp_path / "b.csv", b.port)), "-trace_msg",
+                          "-message_file", str(tmp_path / "uas_msg.log")], tmp_path):
+        proc, port = start(tmp_path, uas_port, {"recording": "off", "ringback": {}})
+        try:
+            uac = citizen(tmp_path, port, a, str(citizen_scenario), hold_ms=5000)
+            b_target = ("127.0.0.1", sdp_port(tmp_path / "uas_msg.log", "INVITE sip:", timeout=20))
+            a_target = ("127.0.0.1", sdp_port(tmp_path / "uac_msg.log", "SIP/2.0 200", timeout=15))
+            t = np.arange(160 * 6) / 8000
+            key7 = (6000 * np.sin(2 * np.pi * 852 * t) + 6000 * np.sin(2 * np.pi * 1209 * t)).astype(np.int16)
+            tones = np.concatenate([speech_like(0.3), key7, np.zeros(480, np.int16), speech_like(0.3)])
+            a.send_audio(a_target, tones, 0)  # the citizen's keypad: in the audio, searched by nobody
+            b.send_audio(b_target, tones, 0)  # the staff member's: a key for the B2BUA
+            finish(uac)
+        finally:
+            proc.stop()
+    log = proc.log()
+    assert re.findall(r"dtmf leg=(\w) digit=(\S) source=(\w+)", log) == [("b", "7", "inband")]
+
+
 # -- the long-call key -------------------------------------------------------------------------------
 def test_long_call_key_before_the_limit_does_nothing_after_it_announces_and_hangs_up(
         tmp_path: Path, peers: tuple[RtpPeer, RtpPeer]) -> None:

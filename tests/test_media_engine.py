@@ -14,6 +14,7 @@ import pytest
 from rtp_peer import RtpPeer, best_correlation, extended_seqs, read_recording, speech_like
 
 from media import g711
+from media.api import DtmfEvent
 from media.engine import EngineConfig, MediaEngine, PlayDone
 
 
@@ -579,3 +580,29 @@ def test_worker_mode_fills_one_worker_before_the_next_and_passes_over_a_dead_one
     assert after_delete == [0, 0, 1]  # s0, s1 gone: worker 0 holds s4 alone, takes s5, then ties (2, 2) and wins, 3 > 2
     assert on_survivor == 1
     assert len(received) == 15
+
+
+def test_key_tones_are_looked_for_only_in_the_audio_of_a_leg_whose_keys_are_wanted() -> None:
+    """No telephone-event on either side: a ``7`` (852 + 1209 Hz) in each leg's audio. The leg call control
+    wants keys from (``inband_keys``, the default) reports it; the other's is not even searched."""
+
+    async def run() -> tuple[list, bool]:
+        events: list = []
+        async with _engine(37300, events) as (engine, a, b):
+            a_side = engine.allocate("s1", "a")
+            b_side = engine.allocate("s1", "b")
+            engine.update("s1", "a", remote=("127.0.0.1", a.port), codec=0, inband_keys=False)
+            engine.update("s1", "b", remote=("127.0.0.1", b.port), codec=0)
+            listening = sorted(lg.name for lg in engine._listening.values())
+            t = np.arange(160 * 6) / 8000
+            key7 = (6000 * np.sin(2 * np.pi * 852 * t) + 6000 * np.sin(2 * np.pi * 1209 * t)).astype(np.int16)
+            audio = np.concatenate([speech_like(0.3), key7, np.zeros(800, np.int16)])
+            await asyncio.gather(_send(a, a_side, audio), _send(b, b_side, audio))
+            await asyncio.sleep(0.2)
+            engine.update("s1", "a", inband_keys=True)  # wanted after all (a re-INVITE, a feature)
+            relistening = sorted(lg.name for lg in engine._listening.values())
+            return events, (listening, relistening)
+
+    events, (listening, relistening) = asyncio.run(run())
+    assert [(e.leg, e.digit, e.source) for e in events if isinstance(e, DtmfEvent)] == [("b", "7", "inband")]
+    assert listening == ["b"] and relistening == ["a", "b"]

@@ -301,6 +301,20 @@ def test_staff_keys_are_never_relayed_to_the_caller() -> None:
     caller = [kw for kind, leg, kw in updates if leg == "a"]
     assert staff and all(kw["relay_dtmf"] is False for kw in staff)
     assert caller and all(kw["relay_dtmf"] is True for kw in caller)
+    # and only the staff member's audio is searched for key tones (a phone without telephone-event)
+    assert all(kw["inband_keys"] is True for kw in staff)
+    assert all(kw["inband_keys"] is False for kw in caller)
+
+
+def test_nobody_s_key_tones_are_looked_for_on_a_call_without_staff_protection() -> None:
+    w = World(department())
+    w.h.b2bua.router = lambda req, peer: Route(["sip:2200@127.0.0.1:5080"], name="plain")  # no department
+    w.invite()
+    b_inv = next(s for s in w.h.take(B) if s.method == "INVITE")
+    w.answer(b_inv)
+    updates = w.engine.take("update")
+    assert {leg for _, leg, _ in updates} == {"a", "b"}
+    assert all(kw["inband_keys"] is False and kw["relay_dtmf"] is True for _, _, kw in updates)
 
 
 def test_long_call_key_before_the_limit_only_beeps_to_staff() -> None:

@@ -94,7 +94,9 @@ class MediaSession:
         self._last_origin: dict[str, tuple[str, str]] = {}
         #: the answer we gave the offerer ourselves (early media of our own, see answer_locally)
         self._local: bytes | None = None
-        #: legs whose RFC 4733 key presses are kept from the other side (staff keys)
+        #: legs whose key presses are for us (staff keys): kept from the other side (RFC 4733), and looked for
+        #: in their audio when they have no telephone-event; other legs' in-band tones are not looked for
+        #: (nobody uses them, and the search costs every frame of the call)
         self.quiet_keys: set[str] = set()
         #: SDES-SRTP mode per leg (Route.srtp_a/_b): off, accept, require, needs_tls
         self.srtp = srtp or {}
@@ -140,7 +142,8 @@ class MediaSession:
         self._set_keys(from_leg, crypto)
         self.engine.update(self.id, from_leg, remote=_remote(sdp, audio), send=send, recv=recv,
                            symmetric=self.symmetric.get(from_leg, True), codec=self.codec.get(from_leg),
-                           relay_dtmf=from_leg not in self.quiet_keys, srtp=self.keys.get(from_leg))
+                           relay_dtmf=from_leg not in self.quiet_keys,
+                           inband_keys=from_leg in self.quiet_keys, srtp=self.keys.get(from_leg))
         self._pending = _Offer(from_leg, sdp, index, codecs, dtmf.pt if dtmf else None, audio.direction, crypto)
         self._answers.clear()
         self._last_origin[from_leg] = _origin(sdp)
@@ -205,7 +208,8 @@ class MediaSession:
         self.codec[offerer] = SUPPORTED[offerer_codec.key]
         self.engine.update(self.id, offerer, codec=SUPPORTED[offerer_codec.key], dtmf_pt=pending.dtmf_pt,
                            send=o_send, recv=o_recv, symmetric=self.symmetric.get(offerer, True),
-                           relay_dtmf=offerer not in self.quiet_keys, srtp=self.keys.get(offerer))
+                           relay_dtmf=offerer not in self.quiet_keys,
+                           inband_keys=offerer in self.quiet_keys, srtp=self.keys.get(offerer))
         codecs = [offerer_codec]
         answer = self._build(offerer, host, port, codecs, pending.dtmf_pt, direction,
                              template=pending, ptime=pending.sdp.media[pending.audio_index].ptime or 20,
@@ -226,6 +230,7 @@ class MediaSession:
         self.engine.update(self.id, leg, remote=_remote(sdp, audio), codec=SUPPORTED[chosen.key],
                            dtmf_pt=dtmf.pt if dtmf else None, send=send, recv=recv,
                            symmetric=self.symmetric.get(leg, True), relay_dtmf=leg not in self.quiet_keys,
+                           inband_keys=leg in self.quiet_keys,
                            srtp=self.keys.get(leg))
 
     # -- SDES-SRTP (RFC 4568) ------------------------------------------------------------
@@ -297,7 +302,8 @@ class MediaSession:
         self.codec[offerer] = SUPPORTED[codec.key]
         self.engine.update(self.id, offerer, codec=SUPPORTED[codec.key], dtmf_pt=pending.dtmf_pt, send=send,
                            recv=recv, symmetric=self.symmetric.get(offerer, True),
-                           relay_dtmf=offerer not in self.quiet_keys, srtp=self.keys.get(offerer))
+                           relay_dtmf=offerer not in self.quiet_keys,
+                           inband_keys=offerer in self.quiet_keys, srtp=self.keys.get(offerer))
         out = self._build(offerer, host, port, [codec], pending.dtmf_pt, direction, template=pending,
                           ptime=pending.sdp.media[pending.audio_index].ptime or 20,
                           crypto=self._answer_crypto(pending)).serialize()
