@@ -16,7 +16,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from media.worker import FILL
+from media.api import WORKER_FILL
 
 from .routing.extensions import parse_extension_range
 from .routing.forwarding import NEVER_FORWARDED
@@ -142,7 +142,7 @@ class MediaConfig(Strict):
     workers: int | None = Field(None, ge=0, le=64)
     #: with workers: the calls one worker takes before the next gets new ones (then the least busy); 0
     #: spreads every call (scripts/bench/media.py: 100 calls cost two workers 21-26 % of a core, one 15-17 %)
-    worker_fill_calls: int = Field(FILL, ge=0)
+    worker_fill_calls: int = Field(WORKER_FILL, ge=0)
 
     def worker_count(self) -> int:
         """The media worker processes to start: ``workers``, or as many as there are cores (0 on one core)."""

@@ -26,6 +26,13 @@ if TYPE_CHECKING:
     from asyncio import AbstractEventLoop
 
 
+#: sessions a media worker process takes before the next worker gets new ones (the default of
+#: media.worker_fill_calls): a few calls spread over every worker cost each of them a wake-up per packet
+#: group where one worker would serve them in one (scripts/bench/media.py at 100 calls on two cores: 21-26 %
+#: of a core over two workers, 15-17 % in one); beyond it the load spreads, which keeps the delay low
+WORKER_FILL = 100
+
+
 class PortsExhausted(Exception):
     """No free RTP port pair: call control answers 503."""
 

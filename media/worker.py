@@ -44,6 +44,7 @@ from typing import Any, TypeAlias
 import numpy as np
 
 from .api import (
+    WORKER_FILL,
     Allocate,
     Command,
     Delete,
@@ -66,11 +67,6 @@ from .tap import TapChannel
 log = logging.getLogger("media.worker")
 
 REPORT_EVERY = 1.0
-#: sessions a worker takes before the next worker gets new ones (media.worker_fill_calls): a few calls
-#: spread over every worker cost each of them a wake-up per packet group where one worker would serve
-#: them in one (scripts/bench/media.py at 100 calls on two cores: 21-26 % of a core over two workers,
-#: 15-17 % in one); beyond it the load spreads, which keeps the delay low (docs/benchmarks.md)
-FILL = 100
 #: prompts each worker keeps (by content), so a prompt crosses the pipe once, not per call
 PROMPT_CACHE = 64
 #: seconds :meth:`WorkerEngine.ready` waits by default for the workers to start
@@ -229,7 +225,7 @@ class WorkerEngine:
     """N media worker processes behind the engine's command interface (:class:`~media.api.EngineControl`)."""
 
     def __init__(self, config: EngineConfig, workers: int, on_event: Callable[[MediaEvent], None] | None = None,
-                 tap: TapChannel | None = None, fill: int = FILL):
+                 tap: TapChannel | None = None, fill: int = WORKER_FILL):
         self.config = config
         #: sessions a worker takes before the next one is used (0: always the least busy; see place)
         self.fill = fill

@@ -586,7 +586,7 @@ def test_key_tones_are_looked_for_only_in_the_audio_of_a_leg_whose_keys_are_want
     """No telephone-event on either side: a ``7`` (852 + 1209 Hz) in each leg's audio. The leg call control
     wants keys from (``inband_keys``, the default) reports it; the other's is not even searched."""
 
-    async def run() -> tuple[list, bool]:
+    async def run() -> tuple[list, tuple[list[str], list[str]]]:
         events: list = []
         async with _engine(37300, events) as (engine, a, b):
             a_side = engine.allocate("s1", "a")

@@ -140,10 +140,7 @@ class MediaSession:
         host, port = self._port(to_leg)
         send, recv = _flags(audio.direction)
         self._set_keys(from_leg, crypto)
-        self.engine.update(self.id, from_leg, remote=_remote(sdp, audio), send=send, recv=recv,
-                           symmetric=self.symmetric.get(from_leg, True), codec=self.codec.get(from_leg),
-                           relay_dtmf=from_leg not in self.quiet_keys,
-                           inband_keys=from_leg in self.quiet_keys, srtp=self.keys.get(from_leg))
+        self._update(from_leg, remote=_remote(sdp, audio), send=send, recv=recv, codec=self.codec.get(from_leg))
         self._pending = _Offer(from_leg, sdp, index, codecs, dtmf.pt if dtmf else None, audio.direction, crypto)
         self._answers.clear()
         self._last_origin[from_leg] = _origin(sdp)
@@ -206,10 +203,7 @@ class MediaSession:
         direction = answer_direction(pending.direction, audio.direction)
         o_send, o_recv = _flags(_reverse(direction))
         self.codec[offerer] = SUPPORTED[offerer_codec.key]
-        self.engine.update(self.id, offerer, codec=SUPPORTED[offerer_codec.key], dtmf_pt=pending.dtmf_pt,
-                           send=o_send, recv=o_recv, symmetric=self.symmetric.get(offerer, True),
-                           relay_dtmf=offerer not in self.quiet_keys,
-                           inband_keys=offerer in self.quiet_keys, srtp=self.keys.get(offerer))
+        self._update(offerer, codec=SUPPORTED[offerer_codec.key], dtmf_pt=pending.dtmf_pt, send=o_send, recv=o_recv)
         codecs = [offerer_codec]
         answer = self._build(offerer, host, port, codecs, pending.dtmf_pt, direction,
                              template=pending, ptime=pending.sdp.media[pending.audio_index].ptime or 20,
@@ -227,11 +221,16 @@ class MediaSession:
         send, recv = _flags(audio.direction)
         self.codec[leg] = SUPPORTED[chosen.key]
         self._set_keys(leg, crypto)
-        self.engine.update(self.id, leg, remote=_remote(sdp, audio), codec=SUPPORTED[chosen.key],
-                           dtmf_pt=dtmf.pt if dtmf else None, send=send, recv=recv,
-                           symmetric=self.symmetric.get(leg, True), relay_dtmf=leg not in self.quiet_keys,
-                           inband_keys=leg in self.quiet_keys,
-                           srtp=self.keys.get(leg))
+        self._update(leg, remote=_remote(sdp, audio), codec=SUPPORTED[chosen.key], dtmf_pt=dtmf.pt if dtmf else None,
+                     send=send, recv=recv)
+
+    def _update(self, leg: str, **negotiated: Any) -> None:
+        """Tell the engine what ``leg``'s SDP negotiated, with what this session holds for the leg whatever
+        the SDP says: whether to latch, its SRTP keys, and whether its keys are for us (staff keys: not
+        relayed, and looked for in its audio)."""
+        ours = leg in self.quiet_keys
+        self.engine.update(self.id, leg, symmetric=self.symmetric.get(leg, True), srtp=self.keys.get(leg),
+                           relay_dtmf=not ours, inband_keys=ours, **negotiated)
 
     # -- SDES-SRTP (RFC 4568) ------------------------------------------------------------
     def _offered_crypto(self, leg: str, audio: Media) -> sdes.Crypto | None:
@@ -300,10 +299,7 @@ class MediaSession:
         direction = answer_direction(pending.direction, "sendrecv")
         send, recv = _flags(_reverse(direction))
         self.codec[offerer] = SUPPORTED[codec.key]
-        self.engine.update(self.id, offerer, codec=SUPPORTED[codec.key], dtmf_pt=pending.dtmf_pt, send=send,
-                           recv=recv, symmetric=self.symmetric.get(offerer, True),
-                           relay_dtmf=offerer not in self.quiet_keys,
-                           inband_keys=offerer in self.quiet_keys, srtp=self.keys.get(offerer))
+        self._update(offerer, codec=SUPPORTED[codec.key], dtmf_pt=pending.dtmf_pt, send=send, recv=recv)
         out = self._build(offerer, host, port, [codec], pending.dtmf_pt, direction, template=pending,
                           ptime=pending.sdp.media[pending.audio_index].ptime or 20,
                           crypto=self._answer_crypto(pending)).serialize()

@@ -538,12 +538,10 @@ def validate_request(req: Request) -> None:
         mf = mf.strip()
         if not _DIGITS.match(mf) or int(mf) > 255:
             raise ParseError("bad Max-Forwards")
-    _parsed(req.contact)  # (the first, kept for the dialog: §12.1.1)
-    for key in ("contact", "route", "record-route"):
-        for i, value in enumerate(req.get_all(key)):
-            if key == "contact" and (value == "*" or i == 0):
-                continue
-            Address.parse(value)
+    _parsed(req.contact)  # the first Contact, parsed once and kept for the dialog (§12.1.1)
+    others = [v for v in req.get_all("contact")[1:] if v != "*"]
+    for value in others + req.get_all("route") + req.get_all("record-route"):
+        Address.parse(value)
 
 
 def validate_response(resp: Response) -> None:
