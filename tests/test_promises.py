@@ -9,6 +9,7 @@ import asyncio
 import io
 import json
 import logging
+import random
 import time
 from collections import Counter
 from pathlib import Path
@@ -183,10 +184,12 @@ def test_the_stacks_timers_share_the_loops_wake_ups_on_a_10_ms_grid() -> None:
     one slot share a wake-up, and a deadline added inside the slot already armed does not re-arm."""
     from b2bua.transport.server import TIMER_GRID, on_grid
 
-    for when in (0.0, 0.001, 0.07, 0.3, 12345.678901, 1e6 + 0.00999):
+    picks = random.Random(7)
+    spread = [picks.uniform(0, 1e7) for _ in range(20000)] + [k * TIMER_GRID for k in range(3701500, 3702500)]
+    for when in (0.0, 0.001, 0.07, 0.3, 12345.678901, 1e6 + 0.00999, 37016.09, *spread):
         slot = on_grid(when)
         assert when <= slot < when + TIMER_GRID + 1e-9
-        assert on_grid(slot) == slot  # a grid point stays put
+        assert on_grid(slot) == slot, when  # a grid point stays put (a loop clock's value once failed this)
     ran: list[float] = []
 
     async def run() -> tuple[float | None, bool, float | None]:

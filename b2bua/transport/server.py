@@ -118,9 +118,16 @@ TIMER_GRID = 0.01
 
 
 def on_grid(when: float) -> float:
-    """``when`` rounded up to the next point of :data:`TIMER_GRID` (never earlier than ``when``)."""
-    slot = math.ceil(when / TIMER_GRID) * TIMER_GRID
-    return slot if slot >= when else slot + TIMER_GRID
+    """``when`` rounded up to the next point of :data:`TIMER_GRID` (never earlier than ``when``).
+
+    A grid point is ``k * TIMER_GRID`` for an integer ``k``, computed the same way every time, so a grid point
+    maps to itself: ``when / TIMER_GRID`` of a point may come out a hair above ``k`` (0.01 has no exact binary
+    form), so the point below the ceiling is tried first."""
+    k = math.ceil(when / TIMER_GRID)
+    for slot in ((k - 1) * TIMER_GRID, k * TIMER_GRID):
+        if slot >= when:
+            return slot
+    return (k + 1) * TIMER_GRID
 
 
 class SipServer:
