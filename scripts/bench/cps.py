@@ -60,15 +60,19 @@ setup p50/p99 ms
     sippy at low load); differences under ~5 ms are not measurable with this,
     queueing under load (tens to thousands of ms) is.
 cpu ms/call, cpu %
-    utime+stime (+cutime+cstime, i.e. reaped children) of the SUT process and
-    all its live descendants, summed from ``/proc/<pid>/stat`` (all threads
-    are included in a process's counters).  Read right before the UAC starts
+    Time on a CPU of every thread of the SUT process and of all its live
+    descendants, from ``/proc/<pid>/task/<tid>/schedstat`` (nanoseconds), plus
+    cutime+cstime (reaped children) from ``/proc/<pid>/stat``.  A process's
+    utime+stime would do, but each process's count is cut to whole clock
+    ticks (10 ms): with Kamailio's ~15 processes that is up to 0.15 s of a
+    ~2 s run, and a short run could read 0.  (A thread that exits between
+    the two readings would take its time with it; neither SUT has such
+    threads.)  Read right before the UAC starts
     (after the SUT has started and settled) and right after the UAS has
     finished (so all of the SUT's work for these calls is in it; this includes
     a few seconds of SUT idle time, which is negligible for a well-behaved
     event loop).  Divided by ``uac ok``.  ``cpu %`` is the SUT's CPU time
-    while the UAC ran over the UAC's wall time (100 % = one core fully busy).  Resolution is one
-    clock tick (usually 10 ms) over the whole run.
+    while the UAC ran over the UAC's wall time (100 % = one core fully busy).
 uac cpu %, other cpu % (JSON; "other" also in the table)
     CPU used while the UAC ran by the SIPp UAC (``RUSAGE_CHILDREN`` once it
     is reaped) and by every other process on the machine that is not this
@@ -316,15 +320,30 @@ def stop_all(procs: list[subprocess.Popen]) -> None:
             p.kill()
 
 
+def _threads_cpu_ns(pid: int) -> int | None:
+    """Nanoseconds on a CPU of ``pid``'s live threads (the first field of each thread's schedstat)."""
+    total = 0
+    try:
+        for tid in os.listdir(f"/proc/{pid}/task"):
+            total += int(Path(f"/proc/{pid}/task/{tid}/schedstat").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+    return total
+
+
 def tree_cpu_seconds(root: int) -> float:
-    """utime+stime+cutime+cstime of ``root`` and its live descendants, in seconds."""
-    ticks = 0
+    """CPU seconds of ``root`` and its live descendants: their threads' time from schedstat (nanoseconds; see
+    the module's notes on "cpu ms/call") and their reaped children's cutime+cstime."""
+    seconds = 0.0
     for pid in process_tree(root):
         fields = _read_stat(pid)
-        if fields is not None:
-            # fields[11..14] are stat fields 14..17: utime stime cutime cstime
-            ticks += sum(int(x) for x in fields[11:15])
-    return ticks / CLK_TCK
+        if fields is None:
+            continue
+        # fields[11..14] are stat fields 14..17: utime stime cutime cstime
+        threads_ns = _threads_cpu_ns(pid)
+        own = sum(int(x) for x in fields[11:13]) / CLK_TCK if threads_ns is None else threads_ns / 1e9
+        seconds += own + sum(int(x) for x in fields[13:15]) / CLK_TCK
+    return seconds
 
 
 def all_process_ticks() -> dict[int, tuple[int, int]]:
