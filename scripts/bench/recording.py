@@ -111,7 +111,7 @@ def main() -> None:
                   f"{cost / 100 / calls * 1e6:10.1f} {on['kib_min']:13.0f}", flush=True)
     print("cost: CPU with recording on minus off, % of one core; writer: the writer thread's share of 'on';\n"
           "us/call/s: CPU microseconds per recorded call per second of call (relaying a call costs about\n"
-          "2,100 us/s in one process at 250 calls, 53 % of a core: see media.py)")
+          "1,000-1,200 us/s in one process at 250-500 calls: see media.py)")
 
 
 if __name__ == "__main__":
