@@ -331,19 +331,22 @@ def _threads_cpu_ns(pid: int) -> int | None:
     return total
 
 
+def process_cpu_seconds(pid: int) -> float:
+    """CPU seconds of one process: its threads' time from schedstat (nanoseconds; see the module's notes on
+    "cpu ms/call") and its reaped children's cutime+cstime; 0 once it is gone. The benchmarks' one way of
+    reading a process's CPU (media.py, detect.py and console.py use it too)."""
+    fields = _read_stat(pid)
+    if fields is None:
+        return 0.0
+    # fields[11..14] are stat fields 14..17: utime stime cutime cstime
+    threads_ns = _threads_cpu_ns(pid)
+    own = sum(int(x) for x in fields[11:13]) / CLK_TCK if threads_ns is None else threads_ns / 1e9
+    return own + sum(int(x) for x in fields[13:15]) / CLK_TCK
+
+
 def tree_cpu_seconds(root: int) -> float:
-    """CPU seconds of ``root`` and its live descendants: their threads' time from schedstat (nanoseconds; see
-    the module's notes on "cpu ms/call") and their reaped children's cutime+cstime."""
-    seconds = 0.0
-    for pid in process_tree(root):
-        fields = _read_stat(pid)
-        if fields is None:
-            continue
-        # fields[11..14] are stat fields 14..17: utime stime cutime cstime
-        threads_ns = _threads_cpu_ns(pid)
-        own = sum(int(x) for x in fields[11:13]) / CLK_TCK if threads_ns is None else threads_ns / 1e9
-        seconds += own + sum(int(x) for x in fields[13:15]) / CLK_TCK
-    return seconds
+    """CPU seconds of ``root`` and its live descendants (:func:`process_cpu_seconds` of each)."""
+    return sum(process_cpu_seconds(pid) for pid in process_tree(root))
 
 
 def all_process_ticks() -> dict[int, tuple[int, int]]:

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import sys
 import tempfile
 import time
@@ -41,6 +40,9 @@ from b2bua.detection.workers import DetectionPool, DetectionSettings  # noqa: E4
 from media import g711  # noqa: E402
 from media.speech.audio import decode_file  # noqa: E402
 from media.tap import TapBatch  # noqa: E402
+
+sys.path.insert(1, str(Path(__file__).resolve().parent))  # after the repository, whose media package comes first
+from cps import process_cpu_seconds  # noqa: E402  (the benchmarks' one CPU reading)
 
 CLIP = ROOT / "tests" / "data" / "korean-speech" / "zeroth_104_003_0294.wav"  # ... 커피가 ...
 WORD = "커피"
@@ -60,15 +62,7 @@ def lexicon_with_word(folder: Path) -> Path:
 
 
 def cpu_seconds(pids: list[int]) -> float:
-    ticks = os.sysconf("SC_CLK_TCK")
-    total = 0.0
-    for pid in pids:
-        try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-            total += (int(fields[11]) + int(fields[12])) / ticks
-        except (OSError, IndexError, ValueError):
-            pass
-    return total
+    return sum(process_cpu_seconds(pid) for pid in pids)
 
 
 def rss_mb(pid: int) -> float:

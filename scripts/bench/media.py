@@ -10,9 +10,10 @@ SIPp places the N calls (``uac_rtp.xml``: each call's SDP names one of our socke
 echoes the RTP it receives, so every packet crosses the B2BUA twice: caller->callee and back. The
 generator stamps each payload with its send time and reports, per run:
 
-* calls, packets/s through the B2BUA (both directions), B2BUA CPU % (utime+stime over the window, the
-  media worker processes included; 100 % = one core) and its CPU time per relayed packet (one packet
-  in and one out: B2BUA CPU seconds / (packets sent + packets echoed back)),
+* calls, packets/s through the B2BUA (both directions), B2BUA CPU % (its threads' time on a CPU over the
+  window, as cps.py reads it, the media worker processes included; 100 % = one core) and its CPU time
+  per relayed packet (one packet in and one out: B2BUA CPU seconds / (packets sent + packets echoed
+  back)),
 * the CPU % of the load itself on the same cores: this generator and SIPp's echo,
 * loss (sent vs echoed back) and where the kernel dropped packets (full receive buffers of the B2BUA's,
   SIPp's or the generator's sockets; SIPp's echo socket is given a 4 MiB buffer like the generator's
@@ -63,32 +64,15 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[2]
 SIPP = shutil.which("sipp") or "/usr/bin/sipp"
 SCENARIOS = REPO / "scripts" / "sipp"
-CLK = os.sysconf("SC_CLK_TCK")
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from cps import process_cpu_seconds, tree_cpu_seconds  # noqa: E402  (the benchmarks' one CPU reading)
 
 
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLK
-
-
-def tree_cpu(pid: int) -> float:
-    """CPU seconds of a process and its children (the media workers)."""
-    total = cpu_seconds(pid)
-    for child in Path("/proc").iterdir():
-        if child.name.isdigit():
-            try:
-                fields = (child / "stat").read_text().rsplit(")", 1)[1].split()
-                if int(fields[1]) == pid:
-                    total += cpu_seconds(int(child.name))
-            except (OSError, ValueError, IndexError):
-                continue
-    return total
 
 
 def udp_drops(ports) -> int:
@@ -374,7 +358,7 @@ def run(calls: int, seconds: float, flood_pps: int, workdir: Path, workers: int 
                         trace.append(stamp)
 
         disk0 = _recorded_bytes(cfgdir / "recordings") if record else 0
-        cpu0, echo0, gen0 = tree_cpu(b2b.pid), cpu_seconds(uas.pid), _self_cpu()
+        cpu0, echo0, gen0 = tree_cpu_seconds(b2b.pid), process_cpu_seconds(uas.pid), _self_cpu()
         t0 = next_tick = time.monotonic()
         end = next_tick + seconds
         slot = 0
@@ -399,7 +383,7 @@ def run(calls: int, seconds: float, flood_pps: int, workdir: Path, workers: int 
                 if seq == int(seconds * 25) and slot == 0:
                     rss_mid = rss_kib(b2b.pid)
             collect(max(0.0, next_tick - time.monotonic()))
-        cpu1, echo1, gen1, t1 = tree_cpu(b2b.pid), cpu_seconds(uas.pid), _self_cpu(), time.monotonic()
+        cpu1, echo1, gen1, t1 = tree_cpu_seconds(b2b.pid), process_cpu_seconds(uas.pid), _self_cpu(), time.monotonic()
         detection1 = detection_counts(metrics_port) if detect else (0, 0)
         # collect stragglers for 200 ms
         stop = time.monotonic() + 0.2
